@@ -1,0 +1,473 @@
+"""Turning sources (YAML files, directories of them, Helm charts) into Kubernetes objects.
+
+Everything here happens before anything is created in the cluster, so every mistake in a
+source is reported while there is still nothing to clean up. Errors name the file, the line
+and, for placeholders, the placeholder.
+
+Placeholders in YAML sources:
+- ``${name}`` is replaced by ``values["name"]`` (``${a.b}`` reaches into nested values), or by
+  a built-in: ``${namespace}``, ``${session_id}``, ``${environment}``;
+- ``${secret:NAME}`` is a random value generated once per test session: the same everywhere
+  in the session, different in the next one;
+- ``$${`` stands for a literal ``${``.
+Helm charts use their own templating: their ``values`` are passed to ``helm template``, and
+placeholders inside those values (``{"password": "${secret:db}"}``) are filled first.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import re
+import secrets
+import shutil
+import string
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubefixtures.errors import RenderError
+
+__all__ = [
+    "BUILTIN_PLACEHOLDERS",
+    "RenderContext",
+    "RenderedObject",
+    "Secrets",
+    "apply_image_overrides",
+    "find_helm",
+    "parse_manifests",
+    "render_sources",
+    "substitute",
+]
+
+BUILTIN_PLACEHOLDERS = ("environment", "namespace", "session_id")
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*"
+_VALUE_PLACEHOLDER = re.compile(_NAME)
+_SECRET_PLACEHOLDER = re.compile(r"secret:([A-Za-z0-9][A-Za-z0-9_.-]*)")
+# `$${` is an escape; otherwise `${` starts a placeholder that must close on the same line.
+_TOKEN = re.compile(r"\$\$\{|\$\{(?P<body>[^}\n]*)(?P<close>\}?)")
+_YAML_SUFFIXES = (".yaml", ".yml", ".json")
+_HELM_TIMEOUT_SECONDS = 120
+_SECRET_LENGTH = 24
+
+
+class Secrets:
+    """Per-session generated secrets: ``get(name)`` returns the same value all session long."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str:
+        with self._lock:
+            if name not in self._values:
+                alphabet = string.ascii_letters + string.digits
+                # A letter first: YAML never reads the value as a number, bool or null.
+                self._values[name] = secrets.choice(string.ascii_letters) + "".join(
+                    secrets.choice(alphabet) for _ in range(_SECRET_LENGTH - 1)
+                )
+            return self._values[name]
+
+    def __repr__(self) -> str:
+        return f"Secrets(names={sorted(self._values)})"
+
+
+@dataclass
+class RenderContext:
+    """What placeholders can refer to, plus the overrides applied to every rendered object."""
+
+    namespace: str
+    session_id: str
+    environment: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Secrets = field(default_factory=Secrets)
+    image_overrides: Mapping[str, str] = field(default_factory=dict)
+    used_secrets: set[str] = field(default_factory=set)
+
+    def builtins(self) -> dict[str, str]:
+        return {
+            "environment": self.environment,
+            "namespace": self.namespace,
+            "session_id": self.session_id,
+        }
+
+    def secret(self, name: str) -> str:
+        self.used_secrets.add(name)
+        return self.secrets.get(name)
+
+
+@dataclass(frozen=True)
+class RenderedObject:
+    """One Kubernetes object and where it came from (``file:line``)."""
+
+    manifest: dict[str, Any]
+    location: str
+
+    @property
+    def kind(self) -> str:
+        return str(self.manifest["kind"])
+
+    @property
+    def api_version(self) -> str:
+        return str(self.manifest["apiVersion"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["metadata"]["name"])
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+
+# --- placeholders -------------------------------------------------------------------------
+
+
+def substitute(text: str, file: str, lookup: Callable[[str], str | None]) -> str:
+    """Fill the placeholders of ``text``; ``lookup`` returns None for an unknown one.
+
+    ``file`` is only used in error messages, which read ``file:line: ...``.
+    """
+    line_starts = [0] + [match.end() for match in re.finditer(r"\n", text)]
+
+    def line_of(offset: int) -> int:
+        return bisect.bisect_right(line_starts, offset)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        where = f"{file}:{line_of(match.start())}"
+        body = match.group("body")
+        if not match.group("close"):
+            raise RenderError(where, f"unterminated placeholder {match.group(0)!r}")
+        placeholder = "${" + body + "}"
+        if not (_VALUE_PLACEHOLDER.fullmatch(body) or _SECRET_PLACEHOLDER.fullmatch(body)):
+            raise RenderError(
+                where,
+                f"invalid placeholder {placeholder} "
+                "(use ${name}, ${a.b} or ${secret:NAME}; write $${ for a literal ${)",
+            )
+        value = lookup(body)
+        if value is None:
+            raise RenderError(where, f"unknown placeholder {placeholder}")
+        return value
+
+    return _TOKEN.sub(replace, text)
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return str(value)
+    # Lists and mappings become JSON, which is YAML flow syntax.
+    return json.dumps(value)
+
+
+def _lookup_in(
+    context: RenderContext, known_values: Mapping[str, Any]
+) -> Callable[[str], str | None]:
+    builtins = context.builtins()
+
+    def lookup(body: str) -> str | None:
+        secret = _SECRET_PLACEHOLDER.fullmatch(body)
+        if secret:
+            return context.secret(secret.group(1))
+        if body in builtins:
+            return builtins[body]
+        current: Any = known_values
+        for part in body.split("."):
+            if not isinstance(current, Mapping) or part not in current:
+                return None
+            current = current[part]
+        return _scalar_text(current)
+
+    return lookup
+
+
+def _resolve_values(context: RenderContext) -> Any:
+    """The values with placeholders inside their strings filled (built-ins and secrets only)."""
+    lookup = _lookup_in(context, {})
+
+    def resolve(value: Any, path: str) -> Any:
+        if isinstance(value, str):
+            return substitute(value, f"values[{path}]", lookup)
+        if isinstance(value, Mapping):
+            return {
+                key: resolve(item, f"{path}.{key}" if path else str(key))
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [resolve(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return value
+
+    return resolve(dict(context.values), "")
+
+
+# --- YAML ---------------------------------------------------------------------------------
+
+
+def parse_manifests(
+    text: str,
+    file: str,
+    location_of: Callable[[int], str] | None = None,
+) -> list[RenderedObject]:
+    """Every object in a multi-document YAML ``text`` (``kind: List`` items flattened).
+
+    ``location_of(line)`` turns a 1-based line into the location shown in errors (Helm output
+    maps it back to the template it came from); by default ``file:line``.
+    """
+
+    def where(line: int) -> str:
+        return location_of(line) if location_of else f"{file}:{line}"
+
+    loader = yaml.SafeLoader(text)
+    objects: list[RenderedObject] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            line = node.start_mark.line + 1
+            document = loader.construct_document(node)
+            objects.extend(_objects_of(document, where(line)))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = error.problem or error.context or "cannot be parsed"
+        raise RenderError(where(line), f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as error:
+        raise RenderError(file, f"invalid YAML: {error}") from None
+    finally:
+        loader.dispose()
+    return objects
+
+
+def _objects_of(document: Any, where: str) -> Iterator[RenderedObject]:
+    if document is None:
+        return
+    if not isinstance(document, dict):
+        raise RenderError(where, f"a document must be a mapping, not {type(document).__name__}")
+    for key in ("apiVersion", "kind"):
+        if not isinstance(document.get(key), str) or not document[key]:
+            raise RenderError(where, f"object without {key}")
+    if document["kind"].endswith("List") and isinstance(document.get("items"), list):
+        for item in document.get("items") or []:
+            yield from _objects_of(item, where)
+        return
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+        raise RenderError(where, f"{document['kind']} without metadata.name")
+    if document["kind"] == "Namespace":
+        raise RenderError(
+            where,
+            "Namespace objects are not allowed: kubefixtures creates the environment's "
+            "namespace; refer to it as ${namespace}",
+        )
+    yield RenderedObject(manifest=document, location=where)
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+def render_sources(sources: Sequence[Path], context: RenderContext) -> list[RenderedObject]:
+    """Render every source in order; raise RenderError on the first problem."""
+    values = _resolve_values(context)
+    lookup = _lookup_in(context, values)
+    objects: list[RenderedObject] = []
+    for source in sources:
+        if _is_chart(source):
+            objects.extend(_render_chart(source, context, values))
+        elif source.is_dir():
+            files = sorted(
+                path
+                for path in source.rglob("*")
+                if path.suffix in _YAML_SUFFIXES
+                and path.is_file()
+                and not any(part.startswith(".") for part in path.relative_to(source).parts)
+            )
+            if not files:
+                raise RenderError(str(source), "no .yaml, .yml or .json files in this directory")
+            for path in files:
+                objects.extend(_render_file(path, lookup))
+        elif source.is_file():
+            objects.extend(_render_file(source, lookup))
+        else:
+            raise RenderError(str(source), "no such file or directory")
+    _check_duplicates(objects)
+    for rendered in objects:
+        _check_namespace(rendered, context.namespace)
+        apply_image_overrides(rendered.manifest, context.image_overrides)
+    return objects
+
+
+def _is_chart(source: Path) -> bool:
+    return (source.is_dir() and (source / "Chart.yaml").is_file()) or (
+        source.is_file() and source.name.endswith(".tgz")
+    )
+
+
+def _render_file(path: Path, lookup: Callable[[str], str | None]) -> list[RenderedObject]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RenderError(str(path), f"cannot be read: {error}") from None
+    return parse_manifests(substitute(text, str(path), lookup), str(path))
+
+
+def _check_duplicates(objects: Sequence[RenderedObject]) -> None:
+    seen: dict[tuple[str, str, str], str] = {}
+    for rendered in objects:
+        group = rendered.api_version.rpartition("/")[0]
+        key = (group, rendered.kind, rendered.name)
+        if key in seen:
+            raise RenderError(rendered.location, f"{rendered} is also defined at {seen[key]}")
+        seen[key] = rendered.location
+
+
+def _check_namespace(rendered: RenderedObject, namespace: str) -> None:
+    declared = rendered.manifest["metadata"].get("namespace")
+    if declared not in (None, "", namespace):
+        raise RenderError(
+            rendered.location,
+            f"{rendered} sets metadata.namespace {declared!r}; leave it out or use ${{namespace}}",
+        )
+
+
+# --- Helm ---------------------------------------------------------------------------------
+
+
+def find_helm() -> str:
+    """The helm executable: on PATH, else next to the Python executable (a venv's bin/)."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "helm"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    raise RenderError(
+        "helm",
+        "the helm CLI is needed to render Helm charts but was found neither on PATH nor "
+        f"next to {sys.executable}",
+    )
+
+
+def _render_chart(chart: Path, context: RenderContext, values: Any) -> list[RenderedObject]:
+    helm = find_helm()
+    release = re.sub(r"[^a-z0-9-]+", "-", context.environment.lower()).strip("-")[:53] or "env"
+    with tempfile.TemporaryDirectory(prefix="kubefixtures-helm-") as scratch:
+        values_file = Path(scratch) / "values.json"
+        # Values may hold generated secrets: the file is private and deleted right after.
+        values_file.touch(mode=0o600)
+        values_file.write_text(json.dumps(values), encoding="utf-8")
+        command = [
+            helm, "template", release, str(chart),
+            "--namespace", context.namespace,
+            "--skip-tests",
+            "--values", str(values_file),
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=_HELM_TIMEOUT_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise RenderError(
+                str(chart), f"helm template took more than {_HELM_TIMEOUT_SECONDS} s"
+            ) from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("Error")] or lines or ["no output"]
+        raise RenderError(str(chart), f"helm template failed: {errors[-1]}")
+    return parse_manifests(done.stdout, str(chart), _helm_locator(done.stdout, chart))
+
+
+def _helm_locator(output: str, chart: Path) -> Callable[[int], str]:
+    """Map a line of helm's output to the template it came from (``# Source: chart/x.yaml``)."""
+    sources: list[tuple[int, str]] = []
+    for number, line in enumerate(output.splitlines(), start=1):
+        if line.startswith("# Source: "):
+            template = line.removeprefix("# Source: ").strip()
+            # helm names templates "<chart name>/templates/x.yaml"; show them under the chart dir
+            sources.append((number, str(chart / template.partition("/")[2])))
+
+    def location_of(line: int) -> str:
+        index = bisect.bisect_right([start for start, _ in sources], line) - 1
+        if index < 0:
+            return f"{chart} (helm output line {line})"
+        start, template = sources[index]
+        return f"{template} (rendered line {line - start})"
+
+    return location_of
+
+
+# --- images -------------------------------------------------------------------------------
+
+
+def _normalised(image: str) -> str:
+    for prefix in ("docker.io/library/", "docker.io/", "library/"):
+        if image.startswith(prefix):
+            return image.removeprefix(prefix)
+    return image
+
+
+def _repository(image: str) -> str:
+    image = image.partition("@")[0]
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    return image[:colon] if colon > slash else image
+
+
+def _override_for(image: str, overrides: Mapping[str, str]) -> str | None:
+    normalised = {_normalised(name): target for name, target in overrides.items()}
+    exact = normalised.get(_normalised(image))
+    if exact is not None:
+        return exact
+    return normalised.get(_repository(_normalised(image)))
+
+
+def _pod_specs(node: Any) -> Iterator[dict[str, Any]]:
+    """Every pod spec in an object, whatever the kind (Deployment, CronJob, custom resources)."""
+    if isinstance(node, dict):
+        if isinstance(node.get("containers"), list):
+            yield node
+        for value in node.values():
+            yield from _pod_specs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _pod_specs(value)
+
+
+def apply_image_overrides(manifest: dict[str, Any], overrides: Mapping[str, str]) -> None:
+    """Replace container images in place; an overridden container pulls IfNotPresent.
+
+    Overrides point at images loaded into the cluster's nodes, which a pull policy of
+    ``Always`` (the default for ``:latest`` and untagged images) would try to fetch.
+    """
+    if not overrides:
+        return
+    for spec in _pod_specs(manifest):
+        for key in ("initContainers", "containers", "ephemeralContainers"):
+            for container in spec.get(key) or []:
+                if not isinstance(container, dict) or not isinstance(container.get("image"), str):
+                    continue
+                replacement = _override_for(container["image"], overrides)
+                if replacement is not None:
+                    container["image"] = replacement
+                    if container.get("imagePullPolicy") in (None, "Always"):
+                        container["imagePullPolicy"] = "IfNotPresent"

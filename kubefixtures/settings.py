@@ -1,0 +1,190 @@
+"""Settings: each one is a command-line option ``--kubefixtures-NAME`` and an ini key
+``kubefixtures_NAME``; the option wins over the ini key, which wins over the default.
+
+This module is imported by the plugin at pytest start-up, even by suites that use no
+kubefixtures fixture, so it stays on the standard library: a frozen dataclass rather than a
+pydantic model keeps that start-up cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal, Protocol
+
+from kubefixtures.errors import SettingsError
+
+__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides"]
+
+Kind = Literal["string", "seconds", "flag", "pairs"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its name (``ready-timeout``), kind, default and help text."""
+
+    name: str
+    kind: Kind
+    default: str
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return f"--kubefixtures-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"kubefixtures_{self.name.replace('-', '_')}"
+
+    @property
+    def ini(self) -> str:
+        return self.dest
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("context", "string", "", "kubeconfig context to use (default: the current context)"),
+    Option(
+        "kubeconfig",
+        "string",
+        "",
+        "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster config)",
+    ),
+    Option("namespace-prefix", "string", "kf", "prefix of the namespaces kubefixtures creates"),
+    Option(
+        "ready-timeout",
+        "seconds",
+        "180",
+        "seconds an environment may take to come up (apply, readiness, port-forwards)",
+    ),
+    Option(
+        "keep-on-failure",
+        "flag",
+        "false",
+        "keep an environment's namespace when a test that used it failed, and print how to "
+        "inspect it",
+    ),
+    Option(
+        "image-overrides",
+        "pairs",
+        "",
+        "replace container images: NAME=IMAGE pairs separated by spaces, commas or new lines "
+        "(repeatable); NAME is an exact reference (redis:7) or a repository (redis, any tag)",
+    ),
+    Option(
+        "wait-for-delete",
+        "flag",
+        "false",
+        "at teardown, wait until the namespace is really gone (default: ask for deletion only)",
+    ),
+)
+
+
+class _ConfigLike(Protocol):
+    """The part of ``pytest.Config`` that settings are read from (a protocol for unit tests)."""
+
+    def getoption(self, name: str) -> Any: ...
+
+    def getini(self, name: str) -> Any: ...
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every kubefixtures setting, resolved and typed."""
+
+    context: str | None = None
+    kubeconfig: str | None = None
+    namespace_prefix: str = "kf"
+    ready_timeout: float = 180.0
+    keep_on_failure: bool = False
+    image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    wait_for_delete: bool = False
+
+    @classmethod
+    def from_config(cls, config: _ConfigLike) -> Settings:
+        """Read every setting from options, then ini keys, then defaults.
+
+        Raises SettingsError naming the option and ini key when a value is unusable.
+        """
+        raw = {option.dest: _raw_value(config, option) for option in OPTIONS}
+        by_name = {option.dest: option for option in OPTIONS}
+
+        def parsed(dest: str, parse: Callable[[str], Any]) -> Any:
+            try:
+                return parse(raw[dest])
+            except ValueError as error:
+                option = by_name[dest]
+                raise SettingsError(f"{option.flag} (ini {option.ini}): {error}") from None
+
+        prefix = parsed("kubefixtures_namespace_prefix", _namespace_prefix)
+        return cls(
+            context=raw["kubefixtures_context"] or None,
+            kubeconfig=raw["kubefixtures_kubeconfig"] or None,
+            namespace_prefix=prefix,
+            ready_timeout=parsed("kubefixtures_ready_timeout", _seconds),
+            keep_on_failure=parsed("kubefixtures_keep_on_failure", _flag),
+            image_overrides=MappingProxyType(
+                parsed("kubefixtures_image_overrides", parse_image_overrides)
+            ),
+            wait_for_delete=parsed("kubefixtures_wait_for_delete", _flag),
+        )
+
+
+def _raw_value(config: _ConfigLike, option: Option) -> str:
+    value = config.getoption(option.dest)
+    if value is None or value == []:
+        value = config.getini(option.ini)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "\n".join(str(item) for item in value)
+    text = str(value).strip() if value is not None else ""
+    return text or option.default
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise ValueError(f"{text!r} must be more than 0 seconds")
+    return seconds
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true or false)")
+
+
+def _namespace_prefix(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", text):
+        raise ValueError(
+            f"{text!r} is not a usable namespace prefix "
+            "(lowercase letters, digits and dashes, at most 32 characters)"
+        )
+    return text
+
+
+def parse_image_overrides(text: str | Iterable[str]) -> dict[str, str]:
+    """Parse ``NAME=IMAGE`` pairs: ``"redis:7=local/redis:7.0, nginx=local/nginx"``."""
+    chunks = [text] if isinstance(text, str) else list(text)
+    overrides: dict[str, str] = {}
+    for chunk in chunks:
+        for pair in re.split(r"[\s,]+", chunk.strip()):
+            if not pair:
+                continue
+            name, equals, image = pair.partition("=")
+            if not equals or not name or not image:
+                raise ValueError(f"{pair!r} is not a NAME=IMAGE pair")
+            overrides[name] = image
+    return overrides
