@@ -1,0 +1,3 @@
+module kubefixtures.local/hack/images/testserver
+
+go 1.22
