@@ -1,0 +1,149 @@
+"""Port-forwarding of Service ports to 127.0.0.1, without kubectl, that heals itself.
+
+`ServicePortForward` listens on a local port and forwards every accepted connection to a
+ready pod behind the Service, on the pod port the Service's targetPort resolves to (named
+ports included, per pod). It watches the Service's EndpointSlices: pods that are not ready
+are never chosen, and when the chosen pod goes away new connections go to the next ready
+pod as soon as it is ready, while connections in flight end with a reset instead of
+hanging. All forwards of a process share one background event-loop thread, which exits
+when the last forward stops.
+
+Transport. Measured against `kubectl port-forward` (see benchmarks/portforward.py and the
+figures below), the default is the apiserver's `SPDY/3.1+portforward.k8s.io` WebSocket
+subprotocol, kubectl's own since 1.31: one upgraded connection per pod, opened before the
+first client arrives, carries every forwarded connection as a pair of SPDY streams, so
+accepting a connection costs no TLS handshake and no HTTP upgrade. `v4.channel.k8s.io`
+(one WebSocket per forwarded connection, no half-close) is the automatic fallback for
+apiservers that do not offer the tunnel, and can be forced with ``transport="v4"``.
+
+FIGURES
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from kubefixtures.kube import _loop
+from kubefixtures.kube._forwarder import AsyncServicePortForward, Transport
+from kubefixtures.kube._pferrors import (
+    ApiServerUnreachableError,
+    NoReadyEndpointsError,
+    PortForwardError,
+    PortForwardForbiddenError,
+    ServiceNotFoundError,
+    TunnelError,
+)
+
+if TYPE_CHECKING:
+    import kubernetes
+
+__all__ = [
+    "ApiServerUnreachableError",
+    "AsyncServicePortForward",
+    "NoReadyEndpointsError",
+    "PortForwardError",
+    "PortForwardForbiddenError",
+    "ServiceNotFoundError",
+    "ServicePortForward",
+    "Transport",
+    "TunnelError",
+]
+
+_STOP_TIMEOUT = 30.0
+
+
+class ServicePortForward:
+    """One Service port -> ``bind:local_port`` for synchronous callers.
+
+    ``port`` is the Service's port number or name. ``local_port=0`` picks a free port,
+    readable from ``local_port`` after ``start()``. ``start()`` fails with one of the
+    errors of this module (Service or port not found, no ready endpoints within
+    ``ready_timeout`` and why, RBAC forbids pods/portforward, apiserver unreachable).
+    A client connection that finds no ready pod within ``connect_timeout`` is reset.
+    """
+
+    def __init__(
+        self,
+        configuration: kubernetes.client.Configuration,
+        namespace: str,
+        service: str,
+        port: int | str,
+        *,
+        local_port: int = 0,
+        bind: str = "127.0.0.1",
+        transport: Transport = "auto",
+        ready_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._core = AsyncServicePortForward(
+            configuration,
+            namespace,
+            service,
+            port,
+            local_port=local_port,
+            bind=bind,
+            transport=transport,
+            ready_timeout=ready_timeout,
+            connect_timeout=connect_timeout,
+        )
+        self._loop: Any = None
+
+    @property
+    def local_port(self) -> int:
+        return self._core.local_port
+
+    @property
+    def bind(self) -> str:
+        return self._core.bind
+
+    @property
+    def transport(self) -> str:
+        """The transport in use: "spdy" (the tunnel) or "v4"."""
+        return self._core.transport
+
+    @property
+    def pod(self) -> str | None:
+        """The pod that new connections go to now."""
+        target = self._core.target
+        return target.pod if target else None
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        loop = _loop.SHARED.acquire()
+        try:
+            # The core bounds its own waits (ready_timeout, connect_timeout).
+            _loop.run(self._core.start(), loop, timeout=None)
+        except BaseException:
+            _loop.SHARED.release()
+            raise
+        self._loop = loop
+
+    def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            _loop.run(self._core.stop(), loop, timeout=_STOP_TIMEOUT)
+        finally:
+            _loop.SHARED.release()
+
+    def __enter__(self) -> ServicePortForward:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        core = self._core
+        return (
+            f"ServicePortForward({core.namespace}/{core.service}:{core.port} -> "
+            f"{core.bind}:{core.local_port}, {core.transport})"
+        )
