@@ -1,0 +1,97 @@
+"""``environment(...)``: declare, at module level in a conftest, a fixture that brings up
+services on Kubernetes::
+
+    shop = environment("manifests/shop/", values={"redis_version": "7"})
+
+The fixture is named after the variable (or ``name=``); its value is an ``Environment``.
+Nothing happens at declaration time beyond checking the arguments: the cluster is only
+contacted when a test asks for the fixture.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from kubefixtures.errors import KubefixturesError
+
+__all__ = ["environment"]
+
+Scope = Literal["session", "package", "module", "class", "function"]
+_SCOPES = ("session", "package", "module", "class", "function")
+_BUILTINS = ("environment", "namespace", "session_id")  # kept in step with rendering.py
+
+
+def environment(
+    *sources: str | Path,
+    name: str | None = None,
+    values: Mapping[str, Any] | None = None,
+    scope: Scope = "session",
+    timeout: float | None = None,
+) -> Any:  # pytest's type for a fixture definition is private
+    """A fixture factory: the returned fixture brings up ``sources`` in a fresh namespace.
+
+    ``sources`` are YAML files, directories of YAML files, or Helm chart directories; relative
+    paths are relative to the file that calls ``environment``. ``values`` fill ``${name}``
+    placeholders (and are a Helm chart's values). ``timeout`` overrides the
+    ``ready-timeout`` setting for this environment.
+    """
+    if not sources:
+        raise TypeError("environment() needs at least one source (a YAML file, dir or chart)")
+    if scope not in _SCOPES:
+        raise ValueError(f"environment(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"environment(timeout={timeout!r}): timeout must be more than 0 seconds")
+    reserved = sorted(set(values or {}) & set(_BUILTINS))
+    if reserved:
+        raise ValueError(
+            f"environment(values=...): {', '.join(reserved)} are built-in placeholders "
+            "and cannot be set"
+        )
+    base = _caller_directory()
+    paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
+    frozen_values = dict(values or {})
+
+    def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
+        # Imported here, when a test needs an environment, not when the conftest loads.
+        from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle  # noqa: PLC0415
+        from kubefixtures.session import session_state  # noqa: PLC0415
+
+        session = session_state(request.config)
+        fixture_name = request.fixturename or name or "environment"
+        spec = EnvironmentSpec(
+            name=fixture_name, sources=paths, values=frozen_values, timeout=timeout
+        )
+        lifecycle = Lifecycle(spec, session)
+        try:
+            environment = lifecycle.setup()
+        except KubefixturesError as error:
+            # One clear message instead of a traceback through kubefixtures internals.
+            pytest.fail(str(error), pytrace=False)
+        tracked = session.track(fixture_name)
+        try:
+            yield environment
+        finally:
+            session.untrack(tracked)
+            failed = tracked.failed_tests
+            keep = session.settings.keep_on_failure and bool(failed)
+            why = f"{len(failed)} failed test(s), first {failed[0]}" if failed else ""
+            try:
+                lifecycle.teardown(keep=keep, why=why)
+            except KubefixturesError as error:
+                pytest.fail(f"tearing down environment {spec.name!r}: {error}", pytrace=False)
+
+    fixture.__name__ = name or "environment"
+    fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
+    return pytest.fixture(scope=scope, name=name)(fixture)
+
+
+def _caller_directory() -> Path:
+    """The directory of the module that called ``environment`` (sources are relative to it)."""
+    frame = sys._getframe(2)
+    module_file = frame.f_globals.get("__file__")
+    return Path(module_file).resolve().parent if module_file else Path.cwd()

@@ -1,0 +1,318 @@
+"""Waiting for an environment to become ready by watching, with one overall deadline.
+
+One thread per watched kind lists the namespace's objects of that kind, then watches from
+that list's resourceVersion, and hands every change to a shared state; the caller's thread
+sleeps on a condition variable and re-judges the objects whenever something changed. So
+readiness is noticed as soon as the API server reports it, with no polling interval.
+The rules (what "ready" means) live in kubefixtures.readiness, away from the API.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubefixtures.errors import ClusterError, NotReadyError
+from kubefixtures.kube.client import (
+    ENDPOINT_SLICE,
+    EVENT,
+    POD,
+    ApiError,
+    Cluster,
+    Resource,
+    WatchStream,
+)
+from kubefixtures.readiness import (
+    WATCHED_KINDS,
+    Readiness,
+    State,
+    assess,
+    describe_events,
+    describe_pod,
+    pod_is_hopeless,
+)
+
+__all__ = ["Tracked", "wait_ready"]
+
+JSON = dict[str, Any]
+_WATCH_CHUNK_SECONDS = 60  # re-open long watches now and then; the server may drop them
+_RETRY_PAUSE = 0.2
+_MAX_DETAIL_PODS = 5
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """An applied object to wait for."""
+
+    resource: Resource
+    name: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.resource.kind, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.resource.kind.lower()}/{self.name}"
+
+
+class _State:
+    """What the watches have seen so far, shared between the watch threads and the waiter."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.objects: dict[tuple[str, str], JSON] = {}  # (kind, name) -> latest object
+        self.errors: list[str] = []
+
+    def replace(self, kind: str, items: Iterable[JSON]) -> None:
+        with self.changed:
+            for key in [key for key in self.objects if key[0] == kind]:
+                del self.objects[key]
+            for item in items:
+                self.objects[(kind, item["metadata"]["name"])] = item
+            self.changed.notify_all()
+
+    def update(self, kind: str, event_type: str, item: JSON) -> None:
+        with self.changed:
+            key = (kind, item["metadata"]["name"])
+            if event_type == "DELETED":
+                self.objects.pop(key, None)
+            else:
+                self.objects[key] = item
+            self.changed.notify_all()
+
+    def of_kind(self, kind: str) -> list[JSON]:
+        return [item for key, item in self.objects.items() if key[0] == kind]
+
+
+class _Watcher(threading.Thread):
+    """List, then watch, one kind in the namespace until told to stop."""
+
+    def __init__(
+        self, cluster: Cluster, namespace: str, resource: Resource, state: _State, deadline: float
+    ) -> None:
+        super().__init__(name=f"kubefixtures-watch-{resource.plural}", daemon=True)
+        self._cluster = cluster
+        self._namespace = namespace
+        self._resource = resource
+        self._state = state
+        self._deadline = deadline
+        self._stopping = threading.Event()
+        self._stream: WatchStream | None = None
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+
+    def run(self) -> None:
+        kind = self._resource.kind
+        version: str | None = None
+        while not self._stopping.is_set() and time.monotonic() < self._deadline:
+            try:
+                if version is None:
+                    listing = self._cluster.list_objects(self._resource, self._namespace)
+                    self._state.replace(kind, listing.get("items") or [])
+                    version = str(listing["metadata"]["resourceVersion"])
+                remaining = int(self._deadline - time.monotonic()) + 1
+                stream = self._cluster.watch(
+                    self._resource,
+                    self._namespace,
+                    version,
+                    max(1, min(remaining, _WATCH_CHUNK_SECONDS)),
+                )
+                with self._lock:
+                    self._stream = stream
+                if self._stopping.is_set():
+                    stream.close()
+                for event in stream:
+                    item = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        version = None  # typically 410 Gone: list again
+                        break
+                    version = item.get("metadata", {}).get("resourceVersion", version)
+                    if event.get("type") != "BOOKMARK":
+                        self._state.update(kind, str(event.get("type")), item)
+            except (ClusterError, ValueError, KeyError) as error:
+                if self._stopping.is_set():
+                    return
+                if isinstance(error, ApiError) and error.status in (401, 403):
+                    with self._state.changed:
+                        self._state.errors.append(f"watching {self._resource.plural}: {error}")
+                        self._state.changed.notify_all()
+                    return
+                version = None
+                self._stopping.wait(_RETRY_PAUSE)
+            finally:
+                with self._lock:
+                    self._stream = None
+
+
+def _matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` satisfy a selector's matchLabels (or a Service's plain selector)."""
+    if not selector:
+        return False
+    wanted = selector.get("matchLabels", selector) if "matchLabels" in selector else selector
+    return all(labels.get(key) == value for key, value in dict(wanted).items())
+
+
+def _selector_of(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector")
+    return selector if isinstance(selector, Mapping) else None
+
+
+class _Judge:
+    """Judges every tracked object against what the watches have seen."""
+
+    def __init__(self, tracked: Sequence[Tracked], state: _State) -> None:
+        self._tracked = tracked
+        self._state = state
+
+    def verdicts(self) -> list[tuple[Tracked, Readiness]]:
+        slices = self._state.of_kind("EndpointSlice")
+        out = []
+        for item in self._tracked:
+            obj = self._state.objects.get(item.key)
+            if obj is None:
+                out.append((item, Readiness(State.PENDING, "not seen yet")))
+                continue
+            service_slices = [
+                endpoint_slice
+                for endpoint_slice in slices
+                if (endpoint_slice.get("metadata", {}).get("labels") or {}).get(
+                    "kubernetes.io/service-name"
+                )
+                == item.name
+            ]
+            out.append((item, assess(obj, service_slices)))
+        return out
+
+    def hopeless_pods(self) -> list[JSON]:
+        return [pod for pod in self._state.of_kind("Pod") if pod_is_hopeless(pod)]
+
+
+def wait_ready(
+    cluster: Cluster,
+    namespace: str,
+    tracked: Sequence[Tracked],
+    *,
+    deadline: float,
+    environment: str,
+    started: float,
+) -> None:
+    """Return when every tracked object is ready; raise NotReadyError at the deadline or as
+    soon as something fails for good. The message says which objects and why."""
+    watched = [
+        item for item in tracked if (item.resource.group, item.resource.kind) in WATCHED_KINDS
+    ]
+    if not watched:
+        return
+    kinds = {item.resource for item in watched}
+    needs_pods = any(item.resource.kind != "PersistentVolumeClaim" for item in watched)
+    if needs_pods:
+        kinds.add(POD)  # pods explain why workloads are not ready, and can fail fast
+    if any(item.resource.kind == "Service" for item in watched):
+        kinds.add(ENDPOINT_SLICE)
+    state = _State()
+    watchers = [_Watcher(cluster, namespace, kind, state, deadline) for kind in kinds]
+    for watcher in watchers:
+        watcher.start()
+    judge = _Judge(watched, state)
+
+    def failure(summary: str, verdicts: Sequence[tuple[Tracked, Readiness]]) -> NotReadyError:
+        elapsed = time.monotonic() - started
+        headline = f"environment {environment!r} {summary} after {elapsed:.1f} s"
+        return NotReadyError(_report(cluster, namespace, verdicts, state, headline=headline))
+
+    try:
+        with state.changed:
+            while True:
+                verdicts = judge.verdicts()
+                if all(verdict.ready for _, verdict in verdicts):
+                    return
+                failed = any(verdict.state is State.FAILED for _, verdict in verdicts)
+                if failed or judge.hopeless_pods():
+                    raise failure("failed", verdicts)
+                if state.errors:
+                    raise failure("could not be watched", verdicts)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise failure("timed out", verdicts)
+                state.changed.wait(remaining)
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+
+
+def _report(
+    cluster: Cluster,
+    namespace: str,
+    verdicts: Sequence[tuple[Tracked, Readiness]],
+    state: _State,
+    *,
+    headline: str,
+) -> str:
+    """The NotReadyError message: a summary line, then per object why, with pods and events."""
+    not_ready = [(item, verdict) for item, verdict in verdicts if not verdict.ready]
+    lines = [
+        f"{headline} in namespace {namespace}: "
+        + ", ".join(f"{item} ({verdict.reason})" for item, verdict in not_ready)
+    ]
+    lines.extend(state.errors)
+    events = _events(cluster, namespace)
+    pods = state.of_kind("Pod")
+    shown: set[str] = set()
+    for item, verdict in not_ready:
+        lines.append(f"  {item}: {verdict.state.value}: {verdict.reason}")
+        for event in describe_events(_events_about(events, item.resource.kind, item.name)):
+            lines.append(f"    event: {event}")
+        obj = state.objects.get(item.key) or {}
+        selector = _selector_of(obj)
+        if item.resource.kind == "Pod":
+            related = [pod for pod in pods if pod["metadata"]["name"] == item.name]
+        else:
+            related = [
+                pod for pod in pods if _matches(selector, pod["metadata"].get("labels") or {})
+            ]
+        for pod in related[:_MAX_DETAIL_PODS]:
+            name = pod["metadata"]["name"]
+            if item.resource.kind != "Pod":
+                lines.append(f"    pod/{name}: {describe_pod(pod)}")
+            if name in shown:
+                continue
+            shown.add(name)
+            for event in describe_events(_events_about(events, "Pod", name)):
+                lines.append(f"      event: {event}")
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        if name not in shown and pod_is_hopeless(pod):
+            lines.append(f"  pod/{name}: {describe_pod(pod)}")
+    return "\n".join(lines)
+
+
+def _events(cluster: Cluster, namespace: str) -> list[JSON]:
+    try:
+        return list(cluster.list_objects(EVENT, namespace).get("items") or [])
+    except ClusterError:
+        return []  # the report is still useful without events
+
+
+def _events_about(events: Sequence[JSON], kind: str, name: str) -> list[JSON]:
+    """Events of the object, and of the ReplicaSets a Deployment of that name owns."""
+    out = []
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        about_it = involved.get("kind") == kind and involved.get("name") == name
+        about_its_replica_set = (
+            kind == "Deployment"
+            and involved.get("kind") == "ReplicaSet"
+            and str(involved.get("name", "")).startswith(f"{name}-")
+        )
+        if about_it or about_its_replica_set:
+            out.append(event)
+    return out

@@ -1,0 +1,86 @@
+"""The pytest plugin: options, ini keys and hooks only; the work is done elsewhere.
+
+Loaded by every pytest run in an environment where kubefixtures is installed, so it imports
+nothing heavy: the Kubernetes client, pydantic and yaml come in only when a test uses an
+environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+from kubefixtures.errors import SettingsError
+from kubefixtures.settings import OPTIONS, Settings
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kubefixtures", "kubefixtures: services on Kubernetes")
+    for option in OPTIONS:
+        help_text = f"{option.help} (ini: {option.ini}; default: {option.default or 'unset'})"
+        if option.kind == "flag":
+            group.addoption(
+                option.flag, action="store_true", dest=option.dest, default=None, help=help_text
+            )
+        elif option.kind == "pairs":
+            group.addoption(
+                option.flag, action="append", dest=option.dest, default=None, help=help_text
+            )
+        else:
+            group.addoption(option.flag, dest=option.dest, default=None, help=help_text)
+        if option.kind == "pairs":
+            parser.addini(option.ini, help=option.help, type="linelist", default=None)
+        else:
+            parser.addini(option.ini, help=option.help, type="string", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from kubefixtures.session import SESSION_KEY, SessionState  # noqa: PLC0415 - cheap, but only here
+
+    try:
+        settings = Settings.from_config(config)
+    except SettingsError as error:
+        raise pytest.UsageError(f"kubefixtures: {error}") from None
+
+    def write_line(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            print(line)
+            return
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+    config.stash[SESSION_KEY] = SessionState(settings, write_line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        from kubefixtures.session import SESSION_KEY  # noqa: PLC0415
+
+        state = item.config.stash.get(SESSION_KEY, None)
+        if state is not None:
+            state.record_failure(item.nodeid, getattr(item, "fixturenames", ()))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from kubefixtures.session import SESSION_KEY  # noqa: PLC0415
+
+    state = terminalreporter.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.summary_lines:
+        terminalreporter.section("kubefixtures")
+        for line in state.summary_lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from kubefixtures.session import SESSION_KEY  # noqa: PLC0415
+
+    state = config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.close()

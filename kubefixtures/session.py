@@ -1,0 +1,109 @@
+"""State shared by every environment of one pytest session.
+
+One session id, one set of generated secrets, one connection per cluster, and the list of
+environments alive right now (so that a failing test can mark the ones it used, for
+keep-on-failure). It lives in ``config.stash``; the plugin creates it in pytest_configure.
+Importing this module must stay cheap: heavy modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from kubefixtures.naming import new_session_id
+from kubefixtures.settings import Settings
+
+if TYPE_CHECKING:
+    from kubefixtures.kube import Cluster
+    from kubefixtures.rendering import Secrets
+
+__all__ = ["SESSION_KEY", "SessionState", "session_state"]
+
+
+class _Tracked:
+    """An environment alive in this session, as far as failure tracking is concerned."""
+
+    def __init__(self, fixture_name: str) -> None:
+        self.fixture_name = fixture_name
+        self.failed_tests: list[str] = []
+
+
+class SessionState:
+    def __init__(self, settings: Settings, write_line: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.session_id = new_session_id()
+        self._write_line = write_line
+        self._lock = threading.Lock()
+        self._secrets: Secrets | None = None
+        self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
+        self._alive: list[_Tracked] = []
+        self.summary_lines: list[str] = []  # printed at the end of the run (kept namespaces)
+
+    @property
+    def secrets(self) -> Secrets:
+        with self._lock:
+            if self._secrets is None:
+                from kubefixtures.rendering import Secrets  # noqa: PLC0415 - lazy: yaml import
+
+                self._secrets = Secrets()
+            return self._secrets
+
+    def cluster(self) -> Cluster:
+        """The session's connection to the configured cluster (connected and checked once)."""
+        key = (self.settings.kubeconfig, self.settings.context)
+        with self._lock:
+            if key not in self._clusters:
+                from kubefixtures.kube import Cluster  # noqa: PLC0415 - lazy: kubernetes import
+
+                self._clusters[key] = Cluster.connect(*key)
+            return self._clusters[key]
+
+    def write_line(self, line: str) -> None:
+        if self._write_line is not None:
+            self._write_line(line)
+        else:
+            print(line, file=sys.stderr)
+
+    # --- failure tracking for keep-on-failure ------------------------------------------------
+
+    def track(self, fixture_name: str) -> _Tracked:
+        tracked = _Tracked(fixture_name)
+        with self._lock:
+            self._alive.append(tracked)
+        return tracked
+
+    def untrack(self, tracked: _Tracked) -> None:
+        with self._lock:
+            if tracked in self._alive:
+                self._alive.remove(tracked)
+
+    def record_failure(self, nodeid: str, fixture_names: Iterable[str]) -> None:
+        """A test failed: every alive environment it used keeps a note of it."""
+        used = set(fixture_names)
+        with self._lock:
+            for tracked in self._alive:
+                if tracked.fixture_name in used:
+                    tracked.failed_tests.append(nodeid)
+
+    def close(self) -> None:
+        with self._lock:
+            clusters, self._clusters = list(self._clusters.values()), {}
+        for cluster in clusters:
+            cluster.close()
+
+
+SESSION_KEY = pytest.StashKey[SessionState]()
+
+
+def session_state(config: pytest.Config) -> SessionState:
+    """The session's state; created on demand for configs the plugin did not configure."""
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None:
+        state = SessionState(Settings.from_config(config))
+        config.stash[SESSION_KEY] = state
+    return state
