@@ -1,0 +1,401 @@
+"""The whole forwarder against an in-process fake apiserver (no cluster needed).
+
+The fake speaks just enough HTTP, WebSocket and SPDY: a Service, its EndpointSlices (list
+and watch), pods, and the port-forward upgrade whose "pods" are echo servers. The real
+protocol details are checked against the cluster in tests/integration/test_portforward.py;
+this file pins the forwarder's own behaviour: concurrency, half-close, healing, errors,
+clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from kubernetes import client
+
+from kubefixtures.kube import _spdy as spdy
+from kubefixtures.kube import _wsframe as ws
+from kubefixtures.kube._loop import THREAD_NAME
+from kubefixtures.kube.portforward import (
+    ApiServerUnreachableError,
+    NoReadyEndpointsError,
+    PortForwardForbiddenError,
+    ServiceNotFoundError,
+    ServicePortForward,
+)
+
+NS = "ns"
+
+
+def endpoint_slice(pods: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "echo", "port": 7000, "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": ["10.0.0.1"],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": pod},
+            }
+            for pod in pods
+        ],
+    }
+
+
+class FakeApiServer:
+    """Runs on its own loop in a thread; its state is changed from the test thread."""
+
+    def __init__(self) -> None:
+        self.ready_pods: list[str] = ["web-a"]
+        self.forbid_portforward = False
+        self.streams_per_pod: Counter[str] = Counter()
+        self.tokens: set[str] = set()
+        self._watchers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tunnels: dict[str, list[asyncio.StreamWriter]] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    def __enter__(self) -> FakeApiServer:
+        self._thread.start()
+        self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        async def shutdown() -> None:
+            assert self._server is not None
+            self._server.close()
+            for queue in self._watchers:
+                queue.put_nowait(None)
+            for writer in self._writers:
+                writer.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=5)
+
+        self._call(shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+    def _call(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(5)
+
+    def set_ready_pods(self, pods: list[str], *, kill: list[str] = ()) -> None:  # type: ignore[assignment]
+        async def change() -> None:
+            for pod in kill:  # the pod dies: its tunnels break
+                for writer in self._tunnels.pop(pod, []):
+                    writer.transport.abort()
+            self.ready_pods = pods
+            for queue in self._watchers:
+                queue.put_nowait({"type": "MODIFIED", "object": endpoint_slice(pods)})
+
+        self._call(change())
+
+    # -- HTTP ---------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.transport.abort()
+            self._writers.discard(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if True:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                request_line, *header_lines = head.strip().split("\r\n")
+                _method, target, _ = request_line.split(" ")
+                headers = {
+                    k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)
+                }
+                self.tokens.add(headers.get("authorization", ""))
+                url = urlsplit(target)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path.endswith("/portforward"):
+                    await self._portforward(url.path.split("/")[-2], headers, reader, writer)
+                    return
+                if query.get("watch") == "1":
+                    await self._watch(writer)
+                    return
+                status, body = self._get(url.path)
+                payload = json.dumps(body).encode()
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                    + payload
+                )
+                await writer.drain()
+
+    def _get(self, path: str) -> tuple[int, dict[str, Any]]:
+        if path == f"/api/v1/namespaces/{NS}/services/web":
+            spec = {
+                "selector": {"app": "web"},
+                "ports": [{"name": "echo", "port": 7000, "targetPort": "echo"}],
+            }
+            return 200, {"metadata": {"name": "web", "namespace": NS}, "spec": spec}
+        if path == f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices":
+            return 200, {
+                "metadata": {"resourceVersion": "1"},
+                "items": [endpoint_slice(self.ready_pods)],
+            }
+        if path == f"/api/v1/namespaces/{NS}/pods":
+            waiting = {"waiting": {"reason": "CrashLoopBackOff"}}
+            status = {"phase": "Running", "containerStatuses": [{"name": "app", "state": waiting}]}
+            container = {"name": "app", "ports": [{"name": "echo", "containerPort": 7000}]}
+            pod = {
+                "metadata": {"name": "web-a"},
+                "spec": {"containers": [container]},
+                "status": status,
+            }
+            return 200, {"items": [pod]}
+        return 404, {"kind": "Status", "message": f"{path} not found"}
+
+    async def _watch(self, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._watchers.append(queue)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        while True:
+            event = await queue.get()
+            if event is None:
+                return
+            line = json.dumps(event).encode() + b"\n"
+            writer.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+            await writer.drain()
+
+    # -- the port-forward upgrade ---------------------------------------------------------
+    async def _portforward(
+        self,
+        pod: str,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        if self.forbid_portforward:
+            body = json.dumps(
+                {"kind": "Status", "message": f'pods "{pod}" is forbidden: no portforward'}
+            )
+            writer.write(
+                f"HTTP/1.1 403 Forbidden\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            await writer.drain()
+            return
+        writer.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {ws.accept_for(headers['sec-websocket-key'])}\r\n"
+                f"Sec-WebSocket-Protocol: {headers['sec-websocket-protocol']}\r\n\r\n"
+            ).encode()
+        )
+        self._tunnels.setdefault(pod, []).append(writer)
+        deflate = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zdict=spdy.DICTIONARY)
+        frames = ws.FrameParser()
+        session = spdy.FrameParser()
+
+        def send(*chunks: bytes) -> None:
+            payload = b"".join(chunks)
+            writer.write(bytes((0x82, 127)) + struct.pack("!Q", len(payload)) + payload)
+
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            for frame in frames.feed(data):
+                if frame.opcode == ws.OP_CLOSE:
+                    writer.close()
+                    return
+                for item in session.feed(frame.payload):
+                    if isinstance(item, spdy.DataFrame):
+                        # The "pod" is an echo server; its FIN answers the client's FIN.
+                        if item.stream_id % 4 == 3 and (item.data or item.fin):
+                            send(
+                                spdy.data_frame_header(
+                                    item.stream_id, len(item.data), fin=item.fin
+                                ),
+                                item.data,
+                            )
+                    elif item.type == spdy.TYPE_SYN_STREAM:
+                        if dict(item.headers)["streamtype"] == "data":
+                            self.streams_per_pod[pod] += 1
+                        block = deflate.compress(spdy.encode_header_block({}))
+                        block += deflate.flush(zlib.Z_SYNC_FLUSH)
+                        body = struct.pack("!I", item.stream_id) + block
+                        send(struct.pack("!II", 0x80030002, len(body)), body)
+                    elif item.type == spdy.TYPE_PING:
+                        send(spdy.encode_ping(item.stream_id))
+            await writer.drain()
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as server:
+        yield server
+
+
+def configuration(port: int) -> Any:
+    config = client.Configuration()
+    config.host = f"http://127.0.0.1:{port}"
+    config.api_key = {"authorization": "s3cret"}
+    config.api_key_prefix = {"authorization": "Bearer"}
+    return config
+
+
+def forward(api: FakeApiServer, **options: Any) -> ServicePortForward:
+    return ServicePortForward(
+        configuration(api.port), NS, "web", options.pop("port", "echo"), **options
+    )
+
+
+def echo(port: int, payload: bytes, *, half_close: bool = True, timeout: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while len(received) < len(payload) or half_close:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def forwarder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
+
+
+def test_echo_and_half_close_through_one_tunnel(api: FakeApiServer) -> None:
+    with forward(api) as pf:
+        assert pf.transport == "spdy"
+        assert pf.pod == "web-a"
+        payload = bytes(range(256)) * 4000
+        assert echo(pf.local_port, payload) == payload  # full data, then EOF passed back
+        assert echo(pf.local_port, b"x", half_close=False) == b"x"
+    assert api.tokens == {"Bearer s3cret"}
+    assert api.streams_per_pod == Counter({"web-a": 2})
+
+
+def test_fifty_concurrent_connections_get_their_own_bytes(api: FakeApiServer) -> None:
+    async def client(port: int, index: int) -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = f"connection {index} ".encode() * 500
+        writer.write(payload)
+        writer.write_eof()
+        received = await reader.read()
+        writer.close()
+        return received == payload
+
+    async def clients(port: int) -> list[bool]:
+        return await asyncio.gather(*(client(port, i) for i in range(50)))
+
+    with forward(api) as pf:
+        assert all(asyncio.run(clients(pf.local_port)))
+
+
+def test_new_connections_go_to_the_next_ready_pod(api: FakeApiServer) -> None:
+    with forward(api) as pf:
+        assert echo(pf.local_port, b"one") == b"one"
+        api.set_ready_pods(["web-b"], kill=["web-a"])
+        deadline = time.monotonic() + 2
+        while pf.pod != "web-b" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pf.pod == "web-b"
+        assert echo(pf.local_port, b"two") == b"two"
+    assert api.streams_per_pod == Counter({"web-a": 1, "web-b": 1})
+
+
+def test_a_connection_waits_for_a_ready_pod_then_is_reset(api: FakeApiServer) -> None:
+    with forward(api, connect_timeout=0.3) as pf:
+        api.set_ready_pods([], kill=["web-a"])
+        deadline = time.monotonic() + 2
+        while pf.pod is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", pf.local_port), timeout=5) as sock:
+            sock.sendall(b"hello")
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(10) == b""
+        assert 0.25 < time.monotonic() - started < 3
+        api.set_ready_pods(["web-c"])
+        assert echo(pf.local_port, b"back") == b"back"
+
+
+def test_missing_service(api: FakeApiServer) -> None:
+    pf = ServicePortForward(configuration(api.port), NS, "nope", 80)
+    with pytest.raises(ServiceNotFoundError, match=r"^Service ns/nope not found$"):
+        pf.start()
+    assert not forwarder_threads()
+
+
+def test_missing_service_port(api: FakeApiServer) -> None:
+    with pytest.raises(ServiceNotFoundError, match=r"has no port 81 \(its ports: 7000/echo\)"):
+        forward(api, port=81).start()
+
+
+def test_no_ready_endpoints_says_why(api: FakeApiServer) -> None:
+    api.ready_pods = []
+    with pytest.raises(NoReadyEndpointsError) as caught:
+        forward(api, ready_timeout=0.2).start()
+    assert str(caught.value) == (
+        "Service ns/web has no ready endpoints for port echo after 0.2s: "
+        "pod web-a not ready (phase Running; container app waiting: CrashLoopBackOff)"
+    )
+
+
+def test_rbac_forbidding_portforward(api: FakeApiServer) -> None:
+    api.forbid_portforward = True
+    with pytest.raises(
+        PortForwardForbiddenError,
+        match=r"RBAC forbids port-forwarding to pod ns/web-a: .*forbidden",
+    ):
+        forward(api).start()
+    assert not forwarder_threads()
+
+
+def test_unreachable_apiserver() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pf = ServicePortForward(configuration(port), NS, "web", 80)
+    with pytest.raises(
+        ApiServerUnreachableError,
+        match=rf"cannot reach the Kubernetes API server at http://127.0.0.1:{port}",
+    ):
+        pf.start()
+
+
+def test_stop_closes_the_port_and_leaves_no_thread(api: FakeApiServer) -> None:
+    first, second = forward(api), forward(api)
+    first.start()
+    second.start()
+    assert len(forwarder_threads()) == 1  # one loop thread for all forwards
+    port = first.local_port
+    first.stop()
+    first.stop()  # idempotent
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert echo(second.local_port, b"still") == b"still"
+    second.stop()
+    assert not forwarder_threads()
