@@ -79,10 +79,14 @@ class Lifecycle:
         namespace = naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         # Connecting (importing the client, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubefixtures-connect")
+        try:
             connecting: Future[Cluster] = pool.submit(self.session.cluster)
             context = self._render(namespace)
             self.cluster = connecting.result()
+        finally:
+            # A render error is reported at once, without waiting for a slow connection.
+            pool.shutdown(wait=False)
         resources = self._resolve(self.cluster)
         try:
             self._create_namespace(self.cluster, namespace)

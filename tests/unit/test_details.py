@@ -1,0 +1,111 @@
+"""Details models: JSON round trip, versions, secrets that never print, file mode 0600."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from kubefixtures.details import Environment, EnvironmentDetails, ObjectRef, ServiceDetails
+from kubefixtures.errors import KubefixturesError
+from kubefixtures.lifecycle import service_details
+
+SECRET = "s3cr3tValueThatMustNotLeak"
+
+
+def details() -> EnvironmentDetails:
+    return EnvironmentDetails(
+        name="shop",
+        namespace="kf-shop-abc123",
+        context="kubefixtures-local",
+        session_id="s1",
+        services={
+            "redis": ServiceDetails(
+                name="redis", namespace="kf-shop-abc123", port=40001, ports={6379: 40001}
+            )
+        },
+        objects=[ObjectRef(api_version="v1", kind="Service", name="redis")],
+        secrets={"redis": SecretStr(SECRET)},
+        ready_seconds=2.5,
+    )
+
+
+def test_secrets_never_print() -> None:
+    value = details()
+    for text in (repr(value), str(value), value.to_json(), value.model_dump_json()):
+        assert SECRET not in text
+    environment = Environment(value, [])
+    assert SECRET not in repr(environment)
+    assert environment.secrets["redis"] == SECRET
+
+
+def test_details_file_round_trip_is_private(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "details.json"
+    details().write(target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    raw = json.loads(target.read_text())
+    assert raw["version"] == 1
+    assert raw["secrets"] == {"redis": SECRET}
+    assert raw["services"]["redis"]["ports"] == {"6379": 40001}
+    again = EnvironmentDetails.read(target)
+    assert again == details().model_copy(update={"created_at": again.created_at})
+    assert again.services["redis"].ports == {6379: 40001}
+    assert [path.name for path in target.parent.iterdir()] == ["details.json"]
+
+
+def test_reading_another_version_names_file_and_field(tmp_path: Path) -> None:
+    target = tmp_path / "details.json"
+    raw = json.loads(details().to_json(reveal_secrets=True))
+    raw["version"] = 2
+    target.write_text(json.dumps(raw))
+    with pytest.raises(KubefixturesError) as caught:
+        EnvironmentDetails.read(target)
+    assert str(caught.value) == (
+        f"{target}: details field version: version 2 is not 1 "
+        "(written by another kubefixtures release?)"
+    )
+
+
+def test_reading_a_broken_file(tmp_path: Path) -> None:
+    target = tmp_path / "details.json"
+    target.write_text('{"version": 1, "name": "x"}')
+    with pytest.raises(KubefixturesError, match="details field namespace: Field required"):
+        EnvironmentDetails.read(target)
+    with pytest.raises(KubefixturesError, match="cannot read the details file"):
+        EnvironmentDetails.read(tmp_path / "missing.json")
+
+
+def test_environment_exposes_namespace_services_and_objects() -> None:
+    environment = Environment(details(), [{"kind": "Service"}])
+    assert environment.namespace == "kf-shop-abc123"
+    assert environment.context == "kubefixtures-local"
+    assert environment.services["redis"].address == ("127.0.0.1", 40001)
+    assert environment.objects == ({"kind": "Service"},)
+    assert environment.details.ready_seconds == 2.5
+
+
+def test_service_details_from_a_service_manifest() -> None:
+    service = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "ports": [
+                {"name": "metrics", "port": 9090},
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "http-api", "port": 80},
+            ]
+        },
+    }
+    result = service_details(service, "ns", {9090: 41000, 80: 41001})
+    assert result.port == 41000
+    assert result.ports == {9090: 41000, 80: 41001}
+    assert result.named_ports == {"metrics": 41000, "http-api": 41001}
+    assert result.url == "http://127.0.0.1:41001"
+
+
+def test_https_url_from_app_protocol() -> None:
+    ports = [{"port": 443, "appProtocol": "https"}]
+    service = {"metadata": {"name": "s"}, "spec": {"ports": ports}}
+    assert service_details(service, "ns", {443: 5000}).url == "https://127.0.0.1:5000"

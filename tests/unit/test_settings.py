@@ -1,0 +1,101 @@
+"""Settings: option over ini key over default; bad values name the option and ini key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kubefixtures.errors import SettingsError
+from kubefixtures.settings import OPTIONS, Settings, parse_image_overrides
+
+
+class FakeConfig:
+    def __init__(self, options: dict[str, Any] | None = None, ini: dict[str, Any] | None = None):
+        self.options = options or {}
+        self.ini = ini or {}
+
+    def getoption(self, name: str) -> Any:
+        return self.options.get(name)
+
+    def getini(self, name: str) -> Any:
+        return self.ini.get(name)
+
+
+def test_defaults() -> None:
+    settings = Settings.from_config(FakeConfig())
+    assert settings == Settings()
+    assert settings.namespace_prefix == "kf"
+    assert settings.ready_timeout == 180.0
+    assert settings.keep_on_failure is False
+    assert dict(settings.image_overrides) == {}
+
+
+def test_every_option_has_a_flag_and_an_ini_key_of_the_same_name() -> None:
+    for option in OPTIONS:
+        assert option.flag == f"--kubefixtures-{option.name}"
+        assert option.ini == "kubefixtures_" + option.name.replace("-", "_")
+
+
+def test_ini_keys_are_used_when_no_option_is_given() -> None:
+    settings = Settings.from_config(
+        FakeConfig(
+            ini={
+                "kubefixtures_context": "kind-kind",
+                "kubefixtures_ready_timeout": "30",
+                "kubefixtures_keep_on_failure": "yes",
+                "kubefixtures_image_overrides": ["redis:7=local/redis:7.0", "nginx=local/nginx"],
+                "kubefixtures_namespace_prefix": "ci",
+            }
+        )
+    )
+    assert settings.context == "kind-kind"
+    assert settings.ready_timeout == 30.0
+    assert settings.keep_on_failure is True
+    assert settings.namespace_prefix == "ci"
+    assert dict(settings.image_overrides) == {"redis:7": "local/redis:7.0", "nginx": "local/nginx"}
+
+
+def test_options_win_over_ini_keys() -> None:
+    settings = Settings.from_config(
+        FakeConfig(
+            options={
+                "kubefixtures_ready_timeout": "5.5",
+                "kubefixtures_keep_on_failure": True,
+                "kubefixtures_image_overrides": ["a=b,c=d", "e=f"],
+            },
+            ini={"kubefixtures_ready_timeout": "30", "kubefixtures_keep_on_failure": "false"},
+        )
+    )
+    assert settings.ready_timeout == 5.5
+    assert settings.keep_on_failure is True
+    assert dict(settings.image_overrides) == {"a": "b", "c": "d", "e": "f"}
+
+
+@pytest.mark.parametrize(
+    ("dest", "value", "message"),
+    [
+        (
+            "kubefixtures_ready_timeout",
+            "soon",
+            "--kubefixtures-ready-timeout (ini kubefixtures_ready_timeout): "
+            "'soon' is not a number of seconds",
+        ),
+        ("kubefixtures_ready_timeout", "0", "must be more than 0 seconds"),
+        ("kubefixtures_keep_on_failure", "maybe", "'maybe' is not a boolean"),
+        ("kubefixtures_image_overrides", "redis", "'redis' is not a NAME=IMAGE pair"),
+        ("kubefixtures_namespace_prefix", "Bad_Prefix", "not a usable namespace prefix"),
+    ],
+)
+def test_bad_values_name_the_option_and_ini_key(dest: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match="ini kubefixtures_") as caught:
+        Settings.from_config(FakeConfig(ini={dest: value}))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_image_override_pairs() -> None:
+    assert parse_image_overrides(" a=b  c=d,e=f\n") == {"a": "b", "c": "d", "e": "f"}
+    assert parse_image_overrides("") == {}
+    with pytest.raises(ValueError, match="'=x'"):
+        parse_image_overrides("=x")
