@@ -138,6 +138,7 @@ class LayerStore:
     (the busybox base) is written once. Files live in a temporary directory."""
 
     def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self._tmp = tempfile.TemporaryDirectory(prefix=".layers-", dir=directory)
         self._written: dict[str, tuple[str, Path]] = {}
 
