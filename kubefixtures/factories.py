@@ -67,11 +67,15 @@ def environment(
             name=fixture_name, sources=paths, values=frozen_values, timeout=timeout
         )
         lifecycle = Lifecycle(spec, session)
+        failure = None
         try:
             environment = lifecycle.setup()
         except KubefixturesError as error:
-            # One clear message instead of a traceback through kubefixtures internals.
-            pytest.fail(str(error), pytrace=False)
+            failure = str(error)
+        if failure is not None:
+            # One clear message instead of a traceback through kubefixtures internals (and
+            # outside the except block, so that pytest shows no chained exception either).
+            pytest.fail(failure, pytrace=False)
         tracked = session.track(fixture_name)
         try:
             yield environment
@@ -83,7 +87,9 @@ def environment(
             try:
                 lifecycle.teardown(keep=keep, why=why)
             except KubefixturesError as error:
-                pytest.fail(f"tearing down environment {spec.name!r}: {error}", pytrace=False)
+                failure = f"tearing down environment {spec.name!r}: {error}"
+            if failure is not None:
+                pytest.fail(failure, pytrace=False)
 
     fixture.__name__ = name or "environment"
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"

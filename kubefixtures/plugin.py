@@ -8,6 +8,7 @@ environment.
 from __future__ import annotations
 
 from collections.abc import Generator
+from contextlib import nullcontext
 
 import pytest
 
@@ -48,8 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
         if reporter is None:
             print(line)
             return
-        reporter.ensure_newline()
-        reporter.write_line(line)
+        # Environments come up during a test's setup, while output is captured: suspend the
+        # capture (as live logging does) so that the line reaches the terminal now.
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        suspended = capture.global_and_fixture_disabled() if capture else nullcontext()
+        with suspended:
+            # Progress dots or a test id may be on the current line: start a fresh one.
+            writer = getattr(reporter, "_tw", None)
+            if getattr(writer, "width_of_current_line", 1):
+                reporter.write("\n")
+            reporter.write_line(line)
 
     config.stash[SESSION_KEY] = SessionState(settings, write_line)
 
