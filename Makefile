@@ -1,0 +1,83 @@
+# Everything from nothing: `make demo` and `make test` install what they need (Debian
+# packages, the Python virtualenv, the Go builds of Kubernetes, CoreDNS and Helm, the
+# local images) and bring the local cluster up. Expensive results are cached in
+# $(CACHE) (builds, images) and Go's own caches, so only the first run pays.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE ?= $(HOME)/.cache/kubefixtures
+IMAGES := $(CACHE)/images
+export KUBEFIXTURES_IMAGES_DIR := $(IMAGES)
+# The local provider unless the caller chose another (kind, existing).
+export KUBEFIXTURES_CLUSTER ?= local
+
+HOST_PACKAGES := etcd-server containerd runc containernetworking-plugins iptables conntrack \
+	openssl busybox-static redis-server redis-tools gcc libc6-dev iproute2 util-linux
+HOST_STAMP := $(CACHE)/host-packages.stamp
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(HOST_STAMP): Makefile
+	@mkdir -p $(CACHE)
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: installing packages needs root (sudo make ...)" >&2; exit 1; fi; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+.PHONY: host-packages
+host-packages: $(HOST_STAMP) ## install the Debian packages the local cluster runs on
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## the Python virtualenv in .venv with kubefixtures and its dev tools
+
+.PHONY: images
+images: $(HOST_STAMP) ## build the local container images (no registry needed)
+	$(PYTHON) hack/images/build.py --out $(IMAGES)
+
+.PHONY: cluster
+cluster: $(HOST_STAMP) $(VENV_STAMP) images ## bring the cluster up (builds Kubernetes on the first run)
+	$(BIN)/kubefixtures cluster up
+	@if [ "$$KUBEFIXTURES_CLUSTER" = local ]; then $(BIN)/kubefixtures cluster load-image $(IMAGES)/*.tar >/dev/null; fi
+
+.PHONY: down
+down: $(VENV_STAMP) ## stop the cluster and remove everything it put on the host
+	$(BIN)/kubefixtures cluster down
+
+.PHONY: demo
+demo: cluster ## bring the cluster up and show it
+	@echo; $(BIN)/kubefixtures cluster status
+	@echo; $(BIN)/kubectl get nodes -o wide
+	@echo; $(BIN)/kubectl get --raw /version
+
+.PHONY: lint
+lint: $(VENV_STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+.PHONY: test
+test: lint cluster ## the whole suite against the real cluster, then the cluster's own lifecycle
+	$(BIN)/pytest -p no:cacheprovider tests
+	$(BIN)/pytest -p no:cacheprovider lifecycle_tests
+
+.PHONY: clean
+clean: ## remove the virtualenv (the build cache in $(CACHE) stays)
+	rm -rf $(VENV)

@@ -1,0 +1,52 @@
+"""`kubefixtures cluster up|down|status|load-image`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from kubefixtures.cluster import PROVIDERS, get_provider
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cluster = commands.add_parser(
+        "cluster",
+        help="bring a Kubernetes cluster for the tests up or down",
+        description="Manage the cluster the tests run on. The provider comes from "
+        "--provider, else KUBEFIXTURES_CLUSTER, else auto (the current kubeconfig "
+        "context if it answers, else kind where Docker and kind exist, else local).",
+    )
+    actions = cluster.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, help_text in (
+        ("up", "start the cluster (a no-op that reports it when it is already running)"),
+        ("down", "stop the cluster and remove everything it put on the host"),
+        ("status", "say whether the cluster runs, and where"),
+        ("load-image", "put image tarballs (docker save / OCI) into the cluster's runtime"),
+    ):
+        parser = actions.add_parser(action, help=help_text, description=help_text)
+        parser.add_argument("--provider", choices=PROVIDERS, default=None)
+        if action == "load-image":
+            parser.add_argument("archives", nargs="+", type=Path, metavar="ARCHIVE")
+        parser.set_defaults(handler=run)
+
+
+def run(arguments: argparse.Namespace) -> int:
+    provider = get_provider(arguments.provider)
+    started = time.monotonic()
+    if arguments.action == "up":
+        status = provider.up()
+        print(status.describe())
+        print(f"up in {time.monotonic() - started:.1f} s")
+    elif arguments.action == "down":
+        provider.down()
+        print(f"{provider.name} cluster is down ({time.monotonic() - started:.1f} s)")
+    elif arguments.action == "status":
+        status = provider.status()
+        print(status.describe())
+        return 0 if status.running else 3
+    else:
+        for archive in arguments.archives:
+            provider.load_image(archive)
+            print(f"loaded {archive} into the {provider.name} cluster")
+    return 0

@@ -1,0 +1,60 @@
+"""Adding a cluster to the user's kubeconfig and taking it out again, as kind does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SECTIONS = ("clusters", "users", "contexts")
+
+
+def user_kubeconfig_path() -> Path:
+    configured = os.environ.get("KUBECONFIG", "")
+    first = next((part for part in configured.split(os.pathsep) if part), None)
+    return Path(first) if first else Path.home() / ".kube" / "config"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {"apiVersion": "v1", "kind": "Config", "preferences": {}}
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: not a kubeconfig (expected a mapping at the top)")
+    return loaded
+
+
+def _save(path: Path, config: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".kubefixtures-partial")
+    partial.write_text(yaml.safe_dump(config, sort_keys=False))
+    partial.chmod(0o600)
+    partial.replace(path)
+
+
+def merge_context(fragment: dict[str, Any], make_current: bool = True) -> Path:
+    """Replace the fragment's entries (by name) in the user's kubeconfig."""
+    path = user_kubeconfig_path()
+    config = _load(path)
+    for section in SECTIONS:
+        names = {entry["name"] for entry in fragment.get(section, [])}
+        kept = [entry for entry in config.get(section) or [] if entry.get("name") not in names]
+        config[section] = kept + list(fragment.get(section, []))
+    if make_current:
+        config["current-context"] = fragment["current-context"]
+    _save(path, config)
+    return path
+
+
+def remove_context(name: str) -> None:
+    path = user_kubeconfig_path()
+    if not path.is_file():
+        return
+    config = _load(path)
+    for section in SECTIONS:
+        config[section] = [e for e in config.get(section) or [] if e.get("name") != name]
+    if config.get("current-context") == name:
+        config["current-context"] = ""
+    _save(path, config)
