@@ -1,0 +1,350 @@
+"""Port-forward benchmark: kubefixtures' forwarder against `kubectl port-forward`.
+
+    .venv/bin/python benchmarks/portforward.py [--repeats 3] [--context NAME]
+
+Creates a namespace with one testserver pod (HTTP on 8080) behind a Service, forwards it
+with kubefixtures (SPDY tunnel, and the v4 WebSocket transport) and with kubectl to the
+same pod, and measures in the same run, alternating the order each repeat:
+
+- throughput: one 100 MiB download (GET /bytes) through one connection;
+- set-up latency: 1,000 sequential short requests, a new connection each (p50, p99);
+- requests/s: 16 concurrent clients, a new connection per request, for a fixed time.
+
+Every forwarder runs in its own process (ours via `--serve`), and the clients in this
+one, so neither side shares a GIL with its load generator. Prints medians over repeats
+and each forwarder's ratio to kubectl. The namespace is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from kubefixtures.kube.portforward import Transport
+
+IMAGE = "kubefixtures.local/testserver:0.1"
+DOWNLOAD = 100 * 1024 * 1024
+SEQUENTIAL = 1000
+CONCURRENCY = 16
+CONCURRENT_SECONDS = 5.0
+KUBECTL = Path(sys.executable).with_name("kubectl")
+
+
+def manifest(namespace: str) -> str:
+    return f"""
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {namespace}
+  labels: {{app.kubernetes.io/managed-by: kubefixtures, kubefixtures.io/benchmark: portforward}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: web
+        image: {IMAGE}
+        imagePullPolicy: IfNotPresent
+        args: [http, --port, "8080"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe: {{httpGet: {{path: /health, port: http}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  selector: {{app: web}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+"""
+
+
+def kubectl(*args: str, context: str | None, stdin: str | None = None) -> str:
+    command = [str(KUBECTL), *(["--context", context] if context else []), *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=True).stdout
+
+
+# -- forwarders under test, each in its own process -------------------------------------
+
+
+@dataclass
+class Forwarder:
+    name: str
+    port: int
+    process: subprocess.Popen[str]
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_kubefixtures(namespace: str, transport: str, context: str | None) -> Forwarder:
+    command = [sys.executable, __file__, "--serve", namespace, "--transport", transport]
+    if context:
+        command += ["--context", context]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("PORT "):
+        process.kill()
+        raise SystemExit(f"kubefixtures forwarder did not start: {line!r}")
+    return Forwarder(f"kubefixtures ({transport})", int(line.split()[1]), process)
+
+
+def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
+    command = [str(KUBECTL), *(["--context", context] if context else [])]
+    command += ["-n", namespace, "port-forward", f"pod/{pod}", ":8080"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"127\.0\.0\.1:(\d+)", line)
+    if not match:
+        process.kill()
+        raise SystemExit(f"kubectl port-forward did not start: {line!r}")
+    return Forwarder("kubectl port-forward", int(match.group(1)), process)
+
+
+def serve(namespace: str, service: str, transport: str, context: str | None) -> None:
+    """`--serve`: run our forwarder until terminated (the benchmark's child process)."""
+    from kubernetes import client, config  # noqa: PLC0415 - only the child needs them
+
+    from kubefixtures.kube.portforward import ServicePortForward  # noqa: PLC0415
+
+    configuration = client.Configuration()
+    config.load_kube_config(client_configuration=configuration, context=context)  # type: ignore[no-untyped-call]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    mode = cast("Transport", transport)
+    with ServicePortForward(configuration, namespace, service, "http", transport=mode) as forward:
+        print(f"PORT {forward.local_port} POD {forward.pod}", flush=True)
+        stop.wait()
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def read_response(sock: socket.socket, buffer: memoryview) -> tuple[bytes, int]:
+    """Reads one HTTP response with a Content-Length; returns (head, body size).
+
+    It does not wait for the close: the kubelet's runtime holds a forwarded connection
+    open for about a second after the pod closes it unless the client half-closed, with
+    kubectl as with us, which would swamp every figure here.
+    """
+    received = 0
+    while (end := bytes(buffer[:received]).find(b"\r\n\r\n")) < 0:
+        count = sock.recv_into(buffer[received:])
+        if not count:
+            raise SystemExit("connection closed before the response head")
+        received += count
+    head = bytes(buffer[:end])
+    match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    if not match:
+        raise SystemExit(f"response without Content-Length: {head[:80]!r}")
+    body = received - end - 4
+    wanted = int(match.group(1))
+    while body < wanted:
+        count = sock.recv_into(buffer)
+        if not count:
+            raise SystemExit(f"response ended after {body} of {wanted} bytes")
+        body += count
+    return head, body
+
+
+def download(port: int) -> float:
+    """MiB/s of one 100 MiB response through one connection."""
+    buffer = memoryview(bytearray(1 << 20))
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        started = time.perf_counter()
+        sock.sendall(f"GET /bytes?n={DOWNLOAD} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        _, body = read_response(sock, buffer)
+        elapsed = time.perf_counter() - started
+    assert body == DOWNLOAD
+    return DOWNLOAD / (1 << 20) / elapsed
+
+
+def short_request(port: int, buffer: memoryview | None = None) -> float:
+    """Seconds for connect + GET /health + the whole response."""
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _ = read_response(sock, buffer or memoryview(bytearray(65536)))
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"short request through port {port} failed: {head[:80]!r}")
+    return time.perf_counter() - started
+
+
+def latencies(port: int) -> tuple[float, float]:
+    buffer = memoryview(bytearray(65536))
+    samples = sorted(short_request(port, buffer) for _ in range(SEQUENTIAL))
+    return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
+
+
+async def _client(port: int, deadline: float, counts: list[int]) -> None:
+    while time.perf_counter() < deadline:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        await reader.readexactly(int(match.group(1)) if match else 0)
+        writer.close()
+        await writer.wait_closed()
+        if head.startswith(b"HTTP/1.1 200"):
+            counts[0] += 1
+        else:
+            counts[1] += 1
+
+
+def requests_per_second(port: int) -> float:
+    async def run() -> list[int]:
+        counts = [0, 0]
+        deadline = time.perf_counter() + CONCURRENT_SECONDS
+        await asyncio.gather(*(_client(port, deadline, counts) for _ in range(CONCURRENCY)))
+        return counts
+
+    started = time.perf_counter()
+    ok, failed = asyncio.run(run())
+    if failed:
+        raise SystemExit(
+            f"{failed} of {ok + failed} concurrent requests through port {port} failed"
+        )
+    return ok / (time.perf_counter() - started)
+
+
+@dataclass
+class Results:
+    throughput: list[float] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+
+
+def measure(forwarder: Forwarder, results: Results) -> None:
+    for _ in range(20):  # warm up: tunnels, TLS session, the pod's server
+        short_request(forwarder.port)
+    results.throughput.append(download(forwarder.port))
+    p50, p99 = latencies(forwarder.port)
+    results.p50.append(p50)
+    results.p99.append(p99)
+    results.rps.append(requests_per_second(forwarder.port))
+    print(
+        f"  {forwarder.name:26} {results.throughput[-1]:8.1f} MiB/s  p50 {p50:6.2f} ms  "
+        f"p99 {p99:6.2f} ms  {results.rps[-1]:7.0f} req/s",
+        flush=True,
+    )
+
+
+@contextmanager
+def environment(context: str | None) -> Iterator[tuple[str, str]]:
+    namespace = f"kf-bench-pf-{secrets.token_hex(3)}"
+    kubectl("apply", "-f", "-", context=context, stdin=manifest(namespace))
+    try:
+        kubectl(
+            "-n", namespace, "rollout", "status", "deploy/web", "--timeout=180s", context=context
+        )
+        pod = kubectl(
+            "-n",
+            namespace,
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+            context=context,
+        ).strip()
+        yield namespace, pod
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", context=context)
+
+
+def median_table(results: dict[str, Results], baseline: str) -> str:
+    base = results[baseline]
+    rows = [
+        ("throughput, 100 MiB (MiB/s)", "throughput", True),
+        ("set-up latency p50 (ms)", "p50", False),
+        ("set-up latency p99 (ms)", "p99", False),
+        (f"requests/s, {CONCURRENCY} clients", "rps", True),
+    ]
+    names = list(results)
+    width = max(len(n) for n in names) + 2
+    lines = [f"{'':30}" + "".join(f"{n:>{width}}" for n in names)]
+    for label, attribute, _higher_is_better in rows:
+        cells = []
+        for name in names:
+            value = statistics.median(getattr(results[name], attribute))
+            reference = statistics.median(getattr(base, attribute))
+            ratio = "" if name == baseline else f" ({value / reference:.2f}x)"
+            cells.append(
+                f"{value:.2f}{ratio}" if attribute in ("p50", "p99") else f"{value:.0f}{ratio}"
+            )
+        lines.append(f"{label:30}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--context")
+    parser.add_argument("--transports", default="spdy,v4", help="our transports to measure")
+    parser.add_argument("--serve", metavar="NAMESPACE", help=argparse.SUPPRESS)
+    parser.add_argument("--transport", default="spdy", help=argparse.SUPPRESS)
+    parser.add_argument("--service", default="web", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.serve:
+        serve(options.serve, options.service, options.transport, options.context)
+        return
+
+    machine = f"{platform.node()}, {os.cpu_count()} cores, {platform.platform()}"
+    print(f"machine: {machine}, Python {platform.python_version()}")
+    print(kubectl("version", context=options.context).strip().replace("\n", "; "))
+    with environment(options.context) as (namespace, pod):
+        starters: dict[str, Callable[[], Forwarder]] = {
+            f"kubefixtures ({t})": (lambda t=t: start_kubefixtures(namespace, t, options.context))  # type: ignore[misc]
+            for t in options.transports.split(",")
+        }
+        starters["kubectl port-forward"] = lambda: start_kubectl(namespace, pod, options.context)
+        forwarders = {name: start() for name, start in starters.items()}
+        try:
+            results = {name: Results() for name in forwarders}
+            order = list(forwarders)
+            for repeat in range(options.repeats):
+                print(f"repeat {repeat + 1}/{options.repeats}", flush=True)
+                for name in order if repeat % 2 == 0 else reversed(order):
+                    measure(forwarders[name], results[name])
+        finally:
+            for forwarder in forwarders.values():
+                forwarder.close()
+    print(f"\nmedians over {options.repeats} repeats, ratio to kubectl in parentheses (pod {pod}):")
+    print(median_table(results, "kubectl port-forward"))
+
+
+if __name__ == "__main__":
+    main()
