@@ -42,6 +42,7 @@ COMPONENTS = (
 HOST_PROGRAMS = ("etcd", "containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip",
                  "iptables", "openssl", "umount")  # fmt: skip
 NODE_READY_TIMEOUT = 90.0
+STOP_GRACE_SECONDS = 2.0
 
 
 class LocalProvider:
@@ -59,13 +60,15 @@ class LocalProvider:
     def up(self) -> ClusterStatus:
         host.require_root()
         host.require_commands(*HOST_PROGRAMS)
+        # Cheap when cached, and it (re)links kubectl and helm into this Python's bin
+        # directory even when the cluster already runs (a fresh virtualenv, say).
+        tools = build.ensure_tools(self.paths.binaries, self.paths.cache / "logs")
         current = self.status()
         if current.running and current.nodes_ready:
             return current
         # Half a cluster (a component crashed) or the remains of one whose processes were
         # killed (a stopped CI job, a restarted machine): clear it away and start over.
         self._clear_host()
-        tools = build.ensure_tools(self.paths.binaries, self.paths.cache / "logs")
         self._fresh_directories()
         host.check_ports_free(
             {
@@ -116,7 +119,9 @@ class LocalProvider:
         for shim in pids_matching(str(self.paths.containerd_socket)):
             terminate(shim, timeout=5)
         for name in COMPONENTS:
-            self.supervisor.stop(name)
+            # The cluster's data is thrown away: no component needs long to finish (the
+            # apiserver would otherwise drain its watches for the best part of a minute).
+            self.supervisor.stop(name, timeout=STOP_GRACE_SECONDS)
         self._cleanup_proxy_rules()
         host.unmount_all(self.paths.state, self.paths.run)
         host.remove_pod_cgroups()

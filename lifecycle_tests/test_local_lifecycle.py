@@ -1,0 +1,69 @@
+"""The local cluster's own lifecycle, run by `make test` after the main suite because it
+takes the cluster down: `down` leaves nothing of ours on the host, `up` after `down`
+works, and `up` on a running cluster is a no-op that reports it. Needs root, as the
+local provider does; it ends with the cluster up again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from kubefixtures.cluster.local.provider import COMPONENTS, LocalProvider
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="the local cluster needs root",
+)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kubefixtures.cli", "cluster", *args, "--provider", "local"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_up_on_a_running_cluster_reports_it_and_changes_nothing() -> None:
+    provider = LocalProvider()
+    assert cli("up").returncode == 0
+    pids = {name: provider.supervisor.pid(name) for name in COMPONENTS}
+    started = time.monotonic()
+    again = cli("up")
+    assert again.returncode == 0, again.stderr
+    assert time.monotonic() - started < 10
+    assert "local cluster: running" in again.stdout
+    assert "ready nodes: 1" in again.stdout
+    assert {name: provider.supervisor.pid(name) for name in COMPONENTS} == pids
+
+
+def test_down_leaves_nothing_behind_and_up_brings_it_back() -> None:
+    provider = LocalProvider()
+    down = cli("down")
+    assert down.returncode == 0, down.stderr
+    assert provider.leftovers() == []
+    status = cli("status")
+    assert status.returncode == 3
+    assert "not running" in status.stdout
+
+    up = cli("up")
+    assert up.returncode == 0, up.stderr
+    assert "ready nodes: 1" in up.stdout
+
+
+def test_up_clears_the_remains_of_a_killed_cluster() -> None:
+    """As after a cancelled CI job or a restarted machine: processes gone, everything
+    else (interfaces, mounts, iptables rules, pid files) still there."""
+    provider = LocalProvider()
+    for name in COMPONENTS:
+        pid = provider.supervisor.pid(name)
+        if pid is not None:
+            os.kill(pid, 9)
+    up = cli("up")
+    assert up.returncode == 0, up.stderr
+    assert "ready nodes: 1" in up.stdout
