@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from kubefixtures import __version__
-from kubefixtures.cluster.base import ClusterError
+from kubefixtures.errors import KubefixturesError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         code: int = arguments.handler(arguments)
-    except ClusterError as error:
+    except KubefixturesError as error:
         print(f"kubefixtures: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from kubefixtures.errors import ClusterError
 
-class ClusterError(Exception):
-    """A cluster could not be brought up, reached or changed. Its message is one line
-    that says what went wrong and what to do."""
+__all__ = ["ClusterError", "ClusterProvider", "ClusterStatus"]
 
 
 @dataclass(frozen=True)
