@@ -66,16 +66,23 @@ class _State:
         self.objects: dict[tuple[str, str], JSON] = {}  # (kind, name) -> latest object
         self.errors: list[str] = []
 
-    def replace(self, kind: str, items: Iterable[JSON]) -> None:
+    def replace(self, resource: Resource, items: Iterable[JSON]) -> None:
+        kind = resource.kind
         with self.changed:
             for key in [key for key in self.objects if key[0] == kind]:
                 del self.objects[key]
             for item in items:
+                # Items of a list response carry no kind or apiVersion; the rules need them.
+                item.setdefault("apiVersion", resource.api_version)
+                item.setdefault("kind", kind)
                 self.objects[(kind, item["metadata"]["name"])] = item
             self.changed.notify_all()
 
-    def update(self, kind: str, event_type: str, item: JSON) -> None:
+    def update(self, resource: Resource, event_type: str, item: JSON) -> None:
+        kind = resource.kind
         with self.changed:
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", kind)
             key = (kind, item["metadata"]["name"])
             if event_type == "DELETED":
                 self.objects.pop(key, None)
@@ -110,13 +117,12 @@ class _Watcher(threading.Thread):
                 self._stream.close()
 
     def run(self) -> None:
-        kind = self._resource.kind
         version: str | None = None
         while not self._stopping.is_set() and time.monotonic() < self._deadline:
             try:
                 if version is None:
                     listing = self._cluster.list_objects(self._resource, self._namespace)
-                    self._state.replace(kind, listing.get("items") or [])
+                    self._state.replace(self._resource, listing.get("items") or [])
                     version = str(listing["metadata"]["resourceVersion"])
                 remaining = int(self._deadline - time.monotonic()) + 1
                 stream = self._cluster.watch(
@@ -136,7 +142,7 @@ class _Watcher(threading.Thread):
                         break
                     version = item.get("metadata", {}).get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
-                        self._state.update(kind, str(event.get("type")), item)
+                        self._state.update(self._resource, str(event.get("type")), item)
             except (ClusterError, ValueError, KeyError) as error:
                 if self._stopping.is_set():
                     return
@@ -269,6 +275,8 @@ def _report(
     shown: set[str] = set()
     for item, verdict in not_ready:
         lines.append(f"  {item}: {verdict.state.value}: {verdict.reason}")
+        if item.resource.kind == "Pod":
+            shown.add(item.name)  # its events are the object's events, shown just below
         for event in describe_events(_events_about(events, item.resource.kind, item.name)):
             lines.append(f"    event: {event}")
         obj = state.objects.get(item.key) or {}

@@ -8,25 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubefixtures import KubefixturesError, environment
 from kubefixtures.kube import Cluster
+from kubefixtures.kube.client import NAMESPACE
 from kubefixtures.session import session_state
 
 ENVIRONMENTS = Path(__file__).parent / "environments"
 # The manifests are written for public images; this cluster has local builds of them.
 LOCAL_IMAGES = {"redis": "kubefixtures.local/redis:7.0"}
 
-shop = environment("environments/shop/", values={"greeting": "hello"})
-echo_chart = environment("environments/chart/", values={"message": "from-values"})
+# Module scope: torn down when test_environments.py is done, so that other modules (the
+# port-forward tests count forwarder threads) do not see them.
+shop = environment("environments/shop/", values={"greeting": "hello"}, scope="module")
+echo_chart = environment("environments/chart/", values={"message": "from-values"}, scope="module")
 
 
 @pytest.fixture(scope="session")
-def cluster(request: pytest.FixtureRequest) -> Cluster:
+def kubefixtures_cluster(request: pytest.FixtureRequest) -> Cluster:
     """The cluster kubefixtures is configured for; skip (or fail under CI) without one."""
     try:
         return session_state(request.config).cluster()
@@ -39,7 +43,7 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
 
 @pytest.fixture(scope="session", autouse=True)
 def _cluster_and_local_images(
-    request: pytest.FixtureRequest, cluster: Cluster
+    request: pytest.FixtureRequest, kubefixtures_cluster: Cluster
 ) -> Iterator[None]:
     """Every test here needs the cluster; and the public images map to local ones unless the
     run already overrides them (``--kubefixtures-image-overrides`` or the ini key)."""
@@ -51,23 +55,29 @@ def _cluster_and_local_images(
     state.settings = before
 
 
-def namespaces_of(cluster: Cluster, environment_name: str) -> list[dict[str, object]]:
+def namespaces_of(cluster: Cluster, environment_name: str) -> list[dict[str, Any]]:
     """Namespaces labelled as belonging to the environment (whatever the session)."""
-    from kubefixtures.kube.client import NAMESPACE  # noqa: PLC0415
-
     selector = f"kubefixtures.io/environment={environment_name}"
     return list(cluster.list_objects(NAMESPACE, None, label_selector=selector)["items"])
 
 
 @pytest.fixture
-def live_namespaces(cluster: Cluster) -> object:
-    """``live_namespaces(name)``: namespaces of an environment that are not being deleted."""
+def all_namespaces(kubefixtures_cluster: Cluster) -> Callable[[str], list[str]]:
+    """``all_namespaces(name)``: every namespace of an environment, even those being deleted."""
+    return lambda name: [
+        item["metadata"]["name"] for item in namespaces_of(kubefixtures_cluster, name)
+    ]
+
+
+@pytest.fixture
+def live_namespaces(kubefixtures_cluster: Cluster) -> Callable[[str], list[str]]:
+    """``live_namespaces(name)``: the namespaces of an environment not being deleted."""
 
     def live(environment_name: str) -> list[str]:
         return [
-            str(item["metadata"]["name"])  # type: ignore[index]
-            for item in namespaces_of(cluster, environment_name)
-            if not item["metadata"].get("deletionTimestamp")  # type: ignore[attr-defined]
+            item["metadata"]["name"]
+            for item in namespaces_of(kubefixtures_cluster, environment_name)
+            if not item["metadata"].get("deletionTimestamp")
         ]
 
     return live

@@ -50,14 +50,18 @@ def test_http_service_answers_on_its_url(shop: Environment) -> None:
     assert echoed.content == b"ping"
 
 
-def test_namespace_is_labelled_and_objects_rendered(shop: Environment, cluster: Cluster) -> None:
-    namespace = cluster.request("GET", f"/api/v1/namespaces/{shop.namespace}")
+def test_namespace_is_labelled_and_objects_rendered(
+    shop: Environment, kubefixtures_cluster: Cluster
+) -> None:
+    namespace = kubefixtures_cluster.request("GET", f"/api/v1/namespaces/{shop.namespace}")
     labels = namespace["metadata"]["labels"]
     assert labels[MANAGED_BY_LABEL] == "kubefixtures"
     assert labels[SESSION_LABEL] == shop.session_id
     assert shop.namespace.startswith("kf-shop-")
-    assert shop.context == cluster.context
-    config = cluster.request("GET", f"/api/v1/namespaces/{shop.namespace}/configmaps/web-settings")
+    assert shop.context == kubefixtures_cluster.context
+    config = kubefixtures_cluster.request(
+        "GET", f"/api/v1/namespaces/{shop.namespace}/configmaps/web-settings"
+    )
     assert config["data"] == {
         "greeting": "hello",
         "namespace": shop.namespace,
@@ -78,7 +82,7 @@ def test_namespace_is_labelled_and_objects_rendered(shop: Environment, cluster: 
     assert shop.details.ready_seconds > 0
 
 
-def test_a_helm_chart_source_works(echo_chart: Environment, cluster: Cluster) -> None:
+def test_a_helm_chart_source_works(echo_chart: Environment, kubefixtures_cluster: Cluster) -> None:
     service = echo_chart.services["echo"]
     with socket.create_connection(service.address, timeout=5) as connection:
         connection.sendall(b"hello chart\n")
@@ -88,7 +92,7 @@ def test_a_helm_chart_source_works(echo_chart: Environment, cluster: Cluster) ->
             assert chunk, "the echo server closed the connection"
             received += chunk
     assert received == b"hello chart\n"
-    deployment = cluster.request(
+    deployment = kubefixtures_cluster.request(
         "GET", f"/apis/apps/v1/namespaces/{echo_chart.namespace}/deployments/echo-chart-echo"
     )
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
