@@ -1,0 +1,419 @@
+"""Leases on the cluster: the session holds and renews one per namespace; reapers (the operator
+and ``kubefixtures gc``) read them and delete what :func:`kubefixtures.lease.decide` condemns.
+
+The session side renews from a daemon thread, so a test that blocks the main thread for
+minutes still proves its session alive, and a ``kill -9`` stops the renewals at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from kubefixtures.errors import ClusterError
+from kubefixtures.kube.client import NAMESPACE, ApiError, Cluster, Resource
+from kubefixtures.lease import (
+    DEFAULT_LEASE_SECONDS,
+    KEEP_UNTIL_ANNOTATION,
+    LEASE_NAME,
+    Decision,
+    SessionNamespace,
+    decide,
+    format_time,
+    lease_from_object,
+    namespace_from_object,
+)
+from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+
+__all__ = [
+    "EVENT_REASON",
+    "LEASE",
+    "LEASE_SELECTOR",
+    "MANAGED_SELECTOR",
+    "Outcome",
+    "SessionLease",
+    "connect",
+    "delete_session",
+    "list_sessions",
+    "post_deletion_event",
+    "read_session",
+    "recheck_and_delete",
+]
+
+logger = logging.getLogger("kubefixtures.lease")
+
+LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases", namespaced=True)
+EVENT_PATH = "/api/v1/namespaces/{namespace}/events"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+LEASE_SELECTOR = f"metadata.name={LEASE_NAME}"
+EVENT_REASON = "LeakedSessionDeleted"
+_CONNECT_TIMEOUT = 5.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the session side ------------------------------------------------------------------------
+
+
+class SessionLease:
+    """The Lease ``kubefixtures-session`` one session holds in one namespace.
+
+    ``create()`` it right after the namespace, ``start()`` renewing (every third of the
+    duration, from a daemon thread), ``keep_until()`` when keeping the namespace on failure,
+    and ``stop()`` at teardown. Renewal failures are retried with backoff and logged; when no
+    renewal succeeded for a whole duration, ``warn`` is called once with a loud line (and
+    again when renewals recover), since a reaper may then delete the namespace.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        holder: str,
+        duration: float = DEFAULT_LEASE_SECONDS,
+        *,
+        labels: Mapping[str, str] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.holder = holder
+        # The API takes whole seconds; never round a short test duration down to nothing.
+        self.duration = max(1, round(duration))
+        self.labels = {MANAGED_BY_LABEL: MANAGED_BY_VALUE, **(labels or {})}
+        self._warn = warn or (lambda line: logger.warning("%s", line))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_renewed = time.monotonic()
+        self._overdue_reported = False
+        self._gone = False
+        self.last_error: str | None = None
+        self.trouble: str | None = None  # the loudest thing that happened, for a summary line
+
+    @property
+    def interval(self) -> float:
+        return self.duration / 3
+
+    def _path(self) -> str:
+        return LEASE.object_path(self.namespace, LEASE_NAME)
+
+    def create(self) -> None:
+        now = format_time(_now(), micro=True)
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": self.namespace, "labels": self.labels},
+            "spec": {
+                "holderIdentity": self.holder,
+                "leaseDurationSeconds": self.duration,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+        try:
+            self.cluster.request("POST", LEASE.collection_path(self.namespace), body=body)
+        except ClusterError as error:
+            raise ClusterError(
+                f"creating lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
+            ) from None
+        self._last_renewed = time.monotonic()
+
+    def _patch(self, patch: Mapping[str, Any]) -> None:
+        self.cluster.request(
+            "PATCH",
+            self._path(),
+            body=patch,
+            content_type="application/merge-patch+json",
+            timeout=(_CONNECT_TIMEOUT, max(self.interval, 5.0)),
+        )
+
+    def renew(self) -> None:
+        """One renewal (no retries): renewTime = now."""
+        self._patch({"spec": {"renewTime": format_time(_now(), micro=True)}})
+
+    def keep_until(self, until: datetime) -> None:
+        """Ask reapers to keep the namespace until ``until`` (keep-on-failure)."""
+        try:
+            self._patch({"metadata": {"annotations": {KEEP_UNTIL_ANNOTATION: format_time(until)}}})
+        except ClusterError as error:
+            raise ClusterError(
+                f"marking namespace {self.namespace} to be kept until {format_time(until)} "
+                f"failed: {error}"
+            ) from None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._run, name=f"kubefixtures-lease-{self.namespace}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop renewing; the Lease stays (it goes with its namespace)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # --- renewal ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._renew_with_retries()
+            if self._gone:
+                return
+
+    def _renew_with_retries(self) -> None:
+        import tenacity  # only sessions that hold a lease need it
+
+        def transient(error: BaseException) -> bool:
+            return isinstance(error, ClusterError) and not _is_not_found(error)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(transient),
+            # Several tries inside one interval; the next interval starts afresh anyway.
+            wait=tenacity.wait_exponential(multiplier=0.25, max=max(self.interval / 4, 0.5)),
+            stop=tenacity.stop_after_delay(self.interval)
+            | tenacity.stop_when_event_set(self._stop),
+            sleep=self._sleep,
+            before_sleep=self._log_failure,
+            reraise=True,
+        )
+        try:
+            retrying(self.renew)
+        except ClusterError as error:
+            if self._stop.is_set():
+                return
+            self.last_error = str(error)
+            if _is_not_found(error):
+                self._gone = True
+                self._report(
+                    f"kubefixtures: the lease of namespace {self.namespace} is gone (was the "
+                    "namespace deleted by someone else?); no longer renewing it"
+                )
+                return
+            logger.warning("renewing lease in namespace %s failed: %s", self.namespace, error)
+            self._check_overdue()
+            return
+        self._renewed()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stop() ends the wait at once
+
+    def _log_failure(self, state: Any) -> None:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        self.last_error = str(error)
+        logger.info(
+            "renewing lease in namespace %s: attempt %d failed (%s); retrying",
+            self.namespace,
+            state.attempt_number,
+            error,
+        )
+
+    def _renewed(self) -> None:
+        silent = time.monotonic() - self._last_renewed
+        self._last_renewed = time.monotonic()
+        if self._overdue_reported:
+            self._overdue_reported = False
+            self._report(
+                f"kubefixtures: renewed the lease of namespace {self.namespace} again after "
+                f"{silent:.0f} s without renewal"
+            )
+
+    def _check_overdue(self) -> None:
+        silent = time.monotonic() - self._last_renewed
+        if silent >= self.duration and not self._overdue_reported:
+            self._overdue_reported = True
+            self._report(
+                f"kubefixtures: WARNING: could not renew the lease of namespace "
+                f"{self.namespace} for {silent:.0f} s (its duration is {self.duration} s; last "
+                f"error: {self.last_error}); the operator or `kubefixtures gc` may delete the "
+                "namespace as leaked"
+            )
+
+    def _report(self, line: str) -> None:
+        self.trouble = line
+        logger.warning("%s", line)
+        try:
+            self._warn(line)
+        except Exception:  # a broken terminal must not end the renewals
+            logger.exception("reporting a lease problem failed")
+
+
+def _is_not_found(error: BaseException) -> bool:
+    return isinstance(error, ApiError) and error.status == 404
+
+
+# --- the reaper side -------------------------------------------------------------------------
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+    """A connection for reapers and ``status``: they need no right to create namespaces."""
+    from kubefixtures.kube.client import _load_configuration
+
+    configuration, context_name = _load_configuration(kubeconfig, context)
+    where = f"context {context_name}" if context_name else "in-cluster config"
+    cluster = Cluster(configuration, context_name, f"{where} ({configuration.host})")
+    try:
+        cluster.request("GET", "/version", timeout=(_CONNECT_TIMEOUT, 10.0))
+    except ClusterError as error:
+        cluster.close()
+        raise ClusterError(f"{cluster.description} is unreachable: {error}") from None
+    return cluster
+
+
+def _get(cluster: Cluster, path: str) -> dict[str, Any] | None:
+    try:
+        return cluster.request("GET", path)
+    except ApiError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def read_session(cluster: Cluster, name: str) -> SessionNamespace | None:
+    """The namespace ``name`` and its Lease as they are now, or None when it is gone."""
+    namespace = _get(cluster, NAMESPACE.object_path(None, name))
+    if namespace is None:
+        return None
+    lease = _get(cluster, LEASE.object_path(name, LEASE_NAME))
+    return namespace_from_object(namespace, lease_from_object(lease) if lease else None)
+
+
+def list_sessions(cluster: Cluster) -> list[SessionNamespace]:
+    """Every namespace labelled as managed by kubefixtures, with its Lease: two lists."""
+    namespaces = cluster.list_objects(NAMESPACE, None, label_selector=MANAGED_SELECTOR)
+    leases = cluster.request(
+        "GET",
+        LEASE.collection_path(None),
+        query=[("labelSelector", MANAGED_SELECTOR), ("fieldSelector", LEASE_SELECTOR)],
+    )
+    by_namespace = {
+        item["metadata"]["namespace"]: lease_from_object(item) for item in leases.get("items", [])
+    }
+    sessions = [
+        namespace_from_object(item, by_namespace.get(item["metadata"]["name"]))
+        for item in namespaces.get("items", [])
+    ]
+    return sorted(sessions, key=lambda session: session.name)
+
+
+def delete_session(cluster: Cluster, session: SessionNamespace) -> bool:
+    """Delete the namespace only if it is still exactly what was judged (same uid and
+    resourceVersion: nobody relabelled or recreated it since). False if it changed or went."""
+    if not session.managed:  # the last line of defence: never anything not labelled as ours
+        raise ValueError(f"namespace {session.name} is not managed by kubefixtures")
+    preconditions = {"uid": session.uid} if session.uid else {}
+    if session.resource_version:
+        preconditions["resourceVersion"] = session.resource_version
+    try:
+        cluster.request(
+            "DELETE",
+            NAMESPACE.object_path(None, session.name),
+            body={
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "propagationPolicy": "Background",
+                "preconditions": preconditions,
+            },
+        )
+    except ApiError as error:
+        if error.status in (404, 409):
+            return False
+        raise ClusterError(f"deleting namespace {session.name} failed: {error}") from None
+    return True
+
+
+def post_deletion_event(
+    cluster: Cluster,
+    session: SessionNamespace,
+    reason: str,
+    *,
+    event_namespace: str,
+    component: str,
+) -> None:
+    """An Event about the deleted namespace, kept in ``event_namespace`` (the namespace itself
+    is going away with its events). Best effort: a failure is logged, never raised."""
+    now = format_time(_now())
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{session.name}.", "namespace": event_namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "name": session.name,
+            "uid": session.uid,
+        },
+        "type": "Normal",
+        "reason": EVENT_REASON,
+        "action": "Delete",
+        "message": f"deleted namespace {session.name}: {reason}"[:1024],
+        "source": {"component": component, "host": socket.gethostname()},
+        "reportingComponent": component,
+        "reportingInstance": socket.gethostname()[:128],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        cluster.request("POST", EVENT_PATH.format(namespace=event_namespace), body=body)
+    except ClusterError as error:
+        logger.warning("posting the event for namespace %s failed: %s", session.name, error)
+
+
+class Outcome(BaseModel):
+    """What a reaper did with one namespace after looking at it afresh."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    deleted: bool
+    decision: Decision | None  # None: the namespace was already gone
+    session: SessionNamespace | None = None
+
+
+def recheck_and_delete(
+    cluster: Cluster,
+    name: str,
+    grace: timedelta | float,
+    *,
+    event_namespace: str,
+    component: str,
+    now: Callable[[], datetime] = _now,
+) -> Outcome:
+    """Read the namespace and its Lease from the API, decide again, and delete if condemned.
+
+    This is the only path to a deletion: what a reaper remembers may be stale (a renewal
+    it has not seen yet), what the API says now is not.
+    """
+    decision: Decision | None = None
+    session: SessionNamespace | None = None
+    # A second round only when the namespace changed between reading and deleting.
+    for _ in range(2):
+        session = read_session(cluster, name)
+        if session is None:
+            return Outcome(namespace=name, deleted=False, decision=None)
+        decision = decide(session, now(), grace)
+        if not decision.delete:
+            return Outcome(namespace=name, deleted=False, decision=decision, session=session)
+        if delete_session(cluster, session):
+            post_deletion_event(
+                cluster,
+                session,
+                decision.reason,
+                event_namespace=event_namespace,
+                component=component,
+            )
+            return Outcome(namespace=name, deleted=True, decision=decision, session=session)
+    return Outcome(namespace=name, deleted=False, decision=decision, session=session)
