@@ -41,7 +41,7 @@ _LAZY = {"Environment", "EnvironmentDetails", "ServiceDetails"}
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from kubefixtures import details  # noqa: PLC0415 - the point of this function
+        from kubefixtures import details  # the point of this function
 
         return getattr(details, name)
     raise AttributeError(f"module 'kubefixtures' has no attribute {name!r}")

@@ -58,8 +58,8 @@ def environment(
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
         # Imported here, when a test needs an environment, not when the conftest loads.
-        from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle  # noqa: PLC0415
-        from kubefixtures.session import session_state  # noqa: PLC0415
+        from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+        from kubefixtures.session import session_state
 
         session = session_state(request.config)
         fixture_name = request.fixturename or name or "environment"
@@ -83,7 +83,7 @@ def environment(
             session.untrack(tracked)
             failed = tracked.failed_tests
             keep = session.settings.keep_on_failure and bool(failed)
-            why = f"{len(failed)} failed test(s), first {failed[0]}" if failed else ""
+            why = f"{len(failed)} failed test(s), first {failed[0]}" if keep else ""
             try:
                 lifecycle.teardown(keep=keep, why=why)
             except KubefixturesError as error:

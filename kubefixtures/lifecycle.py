@@ -130,7 +130,7 @@ class Lifecycle:
         cluster.apply_all(items, self.namespace, self._deadline)
 
     def _wait_ready(self, cluster: Cluster, resources: Sequence[Resource]) -> None:
-        from kubefixtures.kube import Tracked, wait_ready  # noqa: PLC0415 - lazy, like all kube
+        from kubefixtures.kube import Tracked, wait_ready  # lazy, like all kube
 
         assert self.namespace is not None
         tracked = [
@@ -158,7 +158,7 @@ class Lifecycle:
 
     def _forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
         """Forward every TCP port of every Service to 127.0.0.1, all at once."""
-        from kubefixtures.kube.portforward import (  # noqa: PLC0415 - lazy, like all kube
+        from kubefixtures.kube.portforward import (  # lazy, like all kube
             ServicePortForward,
         )
 

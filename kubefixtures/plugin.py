@@ -37,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from kubefixtures.session import SESSION_KEY, SessionState  # noqa: PLC0415 - cheap, but only here
+    from kubefixtures.session import SESSION_KEY, SessionState  # cheap, but only here
 
     try:
         settings = Settings.from_config(config)
@@ -69,7 +69,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.failed:
-        from kubefixtures.session import SESSION_KEY  # noqa: PLC0415
+        from kubefixtures.session import SESSION_KEY
 
         state = item.config.stash.get(SESSION_KEY, None)
         if state is not None:
@@ -78,7 +78,7 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from kubefixtures.session import SESSION_KEY  # noqa: PLC0415
+    from kubefixtures.session import SESSION_KEY
 
     state = terminalreporter.config.stash.get(SESSION_KEY, None)
     if state is not None and state.summary_lines:
@@ -88,7 +88,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from kubefixtures.session import SESSION_KEY  # noqa: PLC0415
+    from kubefixtures.session import SESSION_KEY
 
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:

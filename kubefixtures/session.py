@@ -48,7 +48,7 @@ class SessionState:
     def secrets(self) -> Secrets:
         with self._lock:
             if self._secrets is None:
-                from kubefixtures.rendering import Secrets  # noqa: PLC0415 - lazy: yaml import
+                from kubefixtures.rendering import Secrets  # lazy: yaml import
 
                 self._secrets = Secrets()
             return self._secrets
@@ -58,7 +58,7 @@ class SessionState:
         key = (self.settings.kubeconfig, self.settings.context)
         with self._lock:
             if key not in self._clusters:
-                from kubefixtures.kube import Cluster  # noqa: PLC0415 - lazy: kubernetes import
+                from kubefixtures.kube import Cluster  # lazy: kubernetes import
 
                 self._clusters[key] = Cluster.connect(*key)
             return self._clusters[key]

@@ -70,7 +70,8 @@ OPTIONS: tuple[Option, ...] = (
         "pairs",
         "",
         "replace container images: NAME=IMAGE pairs separated by spaces, commas or new lines "
-        "(repeatable); NAME is an exact reference (redis:7) or a repository (redis, any tag)",
+        "(repeatable, added to the ini key's); NAME is an exact reference (redis:7) or a "
+        "repository (redis, any tag)",
     ),
     Option(
         "wait-for-delete",
@@ -137,7 +138,11 @@ class Settings:
 
 def _raw_value(config: _ConfigLike, option: Option) -> str:
     value = config.getoption(option.dest)
-    if value is None or value == []:
+    if option.kind == "pairs":
+        # Pairs add up: the ini key's, then the options' (a later NAME wins).
+        from_ini = config.getini(option.ini) or []
+        value = [*([from_ini] if isinstance(from_ini, str) else from_ini), *(value or [])]
+    elif value is None:
         value = config.getini(option.ini)
     if isinstance(value, bool):
         return "true" if value else "false"

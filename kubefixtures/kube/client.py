@@ -129,7 +129,7 @@ class Cluster:
     """One cluster, as reached through a kubeconfig context (or the in-cluster config)."""
 
     def __init__(self, configuration: Any, context: str | None, description: str) -> None:
-        from kubernetes import client  # noqa: PLC0415 - lazy: keeps `import kubefixtures` cheap
+        from kubernetes import client  # lazy: keeps `import kubefixtures` cheap
 
         self.configuration = configuration
         self.context = context
@@ -427,7 +427,7 @@ class Cluster:
 
 def _load_configuration(kubeconfig: str | None, context: str | None) -> tuple[Any, str | None]:
     """A Configuration from the kubeconfig (or in-cluster), and the context name it used."""
-    from kubernetes import client, config  # noqa: PLC0415 - lazy, see the module docstring
+    from kubernetes import client, config  # lazy, see the module docstring
 
     configuration = client.Configuration()
     configuration.connection_pool_maxsize = _POOL_SIZE
