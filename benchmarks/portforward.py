@@ -68,7 +68,7 @@ spec:
       - name: web
         image: {IMAGE}
         imagePullPolicy: IfNotPresent
-        args: [http, --port, "8080"]
+        command: [testserver, http, --port, "8080"]
         ports: [{{name: http, containerPort: 8080}}]
         readinessProbe: {{httpGet: {{path: /health, port: http}}, periodSeconds: 1}}
 ---
@@ -83,7 +83,10 @@ spec:
 
 def kubectl(*args: str, context: str | None, stdin: str | None = None) -> str:
     command = [str(KUBECTL), *(["--context", context] if context else []), *args]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
 
 
 # -- forwarders under test, each in its own process -------------------------------------
@@ -104,7 +107,7 @@ class Forwarder:
             self.process.wait()
 
 
-def start_kubefixtures(namespace: str, transport: str, context: str | None) -> Forwarder:
+def start_kubefixtures(namespace: str, pod: str, transport: str, context: str | None) -> Forwarder:
     command = [sys.executable, __file__, "--serve", namespace, "--transport", transport]
     if context:
         command += ["--context", context]
@@ -114,6 +117,9 @@ def start_kubefixtures(namespace: str, transport: str, context: str | None) -> F
     if not line.startswith("PORT "):
         process.kill()
         raise SystemExit(f"kubefixtures forwarder did not start: {line!r}")
+    if line.split()[3] != pod:
+        process.kill()
+        raise SystemExit(f"kubefixtures forwards to {line.split()[3]}, kubectl to {pod}")
     return Forwarder(f"kubefixtures ({transport})", int(line.split()[1]), process)
 
 
@@ -134,9 +140,9 @@ def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
 
 def serve(namespace: str, service: str, transport: str, context: str | None) -> None:
     """`--serve`: run our forwarder until terminated (the benchmark's child process)."""
-    from kubernetes import client, config  # noqa: PLC0415 - only the child needs them
+    from kubernetes import client, config
 
-    from kubefixtures.kube.portforward import ServicePortForward  # noqa: PLC0415
+    from kubefixtures.kube.portforward import ServicePortForward
 
     configuration = client.Configuration()
     config.load_kube_config(client_configuration=configuration, context=context)  # type: ignore[no-untyped-call]
@@ -282,7 +288,10 @@ def environment(context: str | None) -> Iterator[tuple[str, str]]:
         ).strip()
         yield namespace, pod
     finally:
-        kubectl("delete", "namespace", namespace, "--wait=false", context=context)
+        try:
+            kubectl("delete", "namespace", namespace, "--wait=false", context=context)
+        except SystemExit as error:
+            print(f"could not delete namespace {namespace}: {error}", file=sys.stderr)
 
 
 def median_table(results: dict[str, Results], baseline: str) -> str:
@@ -327,7 +336,9 @@ def main() -> None:
     print(kubectl("version", context=options.context).strip().replace("\n", "; "))
     with environment(options.context) as (namespace, pod):
         starters: dict[str, Callable[[], Forwarder]] = {
-            f"kubefixtures ({t})": (lambda t=t: start_kubefixtures(namespace, t, options.context))  # type: ignore[misc]
+            f"kubefixtures ({t})": (
+                lambda t=t: start_kubefixtures(namespace, pod, t, options.context)
+            )  # type: ignore[misc]
             for t in options.transports.split(",")
         }
         starters["kubectl port-forward"] = lambda: start_kubectl(namespace, pod, options.context)

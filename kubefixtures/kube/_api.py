@@ -115,7 +115,7 @@ class ApiClient:
     """JSON reads and watches on the forwarder's event loop."""
 
     def __init__(self, endpoint: ApiEndpoint, request_timeout: float = 10.0) -> None:
-        import httpx  # noqa: PLC0415 - lazy: keeps `import kubefixtures` cheap
+        import httpx
 
         self.endpoint = endpoint
         self._httpx = httpx

@@ -93,7 +93,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._fail_open(bytes(self._head))
             else:
                 reason = f": {exc}" if exc else ""
-                self.opened.set_exception(
+                self._set_open_error(
                     TunnelError(
                         f"the apiserver closed the connection before answering the upgrade{reason}"
                     )
@@ -149,10 +149,16 @@ class WebSocketProtocol(asyncio.Protocol):
         if rest:
             self._frames(rest)
 
+    def _set_open_error(self, error: TunnelError) -> None:
+        self.opened.set_exception(error)
+        # Whoever opened us may have given up (cancelled, timed out) and will never look:
+        # mark the error as seen so asyncio does not log "exception was never retrieved".
+        self.opened.exception()
+
     def _fail_open(self, body: bytes) -> None:
         if not self.opened.done():
             message = status_message(body, f"HTTP {self._status}")
-            self.opened.set_exception(TunnelError(message, self._status))
+            self._set_open_error(TunnelError(message, self._status))
         self.abort()
 
     def _frames(self, data: bytes) -> None:
@@ -228,6 +234,10 @@ async def open_websocket(
         if protocol is not None:
             protocol.abort()
         raise TunnelError(f"port-forward upgrade to {what} timed out after {timeout:g}s") from None
+    except asyncio.CancelledError:
+        if protocol is not None:
+            protocol.abort()
+        raise
     except TunnelError as error:
         raise _upgrade_error(error, what, endpoint) from None
     except OSError as error:
