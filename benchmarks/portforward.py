@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -336,9 +337,7 @@ def main() -> None:
     print(kubectl("version", context=options.context).strip().replace("\n", "; "))
     with environment(options.context) as (namespace, pod):
         starters: dict[str, Callable[[], Forwarder]] = {
-            f"kubefixtures ({t})": (
-                lambda t=t: start_kubefixtures(namespace, pod, t, options.context)
-            )  # type: ignore[misc]
+            f"kubefixtures ({t})": partial(start_kubefixtures, namespace, pod, t, options.context)
             for t in options.transports.split(",")
         }
         starters["kubectl port-forward"] = lambda: start_kubectl(namespace, pod, options.context)
