@@ -1,0 +1,65 @@
+"""The operator's settings: from ``kubefixtures operator`` options or, under
+``kopf run -m kubefixtures.operator``, from environment variables (the Helm chart sets both)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kubefixtures.errors import KubefixturesError
+from kubefixtures.lease import DEFAULT_GRACE_SECONDS
+
+__all__ = ["COMPONENT", "GRACE_VARIABLE", "OperatorConfig", "OperatorConfigError"]
+
+COMPONENT = "kubefixtures-operator"  # the Events' source, and the operator's name in logs
+GRACE_VARIABLE = "KUBEFIXTURES_OPERATOR_GRACE"
+EVENT_NAMESPACE_VARIABLE = "KUBEFIXTURES_OPERATOR_EVENT_NAMESPACE"
+# In a pod, the namespace the operator runs in (Kubernetes mounts it with the token).
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class OperatorConfigError(KubefixturesError):
+    """An operator setting has a value the operator cannot use."""
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0)
+    # Where deletion Events go: the deleted namespace cannot keep them.
+    event_namespace: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if environ is None else environ
+        raw = env.get(GRACE_VARIABLE, "").strip()
+        grace = DEFAULT_GRACE_SECONDS
+        if raw:
+            grace = parse_grace(raw, GRACE_VARIABLE)
+        return cls(grace_seconds=grace, event_namespace=env.get(EVENT_NAMESPACE_VARIABLE) or None)
+
+    def events_go_to(self, environ: Mapping[str, str] | None = None) -> str:
+        """The configured namespace, else the operator's own (in a pod), else ``default``."""
+        env = os.environ if environ is None else environ
+        if self.event_namespace:
+            return self.event_namespace
+        if env.get("POD_NAMESPACE"):
+            return env["POD_NAMESPACE"]
+        try:
+            return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+        except OSError:
+            return "default"
+
+
+def parse_grace(text: str, where: str) -> float:
+    """Seconds (``30``, ``2.5``) as a float; OperatorConfigError naming ``where`` otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise OperatorConfigError(f"{where}={text!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise OperatorConfigError(f"{where}={text!r} must be 0 seconds or more")
+    return seconds

@@ -1,0 +1,78 @@
+"""The kopf side of the operator: settings, two label-filtered watches, start and stop.
+
+Only ``@kopf.on.event`` handlers are used: they are the one kind kopf runs without storing
+state on the objects (no annotations, no finalizers); daemons, timers and on-delete handlers
+would add a finalizer, and deleting a namespace must never wait for this operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from kubefixtures.kube.lease import connect
+from kubefixtures.lease import LEASE_NAME
+from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from kubefixtures.operator.config import COMPONENT, OperatorConfig
+from kubefixtures.operator.reaper import Reaper
+
+__all__ = ["configure", "lease_event", "namespace_event", "start", "stop"]
+
+MANAGED = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
+SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
+# kopf's finalizer name, set to one nobody uses: kopf removes "its" finalizer from objects that
+# carry it and need none, and this operator must never edit anyone's namespaces.
+UNUSED_FINALIZER = "kubefixtures.io/operator-never-adds-finalizers"
+
+logger = logging.getLogger("kubefixtures.operator")
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Settings for an operator that only watches and deletes (least privilege)."""
+    settings.peering.standalone = True  # one replica; no peering objects to read or write
+    settings.peering.mandatory = False
+    settings.scanning.disabled = True  # no watching of CRDs: it would need more RBAC
+    settings.posting.enabled = False  # our own Events, in our own namespace (see kube.lease)
+    settings.persistence.finalizer = UNUSED_FINALIZER
+    settings.posting.reporting_component = COMPONENT
+    # Server-side filtering: only our namespaces and our Leases ever reach this process,
+    # however many other Leases (node heartbeats, leader elections) the cluster renews.
+    settings.watching.label_selectors["namespaces"] = SELECTOR
+    settings.watching.label_selectors["coordination.k8s.io", "leases"] = SELECTOR
+    settings.watching.field_selectors["coordination.k8s.io", "leases"] = (
+        f"metadata.name={LEASE_NAME}"
+    )
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure(settings)
+    config = memo.get("config") or OperatorConfig.from_env()
+    cluster = await asyncio.to_thread(connect)
+    reaper = Reaper(cluster, config)
+    memo["reaper"] = reaper
+    reaper.start()
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    reaper: Reaper | None = memo.get("reaper")
+    if reaper is not None:
+        await reaper.stop()
+        reaper.cluster.close()
+        logger.info("stopped after %d deletions", reaper.deleted)
+
+
+@kopf.on.event("v1", "namespaces", labels=MANAGED)
+async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["reaper"].namespace_event(event["type"], event["object"])
+
+
+@kopf.on.event(
+    "coordination.k8s.io", "v1", "leases", labels=MANAGED, field="metadata.name", value=LEASE_NAME
+)
+async def lease_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["reaper"].lease_event(event["type"], event["object"])
