@@ -79,6 +79,13 @@ OPTIONS: tuple[Option, ...] = (
         "false",
         "at teardown, wait until the namespace is really gone (default: ask for deletion only)",
     ),
+    Option(
+        "lease-duration",
+        "seconds",
+        "60",
+        "seconds a session's lease lasts without renewal (renewed every third of it); the "
+        "operator or `kubefixtures gc` may delete a namespace whose lease expired",
+    ),
 )
 
 
@@ -105,6 +112,7 @@ class Settings:
     keep_on_failure: bool = False
     image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     wait_for_delete: bool = False
+    lease_duration: float = 60.0
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -133,6 +141,7 @@ class Settings:
                 parsed("kubefixtures_image_overrides", parse_image_overrides)
             ),
             wait_for_delete=parsed("kubefixtures_wait_for_delete", _flag),
+            lease_duration=parsed("kubefixtures_lease_duration", _seconds),
         )
 
 
