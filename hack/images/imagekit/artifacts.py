@@ -1,4 +1,8 @@
-"""Small local builds (gcc, go) whose outputs go into images, cached by input hash."""
+"""Small local builds (gcc, go, pip, npm) whose outputs go into images, cached by input hash.
+
+An artifact's output is a file (a compiled binary) or a directory tree (packages that
+``pip install --target`` or ``npm ci`` put in ``{out}``); a layer places either at a path.
+"""
 
 from __future__ import annotations
 
@@ -69,7 +73,7 @@ def build_artifact(
     out = work / "artifacts" / recipe.name
     key_file = out.with_name(f"{recipe.name}.key")
     key = artifact_key(recipe, directory)
-    if not force and out.is_file() and key_file.is_file() and key_file.read_text() == key:
+    if not force and out.exists() and key_file.is_file() and key_file.read_text() == key:
         return out, False
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,15 +89,24 @@ def build_artifact(
             text=True,
             check=False,
         )
-        if result.returncode != 0 or not temporary.is_file():
+        if result.returncode != 0 or not (temporary.is_file() or temporary.is_dir()):
             # The tool's own diagnostics first, then our one-line summary.
             sys.stderr.write(result.stdout + result.stderr)
             raise BuildError(
                 f"artifact {recipe.name}: {recipe.command[0]} failed with exit code "
                 f"{result.returncode} (its output is above)"
             )
+        key_file.unlink(missing_ok=True)  # never a key next to a half-replaced output
+        _remove(out)
         os.replace(temporary, out)
     finally:
-        temporary.unlink(missing_ok=True)
+        _remove(temporary)
     key_file.write_text(key)
     return out, True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

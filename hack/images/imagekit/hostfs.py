@@ -59,6 +59,27 @@ def _add_host_tree(fs: Rootfs, path: str, mode: int, depth: int) -> None:
         add_host_path(fs, posixpath.join(path, name), depth)
 
 
+def add_tree(fs: Rootfs, path: str, source: Path) -> None:
+    """Copy the directory `source` (an artifact's output tree) to `path` in the image.
+
+    Files and directories keep their modes; symlinks inside the tree (node_modules/.bin)
+    stay symlinks, their targets are not followed: they point inside the tree.
+    """
+    fs.put(path, directory(source.stat().st_mode & 0o7777))
+    for name in sorted(os.listdir(source)):
+        child = source / name
+        image_path = posixpath.join(path, name)
+        info = os.lstat(child)
+        if stat.S_ISLNK(info.st_mode):
+            fs.put(image_path, symlink(os.readlink(child)))
+        elif stat.S_ISDIR(info.st_mode):
+            add_tree(fs, image_path, child)
+        elif stat.S_ISREG(info.st_mode):
+            fs.put(image_path, disk_file(child))
+        else:
+            raise BuildError(f"{child}: only regular files, directories and symlinks can be copied")
+
+
 def shared_libraries(binary: str) -> list[str]:
     """Absolute paths of the libraries (and the loader) `binary` links, per ldd.
 

@@ -54,7 +54,10 @@ def _apply_layer(fs: Rootfs, layer: LayerRecipe, artifacts: dict[str, Path]) -> 
     for path in layer.binaries:
         hostfs.add_binary(fs, path)
     for path, artifact in layer.artifacts:
-        fs.put(path, disk_file(artifacts[artifact], mode=0o755))
+        if artifacts[artifact].is_dir():
+            hostfs.add_tree(fs, path, artifacts[artifact])
+        else:
+            fs.put(path, disk_file(artifacts[artifact], mode=0o755))
     for path, content in layer.text:
         fs.put(path, inline_file(content.lstrip("\n").encode()))
     if layer.busybox_applets:
