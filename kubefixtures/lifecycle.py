@@ -22,10 +22,12 @@ from pydantic import SecretStr
 from kubefixtures import naming
 from kubefixtures.details import Environment, EnvironmentDetails, ObjectRef, ServiceDetails
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.lease import DEFAULT_KEEP_SECONDS, holder_identity
 from kubefixtures.rendering import RenderContext, RenderedObject, render_sources
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster, Resource
+    from kubefixtures.kube.lease import SessionLease
     from kubefixtures.session import SessionState
 
 __all__ = ["EnvironmentSpec", "Lifecycle", "PortForward", "service_details"]
@@ -70,6 +72,7 @@ class Lifecycle:
         self._started = 0.0
         self._deadline = 0.0
         self._created = False
+        self.lease: SessionLease | None = None  # proof of life for the operator and gc
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -120,6 +123,20 @@ class Lifecycle:
         self.namespace = namespace
         cluster.create_namespace(namespace, labels)
         self._created = True
+        # Before anything is applied: a session killed from here on leaves a namespace whose
+        # lease expires, and the operator (or `kubefixtures gc`) reaps it.
+        from kubefixtures.kube.lease import SessionLease
+
+        self.lease = SessionLease(
+            cluster,
+            namespace,
+            holder_identity(self.session.session_id),
+            self.settings.lease_duration,
+            labels=labels,
+            warn=self.session.write_line,
+        )
+        self.lease.create()
+        self.lease.start()
 
     def _apply(self, cluster: Cluster, resources: Sequence[Resource]) -> None:
         assert self.namespace is not None
@@ -261,9 +278,17 @@ class Lifecycle:
             return
         if keep:
             self.session.summary_lines.append(self._kept_message(why))
+            self._finish_lease(keep_for=DEFAULT_KEEP_SECONDS)
             return
         self._created = False
+        self._finish_lease(keep_for=None)
         self.cluster.delete_namespace(self.namespace, wait=self.settings.wait_for_delete)
+
+    def _finish_lease(self, keep_for: float | None) -> None:
+        lease, self.lease = self.lease, None
+        line = lease.finish(keep_for) if lease is not None else None
+        if line:
+            self.session.summary_lines.append(line)
 
     def _kept_message(self, why: str) -> str:
         assert self.namespace is not None

@@ -150,6 +150,22 @@ class SessionLease:
                 f"failed: {error}"
             ) from None
 
+    def finish(self, keep_for: float | None = None) -> str | None:
+        """Teardown: stop renewing and, with ``keep_for`` (seconds), mark the namespace to be
+        kept that long. Returns a line for the run's summary, or None when all went well."""
+        self.stop()
+        if keep_for is None:
+            return self.trouble
+        until = _now() + timedelta(seconds=keep_for)
+        try:
+            self.keep_until(until)
+        except ClusterError as error:
+            return f"kubefixtures: {error}; the operator may delete it once its lease expires"
+        return (
+            f"kubefixtures: namespace {self.namespace} is kept until {format_time(until)}; "
+            "then the operator or `kubefixtures gc` may delete it"
+        )
+
     def start(self) -> None:
         if self._thread is not None:
             return
