@@ -40,6 +40,17 @@ def _grace(text: str) -> float:
     return seconds
 
 
+def _selector_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "-l",
+        "--selector",
+        default=default,
+        metavar="SELECTOR",
+        help="only namespaces that also match this label selector, e.g. "
+        "kubefixtures.io/user=ci (the managed-by label is always required)",
+    )
+
+
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
@@ -75,6 +86,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="default",
         help="namespace for the Event recorded about each deletion (default: %(default)s)",
     )
+    _selector_option(gc)
     _cluster_options(gc)
     gc.set_defaults(handler=run_gc)
 
@@ -85,6 +97,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "state and keep-until.",
     )
     _grace_option(status)
+    _selector_option(status)
     _cluster_options(status)
     status.set_defaults(handler=run_status)
 
@@ -106,6 +119,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="namespace for deletion Events (default: the operator's own, else default)",
     )
+    _selector_option(operator)
     operator.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
     )
@@ -127,7 +141,7 @@ def run_gc(arguments: argparse.Namespace) -> int:
     started = time.monotonic()
     cluster = connect(arguments.kubeconfig, arguments.context)
     try:
-        sessions = list_sessions(cluster)
+        sessions = list_sessions(cluster, arguments.selector)
         now = datetime.now(UTC)
         deleted = kept = 0
         for session in sessions:
@@ -222,7 +236,7 @@ def run_status(arguments: argparse.Namespace) -> int:
 
     cluster = connect(arguments.kubeconfig, arguments.context)
     try:
-        sessions = list_sessions(cluster)
+        sessions = list_sessions(cluster, arguments.selector)
     finally:
         cluster.close()
     if not sessions:
@@ -250,6 +264,8 @@ def run_operator(arguments: argparse.Namespace) -> int:
             updates["grace_seconds"] = arguments.grace
         if arguments.event_namespace:
             updates["event_namespace"] = arguments.event_namespace
+        if arguments.selector:
+            updates["selector"] = arguments.selector
         config = config.model_copy(update=updates)
     except KubefixturesError as error:
         return _error(str(error))

@@ -42,6 +42,7 @@ __all__ = [
     "connect",
     "delete_session",
     "list_sessions",
+    "managed_selector",
     "post_deletion_event",
     "read_session",
     "recheck_and_delete",
@@ -306,13 +307,22 @@ def read_session(cluster: Cluster, name: str) -> SessionNamespace | None:
     return namespace_from_object(namespace, lease_from_object(lease) if lease else None)
 
 
-def list_sessions(cluster: Cluster) -> list[SessionNamespace]:
-    """Every namespace labelled as managed by kubefixtures, with its Lease: two lists."""
-    namespaces = cluster.list_objects(NAMESPACE, None, label_selector=MANAGED_SELECTOR)
+def managed_selector(extra: str | None = None) -> str:
+    """The managed label, narrowed by ``extra`` (a label selector) when given."""
+    return f"{MANAGED_SELECTOR},{extra}" if extra and extra.strip() else MANAGED_SELECTOR
+
+
+def list_sessions(cluster: Cluster, selector: str | None = None) -> list[SessionNamespace]:
+    """Every namespace labelled as managed by kubefixtures (and matching ``selector``, a label
+    selector), with its Lease: two lists."""
+    labels = managed_selector(selector)
+    try:
+        namespaces = cluster.list_objects(NAMESPACE, None, label_selector=labels)
+    except ApiError as error:
+        raise ClusterError(f"listing namespaces with labels {labels} failed: {error}") from None
+    # The Leases by name only: a Lease is found even if its labels were lost.
     leases = cluster.request(
-        "GET",
-        LEASE.collection_path(None),
-        query=[("labelSelector", MANAGED_SELECTOR), ("fieldSelector", LEASE_SELECTOR)],
+        "GET", LEASE.collection_path(None), query=[("fieldSelector", LEASE_SELECTOR)]
     )
     by_namespace = {
         item["metadata"]["namespace"]: lease_from_object(item) for item in leases.get("items", [])

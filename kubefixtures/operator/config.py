@@ -12,11 +12,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.lease import DEFAULT_GRACE_SECONDS
 
-__all__ = ["COMPONENT", "GRACE_VARIABLE", "OperatorConfig", "OperatorConfigError"]
+__all__ = [
+    "COMPONENT",
+    "EVENT_NAMESPACE_VARIABLE",
+    "GRACE_VARIABLE",
+    "SELECTOR_VARIABLE",
+    "OperatorConfig",
+    "OperatorConfigError",
+    "parse_grace",
+]
 
 COMPONENT = "kubefixtures-operator"  # the Events' source, and the operator's name in logs
 GRACE_VARIABLE = "KUBEFIXTURES_OPERATOR_GRACE"
 EVENT_NAMESPACE_VARIABLE = "KUBEFIXTURES_OPERATOR_EVENT_NAMESPACE"
+SELECTOR_VARIABLE = "KUBEFIXTURES_OPERATOR_SELECTOR"
 # In a pod, the namespace the operator runs in (Kubernetes mounts it with the token).
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -31,6 +40,9 @@ class OperatorConfig(BaseModel):
     grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0)
     # Where deletion Events go: the deleted namespace cannot keep them.
     event_namespace: str | None = None
+    # A label selector that narrows what is watched (and so reaped), added to the managed
+    # label: one operator per team or CI runner, or a test that must leave others alone.
+    selector: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -39,7 +51,11 @@ class OperatorConfig(BaseModel):
         grace = DEFAULT_GRACE_SECONDS
         if raw:
             grace = parse_grace(raw, GRACE_VARIABLE)
-        return cls(grace_seconds=grace, event_namespace=env.get(EVENT_NAMESPACE_VARIABLE) or None)
+        return cls(
+            grace_seconds=grace,
+            event_namespace=env.get(EVENT_NAMESPACE_VARIABLE) or None,
+            selector=env.get(SELECTOR_VARIABLE, "").strip() or None,
+        )
 
     def events_go_to(self, environ: Mapping[str, str] | None = None) -> str:
         """The configured namespace, else the operator's own (in a pod), else ``default``."""

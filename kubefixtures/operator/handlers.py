@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from kubefixtures.kube.lease import connect
+from kubefixtures.kube.lease import connect, managed_selector
 from kubefixtures.lease import LEASE_NAME
 from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
@@ -22,7 +22,6 @@ from kubefixtures.operator.reaper import Reaper
 __all__ = ["configure", "lease_event", "namespace_event", "start", "stop"]
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
-SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 # kopf's finalizer name, set to one nobody uses: kopf removes "its" finalizer from objects that
 # carry it and need none, and this operator must never edit anyone's namespaces.
 UNUSED_FINALIZER = "kubefixtures.io/operator-never-adds-finalizers"
@@ -30,8 +29,9 @@ UNUSED_FINALIZER = "kubefixtures.io/operator-never-adds-finalizers"
 logger = logging.getLogger("kubefixtures.operator")
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     """Settings for an operator that only watches and deletes (least privilege)."""
+    selector = managed_selector(config.selector)
     settings.peering.standalone = True  # one replica; no peering objects to read or write
     settings.peering.mandatory = False
     settings.scanning.disabled = True  # no watching of CRDs: it would need more RBAC
@@ -40,8 +40,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.reporting_component = COMPONENT
     # Server-side filtering: only our namespaces and our Leases ever reach this process,
     # however many other Leases (node heartbeats, leader elections) the cluster renews.
-    settings.watching.label_selectors["namespaces"] = SELECTOR
-    settings.watching.label_selectors["coordination.k8s.io", "leases"] = SELECTOR
+    # Sessions give their Lease their namespace's labels, so one selector fits both.
+    settings.watching.label_selectors["namespaces"] = selector
+    settings.watching.label_selectors["coordination.k8s.io", "leases"] = selector
     settings.watching.field_selectors["coordination.k8s.io", "leases"] = (
         f"metadata.name={LEASE_NAME}"
     )
@@ -49,8 +50,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    configure(settings)
     config = memo.get("config") or OperatorConfig.from_env()
+    configure(settings, config)
     cluster = await asyncio.to_thread(connect)
     reaper = Reaper(cluster, config)
     memo["reaper"] = reaper
