@@ -54,7 +54,7 @@ apiVersion: v1
 kind: Namespace
 metadata:
   name: {namespace}
-  labels: {{app.kubernetes.io/managed-by: kubefixtures, kubefixtures.io/benchmark: portforward}}
+  labels: {{kubefixtures.io/benchmark: portforward}}
 ---
 apiVersion: apps/v1
 kind: Deployment

@@ -90,10 +90,8 @@ class Cluster:
         self.namespace = f"kf-pf-{secrets.token_hex(3)}"
 
     def create(self) -> None:
-        labels = {
-            "app.kubernetes.io/managed-by": "kubefixtures",
-            "kubefixtures.io/test": "portforward",
-        }
+        # Not labelled managed-by kubefixtures: the operator reaps those that have no Lease.
+        labels = {"kubefixtures.io/test": "portforward"}
         self.core.create_namespace({"metadata": {"name": self.namespace, "labels": labels}})
         self.apps.create_namespaced_deployment(self.namespace, deployment("echo"))
         self.core.create_namespaced_service(self.namespace, service("echo"))
