@@ -11,7 +11,8 @@ contacted when a test asks for the fixture.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +20,17 @@ import pytest
 
 from kubefixtures.errors import KubefixturesError
 
-__all__ = ["environment"]
+__all__ = ["declared", "environment", "prestart"]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
 _BUILTINS = ("environment", "namespace", "session_id")  # kept in step with rendering.py
+_declarations: list[object] = []  # every environment() fixture declared in this process
+
+
+def declared() -> int:
+    """How many environments the loaded conftests and modules declared."""
+    return len(_declarations)
 
 
 def environment(
@@ -66,16 +73,18 @@ def environment(
         spec = EnvironmentSpec(
             name=fixture_name, sources=paths, values=frozen_values, timeout=timeout
         )
-        lifecycle = Lifecycle(spec, session)
+        claimed = session.claim(fixture)  # brought up in advance (see prestart)
+        lifecycle = claimed[0] if claimed else Lifecycle(spec, session)
         failure = None
         try:
-            environment = lifecycle.setup()
+            environment = claimed[1].result() if claimed else lifecycle.setup()
         except KubefixturesError as error:
             failure = str(error)
         if failure is not None:
             # One clear message instead of a traceback through kubefixtures internals (and
             # outside the except block, so that pytest shows no chained exception either).
             pytest.fail(failure, pytrace=False)
+        lifecycle.report_ready()
         tracked = session.track(fixture_name)
         try:
             yield environment
@@ -93,7 +102,53 @@ def environment(
 
     fixture.__name__ = name or "environment"
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
+    # Found again by prestart() through pytest's fixture definitions.
+    fixture.__dict__["__kubefixtures__"] = _Declaration(paths, frozen_values, scope, timeout)
+    _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
+
+
+@dataclass(frozen=True)
+class _Declaration:
+    sources: tuple[Path, ...]
+    values: Mapping[str, Any]
+    scope: Scope
+    timeout: float | None
+
+
+def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
+    """Start bringing up, in the background, every session-scoped environment that the
+    collected ``items`` use; their fixtures then only wait for what is still under way.
+
+    Tests can be collected long before the first one needing an environment runs (and
+    several environments come up side by side this way).
+    """
+    started: set[object] = set()
+    for item in items:
+        # pytest keeps each item's fixture definitions here (private, hence the getattr).
+        definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        for name in getattr(item, "fixturenames", ()):
+            if not definitions.get(name):
+                continue
+            function = definitions[name][-1].func
+            declaration = getattr(function, "__kubefixtures__", None)
+            if not isinstance(declaration, _Declaration) or declaration.scope != "session":
+                continue
+            if function in started:
+                continue
+            started.add(function)
+            # Only now: a suite that uses no environment never imports any of this.
+            from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+            from kubefixtures.session import session_state
+
+            session = session_state(config)
+            spec = EnvironmentSpec(
+                name=name,
+                sources=declaration.sources,
+                values=declaration.values,
+                timeout=declaration.timeout,
+            )
+            session.prestart(function, Lifecycle(spec, session))
 
 
 def _caller_directory() -> Path:

@@ -77,14 +77,21 @@ class Lifecycle:
     # --- setup ----------------------------------------------------------------------------
 
     def setup(self) -> Environment:
+        """Bring the environment up; raise a KubefixturesError (after cleaning up) if it fails.
+
+        Prints nothing: the caller reports (``report_ready``), so that setup can also run in
+        a background thread.
+        """
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
         namespace = naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         # Connecting (importing the client, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubefixtures-connect")
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
         try:
             connecting: Future[Cluster] = pool.submit(self.session.cluster)
+            # The forwarder's imports (asyncio, httpx) are paid while pods start.
+            pool.submit(_import_forwarder)
             context = self._render(namespace)
             self.cluster = connecting.result()
         finally:
@@ -94,13 +101,11 @@ class Lifecycle:
         try:
             self._create_namespace(self.cluster, namespace)
             self._apply(self.cluster, resources)
-            self._wait_ready(self.cluster, resources)
-            services = self._forward(self.cluster)
+            services = self._wait_ready_and_forward(self.cluster, resources)
         except BaseException as error:
             self._abort(error)
             raise
         self.environment = Environment(self._details(context, services), self._manifests())
-        self._report_ready()
         return self.environment
 
     def _render(self, namespace: str) -> RenderContext:
@@ -146,22 +151,48 @@ class Lifecycle:
         ]
         cluster.apply_all(items, self.namespace, self._deadline)
 
-    def _wait_ready(self, cluster: Cluster, resources: Sequence[Resource]) -> None:
-        from kubefixtures.kube import Tracked, wait_ready  # lazy, like all kube
+    def _wait_ready_and_forward(
+        self, cluster: Cluster, resources: Sequence[Resource]
+    ) -> dict[str, ServiceDetails]:
+        """Wait for readiness; forward each Service's ports as soon as it has ready endpoints,
+        while the rest of the environment comes up."""
+        from kubefixtures.kube import Tracked, wait_ready  # lazy, like all of kube
 
         assert self.namespace is not None
+        services = {service["metadata"]["name"]: service for service in self._services()}
         tracked = [
             Tracked(resource, obj.name)
             for resource, obj in zip(resources, self.objects, strict=True)
         ]
-        wait_ready(
-            cluster,
-            self.namespace,
-            tracked,
-            deadline=self._deadline,
-            environment=self.spec.name,
-            started=self._started,
-        )
+        starting: dict[tuple[str, int], Future[PortForward]] = {}
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubefixtures-forward")
+
+        def forward_when_ready(item: Tracked) -> None:
+            if item.resource.kind == "Service" and item.name in services:
+                for port in _tcp_ports(services[item.name]):
+                    key = (item.name, int(port["port"]))
+                    starting[key] = pool.submit(self._start_forward, cluster, *key)
+
+        try:
+            wait_ready(
+                cluster,
+                self.namespace,
+                tracked,
+                deadline=self._deadline,
+                environment=self.spec.name,
+                started=self._started,
+                on_ready=forward_when_ready,
+            )
+            # Every Service is tracked, so each was announced ready before wait_ready returned.
+            local_ports: dict[str, dict[int, int]] = {}
+            for (name, port), future in starting.items():
+                local_ports.setdefault(name, {})[port] = future.result().local_port
+        finally:
+            pool.shutdown(wait=True)
+        return {
+            name: service_details(service, self.namespace, local_ports[name])
+            for name, service in services.items()
+        }
 
     def _services(self) -> list[Mapping[str, Any]]:
         return [
@@ -173,41 +204,17 @@ class Lifecycle:
             and _tcp_ports(obj.manifest)
         ]
 
-    def _forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
-        """Forward every TCP port of every Service to 127.0.0.1, all at once."""
-        from kubefixtures.kube.portforward import (  # lazy, like all kube
-            ServicePortForward,
-        )
+    def _start_forward(self, cluster: Cluster, service: str, port: int) -> PortForward:
+        from kubefixtures.kube.portforward import ServicePortForward  # lazy, like all of kube
 
         assert self.namespace is not None
-        namespace = self.namespace
-        wanted = [
-            (service["metadata"]["name"], port)
-            for service in self._services()
-            for port in _tcp_ports(service)
-        ]
-
-        def start(target: tuple[str, Mapping[str, Any]]) -> PortForward:
-            name, port = target
-            remaining = max(self._deadline - time.monotonic(), 1.0)
-            forward = ServicePortForward(
-                cluster.configuration, namespace, name, int(port["port"]), ready_timeout=remaining
-            )
-            self.forwards.append(forward)  # list.append is atomic: teardown sees every forward
-            forward.start()
-            return forward
-
-        with ThreadPoolExecutor(max_workers=min(len(wanted), 8) or 1) as pool:
-            started = list(pool.map(start, wanted))
-        local_ports: dict[str, dict[int, int]] = {}
-        for (name, port), forward in zip(wanted, started, strict=True):
-            local_ports.setdefault(name, {})[int(port["port"])] = forward.local_port
-        return {
-            service["metadata"]["name"]: service_details(
-                service, namespace, local_ports[service["metadata"]["name"]]
-            )
-            for service in self._services()
-        }
+        remaining = max(self._deadline - time.monotonic(), 1.0)
+        forward = ServicePortForward(
+            cluster.configuration, self.namespace, service, port, ready_timeout=remaining
+        )
+        self.forwards.append(forward)  # list.append is atomic: teardown sees every forward
+        forward.start()
+        return forward
 
     def _details(
         self, context: RenderContext, services: dict[str, ServiceDetails]
@@ -242,7 +249,8 @@ class Lifecycle:
             for obj in self.objects
         ]
 
-    def _report_ready(self) -> None:
+    def report_ready(self) -> None:
+        """Write the environment's line to the terminal: namespace, objects, time, services."""
         assert self.environment is not None
         details = self.environment.details
         services = ", ".join(
@@ -341,3 +349,7 @@ def service_details(
         },
         url=url,
     )
+
+
+def _import_forwarder() -> None:
+    import kubefixtures.kube.portforward  # noqa: F401 - imported for its side effect: warm

@@ -21,9 +21,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         help_text = f"{option.help} (ini: {option.ini}; default: {option.default or 'unset'})"
         if option.kind == "flag":
+            # `--kubefixtures-keep-on-failure` alone means true; `=false` turns a default off.
             group.addoption(
-                option.flag, action="store_true", dest=option.dest, default=None, help=help_text
-            )
+                option.flag, nargs="?", const="true", dest=option.dest, default=None,
+                metavar="BOOL", help=help_text,
+            )  # fmt: skip
         elif option.kind == "pairs":
             group.addoption(
                 option.flag, action="append", dest=option.dest, default=None, help=help_text
@@ -63,6 +65,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = SessionState(settings, write_line)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from kubefixtures import factories
+    from kubefixtures.session import SESSION_KEY
+
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None and factories.declared() and _provisions(session.config):
+        state.warm_up()  # connect while pytest collects
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from kubefixtures import factories
+    from kubefixtures.session import SESSION_KEY
+
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.settings.prestart and _provisions(session.config):
+        factories.prestart(session.items, session.config)
+
+
+def _provisions(config: pytest.Config) -> bool:
+    """False for runs that only list or plan tests: they must not create anything."""
+    option = config.option
+    return not (
+        getattr(option, "collectonly", False)
+        or getattr(option, "setupplan", False)
+        or getattr(option, "setuponly", False)
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -85,6 +115,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("kubefixtures")
         for line in state.summary_lines:
             terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from kubefixtures.session import SESSION_KEY
+
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.release_unclaimed()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -8,10 +8,12 @@ Importing this module must stay cheap: heavy modules are imported on first use.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -19,8 +21,12 @@ from kubefixtures.naming import new_session_id
 from kubefixtures.settings import Settings
 
 if TYPE_CHECKING:
+    from kubefixtures.details import Environment
     from kubefixtures.kube import Cluster
+    from kubefixtures.lifecycle import Lifecycle
     from kubefixtures.rendering import Secrets
+
+T = TypeVar("T")
 
 __all__ = ["SESSION_KEY", "SessionState", "session_state"]
 
@@ -39,6 +45,9 @@ class SessionState:
         self.session_id = new_session_id()
         self._write_line = write_line
         self._lock = threading.Lock()
+        self._cluster_lock = threading.Lock()
+        self._background: ThreadPoolExecutor | None = None
+        self._prestarted: dict[object, tuple[Lifecycle, Future[Environment]]] = {}
         self._secrets: Secrets | None = None
         self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
         self._alive: list[_Tracked] = []
@@ -56,7 +65,8 @@ class SessionState:
     def cluster(self) -> Cluster:
         """The session's connection to the configured cluster (connected and checked once)."""
         key = (self.settings.kubeconfig, self.settings.context)
-        with self._lock:
+        # A lock of its own: connecting takes a while, and must not hold up rendering.
+        with self._cluster_lock:
             if key not in self._clusters:
                 from kubefixtures.kube import Cluster  # lazy: kubernetes import
 
@@ -90,7 +100,55 @@ class SessionState:
                 if tracked.fixture_name in used:
                     tracked.failed_tests.append(nodeid)
 
+    # --- background work: connect early, bring environments up before they are needed ---------
+
+    def _submit(self, work: Callable[[], T]) -> Future[T]:
+        with self._lock:
+            if self._background is None:
+                self._background = ThreadPoolExecutor(thread_name_prefix="kubefixtures-prestart")
+            return self._background.submit(work)
+
+    def warm_up(self) -> None:
+        """Start connecting now, in the background (errors surface when a fixture connects)."""
+        self._submit(self._connect_quietly)
+
+    def _connect_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cluster()
+
+    def prestart(self, key: object, lifecycle: Lifecycle) -> None:
+        """Start ``lifecycle.setup()`` in the background; ``claim(key)`` collects it later."""
+        with self._lock:
+            if key in self._prestarted:
+                return
+        future = self._submit(lifecycle.setup)
+        with self._lock:
+            self._prestarted[key] = (lifecycle, future)
+
+    def claim(self, key: object) -> tuple[Lifecycle, Future[Environment]] | None:
+        with self._lock:
+            return self._prestarted.pop(key, None)
+
+    def release_unclaimed(self) -> None:
+        """Tear down environments brought up in advance that no test claimed (-x, Ctrl-C)."""
+        with self._lock:
+            unclaimed, self._prestarted = list(self._prestarted.values()), {}
+        for lifecycle, future in unclaimed:
+            try:
+                future.result()
+            except Exception:  # its setup cleaned up after itself
+                continue
+            try:
+                lifecycle.teardown()
+            except Exception as error:
+                self.write_line(f"kubefixtures: tearing down {lifecycle.spec.name!r}: {error}")
+
     def close(self) -> None:
+        self.release_unclaimed()
+        with self._lock:
+            background, self._background = self._background, None
+        if background is not None:
+            background.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             clusters, self._clusters = list(self._clusters.values()), {}
         for cluster in clusters:

@@ -74,6 +74,13 @@ OPTIONS: tuple[Option, ...] = (
         "repository (redis, any tag)",
     ),
     Option(
+        "prestart",
+        "flag",
+        "true",
+        "once tests are collected, start bringing up the session-scoped environments they "
+        "use, in the background (false: bring each up when a test first needs it)",
+    ),
+    Option(
         "wait-for-delete",
         "flag",
         "false",
@@ -112,6 +119,7 @@ class Settings:
     keep_on_failure: bool = False
     image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     wait_for_delete: bool = False
+    prestart: bool = True
     lease_duration: float = 60.0
 
     @classmethod
@@ -141,6 +149,7 @@ class Settings:
                 parsed("kubefixtures_image_overrides", parse_image_overrides)
             ),
             wait_for_delete=parsed("kubefixtures_wait_for_delete", _flag),
+            prestart=parsed("kubefixtures_prestart", _flag),
             lease_duration=parsed("kubefixtures_lease_duration", _seconds),
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,6 +201,26 @@ class _Judge:
     def hopeless_pods(self) -> list[JSON]:
         return [pod for pod in self._state.of_kind("Pod") if pod_is_hopeless(pod)]
 
+    def problem(self, verdicts: Sequence[tuple[Tracked, Readiness]], remaining: float) -> str:
+        """Why waiting must stop now ("" when it may go on)."""
+        failed = any(verdict.state is State.FAILED for _, verdict in verdicts)
+        if failed or self.hopeless_pods():
+            return "failed"
+        if self._state.errors:
+            return "could not be watched"
+        if remaining <= 0:
+            return "timed out"
+        return ""
+
+
+def _kinds_to_watch(watched: Sequence[Tracked]) -> set[Resource]:
+    kinds = {item.resource for item in watched}
+    if any(item.resource.kind != "PersistentVolumeClaim" for item in watched):
+        kinds.add(POD)  # pods explain why workloads are not ready, and can fail fast
+    if any(item.resource.kind == "Service" for item in watched):
+        kinds.add(ENDPOINT_SLICE)
+    return kinds
+
 
 def wait_ready(
     cluster: Cluster,
@@ -210,22 +230,34 @@ def wait_ready(
     deadline: float,
     environment: str,
     started: float,
+    on_ready: Callable[[Tracked], None] | None = None,
 ) -> None:
     """Return when every tracked object is ready; raise NotReadyError at the deadline or as
-    soon as something fails for good. The message says which objects and why."""
-    watched = [
-        item for item in tracked if (item.resource.group, item.resource.kind) in WATCHED_KINDS
-    ]
+    soon as something fails for good. The message says which objects and why.
+
+    ``on_ready(item)`` is called once per object as soon as it is ready (from this thread,
+    with the watch state locked: it should only hand work to another thread), so that the
+    caller can start using a part of the environment while the rest comes up.
+    """
+    announced: set[tuple[str, str]] = set()
+
+    def announce(item: Tracked) -> None:
+        if on_ready is not None and item.key not in announced:
+            announced.add(item.key)
+            on_ready(item)
+
+    watched = []
+    for item in tracked:
+        if (item.resource.group, item.resource.kind) in WATCHED_KINDS:
+            watched.append(item)
+        else:
+            announce(item)
     if not watched:
         return
-    kinds = {item.resource for item in watched}
-    needs_pods = any(item.resource.kind != "PersistentVolumeClaim" for item in watched)
-    if needs_pods:
-        kinds.add(POD)  # pods explain why workloads are not ready, and can fail fast
-    if any(item.resource.kind == "Service" for item in watched):
-        kinds.add(ENDPOINT_SLICE)
     state = _State()
-    watchers = [_Watcher(cluster, namespace, kind, state, deadline) for kind in kinds]
+    watchers = [
+        _Watcher(cluster, namespace, kind, state, deadline) for kind in _kinds_to_watch(watched)
+    ]
     for watcher in watchers:
         watcher.start()
     judge = _Judge(watched, state)
@@ -239,16 +271,15 @@ def wait_ready(
         with state.changed:
             while True:
                 verdicts = judge.verdicts()
+                for item, verdict in verdicts:
+                    if verdict.ready:
+                        announce(item)
                 if all(verdict.ready for _, verdict in verdicts):
                     return
-                failed = any(verdict.state is State.FAILED for _, verdict in verdicts)
-                if failed or judge.hopeless_pods():
-                    raise failure("failed", verdicts)
-                if state.errors:
-                    raise failure("could not be watched", verdicts)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise failure("timed out", verdicts)
+                problem = judge.problem(verdicts, remaining)
+                if problem:
+                    raise failure(problem, verdicts)
                 state.changed.wait(remaining)
     finally:
         for watcher in watchers:

@@ -41,7 +41,6 @@ def fake_setup(self):
         name=self.spec.name, namespace=self.namespace, session_id=self.session.session_id
     )
     self.environment = Environment(details, [])
-    self._report_ready()
     return self.environment
 
 
@@ -338,3 +337,54 @@ def test_a_suite_without_environments_never_imports_the_kubernetes_client(
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
+
+
+ORDERED_TESTS = """
+from pathlib import Path
+
+LOG = Path(__file__).parent / "calls.log"
+
+
+def test_first():
+    with LOG.open("a") as out:
+        out.write("test_first ran\\n")
+
+
+def test_second(shop):
+    pass
+"""
+
+
+def test_prestart_brings_environments_up_before_their_first_test(
+    pytester: pytest.Pytester,
+) -> None:
+    fake_project(pytester, 'shop = environment("manifests/")\n')
+    pytester.makepyfile(test_order=ORDERED_TESTS)
+    pytester.runpytest().assert_outcomes(passed=2)
+    log = calls(pytester)
+    assert log.index("setup shop 180.0 ['manifests']") < log.index("test_first ran")
+
+
+def test_prestart_can_be_turned_off(pytester: pytest.Pytester) -> None:
+    fake_project(pytester, 'shop = environment("manifests/")\n')
+    pytester.makepyfile(test_order=ORDERED_TESTS)
+    pytester.runpytest("--kubefixtures-prestart=false").assert_outcomes(passed=2)
+    log = calls(pytester)
+    assert log.index("test_first ran") < log.index("setup shop 180.0 ['manifests']")
+
+
+def test_an_environment_no_test_claimed_is_torn_down(pytester: pytest.Pytester) -> None:
+    fake_project(pytester, 'shop = environment("manifests/")\n')
+    pytester.makepyfile(
+        "def test_fails():\n    assert False\n\ndef test_never_runs(shop):\n    pass\n"
+    )
+    pytester.runpytest("-x").assert_outcomes(failed=1)
+    assert calls(pytester) == ["setup shop 180.0 ['manifests']", "teardown shop delete "]
+
+
+@pytest.mark.parametrize("option", ["--collect-only", "--setup-plan"])
+def test_listing_tests_brings_nothing_up(pytester: pytest.Pytester, option: str) -> None:
+    fake_project(pytester, 'shop = environment("manifests/")\n')
+    pytester.makepyfile("def test_it(shop):\n    pass\n")
+    pytester.runpytest(option)
+    assert calls(pytester) == []
