@@ -81,11 +81,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
     )
     _grace_option(gc)
-    gc.add_argument(
-        "--event-namespace",
-        default="default",
-        help="namespace for the Event recorded about each deletion (default: %(default)s)",
-    )
     _selector_option(gc)
     _cluster_options(gc)
     gc.set_defaults(handler=run_gc)
@@ -113,11 +108,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         metavar="S",
         help=f"as for gc (default: $KUBEFIXTURES_OPERATOR_GRACE, else {DEFAULT_GRACE_SECONDS:.0f})",
-    )
-    operator.add_argument(
-        "--event-namespace",
-        default=None,
-        help="namespace for deletion Events (default: the operator's own, else default)",
     )
     _selector_option(operator)
     operator.add_argument(
@@ -158,7 +148,6 @@ def run_gc(arguments: argparse.Namespace) -> int:
                     cluster,
                     session.name,
                     arguments.grace,
-                    event_namespace=arguments.event_namespace,
                     component=GC_COMPONENT,
                 )
                 reason = outcome.decision.reason if outcome.decision else "gone meanwhile"
@@ -262,8 +251,6 @@ def run_operator(arguments: argparse.Namespace) -> int:
         updates: dict[str, object] = {}
         if arguments.grace is not None:
             updates["grace_seconds"] = arguments.grace
-        if arguments.event_namespace:
-            updates["event_namespace"] = arguments.event_namespace
         if arguments.selector:
             updates["selector"] = arguments.selector
         config = config.model_copy(update=updates)

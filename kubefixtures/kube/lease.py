@@ -33,6 +33,7 @@ from kubefixtures.lease import (
 from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 __all__ = [
+    "EVENT_NAMESPACE",
     "EVENT_REASON",
     "LEASE",
     "LEASE_SELECTOR",
@@ -55,6 +56,7 @@ EVENT_PATH = "/api/v1/namespaces/{namespace}/events"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"
 LEASE_SELECTOR = f"metadata.name={LEASE_NAME}"
 EVENT_REASON = "LeakedSessionDeleted"
+EVENT_NAMESPACE = "default"
 _CONNECT_TIMEOUT = 5.0
 
 
@@ -365,16 +367,19 @@ def post_deletion_event(
     session: SessionNamespace,
     reason: str,
     *,
-    event_namespace: str,
     component: str,
 ) -> None:
-    """An Event about the deleted namespace, kept in ``event_namespace`` (the namespace itself
-    is going away with its events). Best effort: a failure is logged, never raised."""
+    """An Event about the deleted namespace. Best effort: a failure is logged, never raised.
+
+    It goes to ``default``: the deleted namespace takes its own events with it, and the API
+    keeps events about cluster-scoped objects (Namespaces, like Nodes) in ``default``, where
+    ``kubectl describe namespace`` and ``kubectl get events -n default`` find them.
+    """
     now = format_time(_now())
     body = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{session.name}.", "namespace": event_namespace},
+        "metadata": {"generateName": f"{session.name}.", "namespace": EVENT_NAMESPACE},
         "involvedObject": {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -393,7 +398,7 @@ def post_deletion_event(
         "count": 1,
     }
     try:
-        cluster.request("POST", EVENT_PATH.format(namespace=event_namespace), body=body)
+        cluster.request("POST", EVENT_PATH.format(namespace=EVENT_NAMESPACE), body=body)
     except ClusterError as error:
         logger.warning("posting the event for namespace %s failed: %s", session.name, error)
 
@@ -414,7 +419,6 @@ def recheck_and_delete(
     name: str,
     grace: timedelta | float,
     *,
-    event_namespace: str,
     component: str,
     now: Callable[[], datetime] = _now,
 ) -> Outcome:
@@ -438,7 +442,6 @@ def recheck_and_delete(
                 cluster,
                 session,
                 decision.reason,
-                event_namespace=event_namespace,
                 component=component,
             )
             return Outcome(namespace=name, deleted=True, decision=decision, session=session)

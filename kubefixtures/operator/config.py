@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,7 +13,6 @@ from kubefixtures.lease import DEFAULT_GRACE_SECONDS
 
 __all__ = [
     "COMPONENT",
-    "EVENT_NAMESPACE_VARIABLE",
     "GRACE_VARIABLE",
     "SELECTOR_VARIABLE",
     "OperatorConfig",
@@ -24,10 +22,7 @@ __all__ = [
 
 COMPONENT = "kubefixtures-operator"  # the Events' source, and the operator's name in logs
 GRACE_VARIABLE = "KUBEFIXTURES_OPERATOR_GRACE"
-EVENT_NAMESPACE_VARIABLE = "KUBEFIXTURES_OPERATOR_EVENT_NAMESPACE"
 SELECTOR_VARIABLE = "KUBEFIXTURES_OPERATOR_SELECTOR"
-# In a pod, the namespace the operator runs in (Kubernetes mounts it with the token).
-_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 class OperatorConfigError(KubefixturesError):
@@ -38,8 +33,6 @@ class OperatorConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0)
-    # Where deletion Events go: the deleted namespace cannot keep them.
-    event_namespace: str | None = None
     # A label selector that narrows what is watched (and so reaped), added to the managed
     # label: one operator per team or CI runner, or a test that must leave others alone.
     selector: str | None = None
@@ -53,21 +46,8 @@ class OperatorConfig(BaseModel):
             grace = parse_grace(raw, GRACE_VARIABLE)
         return cls(
             grace_seconds=grace,
-            event_namespace=env.get(EVENT_NAMESPACE_VARIABLE) or None,
             selector=env.get(SELECTOR_VARIABLE, "").strip() or None,
         )
-
-    def events_go_to(self, environ: Mapping[str, str] | None = None) -> str:
-        """The configured namespace, else the operator's own (in a pod), else ``default``."""
-        env = os.environ if environ is None else environ
-        if self.event_namespace:
-            return self.event_namespace
-        if env.get("POD_NAMESPACE"):
-            return env["POD_NAMESPACE"]
-        try:
-            return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
-        except OSError:
-            return "default"
 
 
 def parse_grace(text: str, where: str) -> float:

@@ -35,7 +35,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.peering.standalone = True  # one replica; no peering objects to read or write
     settings.peering.mandatory = False
     settings.scanning.disabled = True  # no watching of CRDs: it would need more RBAC
-    settings.posting.enabled = False  # our own Events, in our own namespace (see kube.lease)
+    settings.posting.enabled = False  # our own Events, one per deletion (see kube.lease)
     settings.persistence.finalizer = UNUSED_FINALIZER
     settings.posting.reporting_component = COMPONENT
     # Server-side filtering: only our namespaces and our Leases ever reach this process,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.lease import recheck_and_delete
+from kubefixtures.kube.lease import managed_selector, recheck_and_delete
 from kubefixtures.lease import decide
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
 from kubefixtures.operator.schedule import Schedule
@@ -44,7 +44,6 @@ class Reaper:
         self.cluster = cluster
         self.config = config
         self.grace = timedelta(seconds=config.grace_seconds)
-        self.event_namespace = config.events_go_to()
         self.schedule = Schedule()
         self.clock = clock
         self.deleted = 0
@@ -94,10 +93,9 @@ class Reaper:
 
     async def run(self) -> None:
         logger.info(
-            "reaping managed namespaces whose lease expired more than %.0f s ago "
-            "(events go to namespace %s)",
+            "reaping namespaces labelled %s whose lease expired more than %.0f s ago",
+            managed_selector(self.config.selector),
             self.config.grace_seconds,
-            self.event_namespace,
         )
         while True:
             for name in self.schedule.pop_due(self.clock()):
@@ -127,7 +125,6 @@ class Reaper:
                 self.cluster,
                 name,
                 self.grace,
-                event_namespace=self.event_namespace,
                 component=COMPONENT,
                 now=self.clock,
             )

@@ -145,7 +145,7 @@ class Clock:
 
 
 def make_reaper(clock: Clock, grace: float = 3) -> Reaper:
-    config = OperatorConfig(grace_seconds=grace, event_namespace="ops")
+    config = OperatorConfig(grace_seconds=grace)
     return Reaper(cluster=None, config=config, clock=clock)  # type: ignore[arg-type]
 
 
@@ -220,7 +220,7 @@ def test_the_loop_sleeps_until_due_and_wakes_for_sooner_work(recorder: Recorder)
     async def scenario() -> None:
         reaper = Reaper(
             cluster=None,  # type: ignore[arg-type]
-            config=OperatorConfig(grace_seconds=0.2, event_namespace="ops"),
+            config=OperatorConfig(grace_seconds=0.2),
         )
         now = datetime.now(UTC)
         reaper.start()
@@ -255,13 +255,10 @@ def test_config_from_environment() -> None:
         {
             "KUBEFIXTURES_OPERATOR_GRACE": "2.5",
             "KUBEFIXTURES_OPERATOR_SELECTOR": "team=a",
-            "KUBEFIXTURES_OPERATOR_EVENT_NAMESPACE": "ops",
         }
     )
     assert config.grace_seconds == 2.5
     assert config.selector == "team=a"
-    assert config.events_go_to({}) == "ops"
-    assert OperatorConfig().events_go_to({"POD_NAMESPACE": "kf-system"}) == "kf-system"
 
 
 @pytest.mark.parametrize("value", ["soon", "-1", "nan"])

@@ -58,7 +58,9 @@ def artifact_key(recipe: ArtifactRecipe, directory: Path) -> str:
         "recipe": asdict(recipe),
         "tool": _tool_version(recipe.version_command),
         "sources": [
-            (str(path.relative_to(directory)), hashlib.sha256(path.read_bytes()).hexdigest())
+            # relpath, not relative_to: a recipe may hash sources outside this directory
+            # (the operator image hashes ../../kubefixtures/**/*.py).
+            (os.path.relpath(path, directory), hashlib.sha256(path.read_bytes()).hexdigest())
             for path in _sources(recipe, directory)
         ],
     }
