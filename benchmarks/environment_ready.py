@@ -1,0 +1,235 @@
+"""Time from session start to a ready environment: kubefixtures against a kubectl baseline.
+
+    .venv/bin/python benchmarks/environment_ready.py [--repeats 5] [--context NAME]
+
+The environment is tests/integration/environments/shop (redis + an HTTP server, six
+objects). Both sides run on the same cluster in the same run, alternating which goes first:
+
+- kubefixtures: spawn ``pytest`` on a one-test suite whose conftest declares the
+  environment; the test sends a redis PING and GET /health through the forwarded ports
+  and records the time. Measured: process spawn -> both answered (so it includes the
+  interpreter, pytest, the plugin, collection, namespace, apply, readiness, forwards).
+- baseline, the usual shell steps: ``kubectl create namespace``, ``kubectl apply -f``
+  (manifests rendered beforehand, untimed: the shell gets templating for free), ``kubectl
+  wait --for=condition=Available deployment --all``, one ``kubectl port-forward`` per
+  Service, then the same PING and GET, retried every 10 ms until both answer.
+
+Prints each measurement, the medians and the ratio (target: kubefixtures <= 0.6x baseline).
+Namespaces are deleted after every repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOP = ROOT / "tests" / "integration" / "environments" / "shop"
+KUBECTL = Path(sys.executable).with_name("kubectl")
+OVERRIDES = "redis=kubefixtures.local/redis:7.0"
+ANSWER_DEADLINE = 120.0
+
+CONFTEST = f"""
+import os
+import time
+
+from kubefixtures import environment
+
+shop = environment({str(SHOP)!r}, values={{"greeting": "benchmark"}})
+
+
+def pytest_sessionstart(session):
+    with open(os.environ["BENCH_RESULT"] + ".start", "w") as out:
+        out.write(str(time.time()))
+"""
+TEST = """
+import os
+import time
+
+import httpx
+import redis
+
+
+def test_answers(shop):
+    service = shop.services["redis"]
+    client = redis.Redis(host=service.host, port=service.port, password=shop.secrets["redis"])
+    assert client.ping()
+    assert httpx.get(shop.services["web"].url + "/health").status_code == 200
+    with open(os.environ["BENCH_RESULT"], "w") as out:
+        out.write(f"{time.time()} {shop.details.ready_seconds} {shop.namespace}")
+"""
+
+
+def kubectl(*args: str, context: str | None) -> list[str]:
+    return [str(KUBECTL), *(["--context", context] if context else []), *args]
+
+
+def run_kubefixtures(suite: Path, context: str | None) -> tuple[float, float, float]:
+    """Seconds from spawning pytest to both services answering, from pytest's session start
+    to both answering, and the fixture's own setup-to-ready seconds."""
+    result = suite / "result.txt"
+    result.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite),
+        f"--kubefixtures-image-overrides={OVERRIDES}",
+        *([f"--kubefixtures-context={context}"] if context else []),
+    ]  # fmt: skip
+    env = {**os.environ, "BENCH_RESULT": str(result)}
+    started = time.time()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"kubefixtures run failed:\n{done.stdout}\n{done.stderr}")
+    answered, ready_seconds, _namespace = result.read_text().split()
+    session_started = float(Path(f"{result}.start").read_text())
+    return float(answered) - started, float(answered) - session_started, float(ready_seconds)
+
+
+def rendered_manifests(namespace: str, password: str) -> str:
+    """The shop manifests as the shell baseline applies them (placeholders filled)."""
+    text = "\n---\n".join(path.read_text() for path in sorted(SHOP.glob("*.yaml")))
+    text = text.replace("${secret:redis}", password).replace("${greeting}", "benchmark")
+    text = text.replace("${namespace}", namespace).replace("$${", "${")
+    documents = [doc for doc in yaml.safe_load_all(text) if doc]
+    for doc in documents:
+        for container in (
+            doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        ):
+            if container["image"].startswith("redis"):
+                container["image"] = "kubefixtures.local/redis:7.0"
+                container["imagePullPolicy"] = "IfNotPresent"
+    return yaml.safe_dump_all(documents)
+
+
+def forward(
+    namespace: str, service: str, port: int, context: str | None
+) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        kubectl("-n", namespace, "port-forward", f"svc/{service}", f":{port}", context=context),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # "Forwarding from 127.0.0.1:41234 -> 6379"
+    match = re.search(r"127\.0\.0\.1:(\d+)", line)
+    if not match:
+        process.kill()
+        raise SystemExit(
+            f"kubectl port-forward said: {line!r} {process.stderr.read() if process.stderr else ''}"
+        )
+    return process, int(match.group(1))
+
+
+def run_baseline(workdir: Path, context: str | None) -> tuple[float, str]:
+    namespace = f"kf-bench-shell-{secrets.token_hex(3)}"
+    password = secrets.token_hex(12)
+    manifests = workdir / f"{namespace}.yaml"
+    manifests.write_text(rendered_manifests(namespace, password))
+    started = time.time()
+    for args in (
+        ("create", "namespace", namespace),
+        ("apply", "-n", namespace, "-f", str(manifests)),
+        (
+            "wait",
+            "-n",
+            namespace,
+            "--for=condition=Available",
+            "deployment",
+            "--all",
+            "--timeout=120s",
+        ),
+    ):
+        subprocess.run(kubectl(*args, context=context), check=True, capture_output=True)
+    redis_forward, redis_port = forward(namespace, "redis", 6379, context)
+    web_forward, web_port = forward(namespace, "web", 80, context)
+    try:
+        client = redis.Redis(port=redis_port, password=password, socket_timeout=2)
+        while True:
+            try:
+                if (
+                    client.ping()
+                    and httpx.get(f"http://127.0.0.1:{web_port}/health").status_code == 200
+                ):
+                    break
+            except (redis.RedisError, httpx.HTTPError):
+                pass
+            if time.time() - started > ANSWER_DEADLINE:
+                raise SystemExit("baseline: the services never answered")
+            time.sleep(0.01)
+        elapsed = time.time() - started
+    finally:
+        for process in (redis_forward, web_forward):
+            process.terminate()
+            process.wait()
+    return elapsed, namespace
+
+
+def delete_namespaces(context: str | None, *names: str) -> None:
+    subprocess.run(
+        kubectl(
+            "delete", "namespace", "--wait=false", "--ignore-not-found", *names, context=context
+        ),
+        check=False,
+        capture_output=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--context", default=None)
+    args = parser.parse_args()
+    spawn: list[float] = []
+    session: list[float] = []
+    fixture: list[float] = []
+    baseline: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="kf-bench-ready-") as scratch:
+        workdir = Path(scratch)
+        suite = workdir / "suite"
+        suite.mkdir()
+        (suite / "conftest.py").write_text(CONFTEST)
+        (suite / "test_shop.py").write_text(TEST)
+        run_kubefixtures(suite, args.context)  # warm-up: page cache, images, API caches
+        for repeat in range(args.repeats):
+            first = ("kubefixtures", "baseline")
+            order = first if repeat % 2 == 0 else first[::-1]
+            for side in order:
+                if side == "kubefixtures":
+                    from_spawn, from_session, ready = run_kubefixtures(suite, args.context)
+                    spawn.append(from_spawn)
+                    session.append(from_session)
+                    fixture.append(ready)
+                    print(
+                        f"repeat {repeat + 1}: kubefixtures {from_session:.2f} s from session "
+                        f"start ({from_spawn:.2f} s from spawning pytest; fixture {ready:.2f} s)"
+                    )
+                else:
+                    seconds, namespace = run_baseline(workdir, args.context)
+                    baseline.append(seconds)
+                    delete_namespaces(args.context, namespace)
+                    print(f"repeat {repeat + 1}: baseline     {seconds:.2f} s")
+            time.sleep(1.0)  # let the deleted namespaces' pods go before the next round
+    median = statistics.median
+    print(
+        f"\nmedians over {args.repeats} repeats: baseline {median(baseline):.2f} s; "
+        f"kubefixtures {median(session):.2f} s from session start "
+        f"(ratio {median(session) / median(baseline):.2f}x, target <= 0.6x), "
+        f"{median(spawn):.2f} s from spawning pytest "
+        f"(ratio {median(spawn) / median(baseline):.2f}x), fixture setup {median(fixture):.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
