@@ -39,13 +39,17 @@ def environment(
     values: Mapping[str, Any] | None = None,
     scope: Scope = "session",
     timeout: float | None = None,
+    requires: Sequence[str] = (),
 ) -> Any:  # pytest's type for a fixture definition is private
     """A fixture factory: the returned fixture brings up ``sources`` in a fresh namespace.
 
     ``sources`` are YAML files, directories of YAML files, or Helm chart directories; relative
     paths are relative to the file that calls ``environment``. ``values`` fill ``${name}``
     placeholders (and are a Helm chart's values). ``timeout`` overrides the
-    ``ready-timeout`` setting for this environment.
+    ``ready-timeout`` setting for this environment. ``requires`` names fixtures to set up
+    before this environment is applied, such as the ``kubefixtures.catalog.app_image``
+    whose image it runs; such an environment is not brought up in advance (see
+    ``prestart``), since it has to wait for them.
     """
     if not sources:
         raise TypeError("environment() needs at least one source (a YAML file, dir or chart)")
@@ -62,12 +66,15 @@ def environment(
     base = _caller_directory()
     paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
     frozen_values = dict(values or {})
+    required = tuple(_fixture_name(dependency) for dependency in requires)
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
         # Imported here, when a test needs an environment, not when the conftest loads.
         from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
         from kubefixtures.session import session_state
 
+        for dependency in required:
+            request.getfixturevalue(dependency)
         session = session_state(request.config)
         fixture_name = request.fixturename or name or "environment"
         spec = EnvironmentSpec(
@@ -103,7 +110,9 @@ def environment(
     fixture.__name__ = name or "environment"
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
     # Found again by prestart() through pytest's fixture definitions.
-    fixture.__dict__["__kubefixtures__"] = _Declaration(paths, frozen_values, scope, timeout)
+    fixture.__dict__["__kubefixtures__"] = _Declaration(
+        paths, frozen_values, scope, timeout, prestart=not required
+    )
     _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
 
@@ -114,6 +123,7 @@ class _Declaration:
     values: Mapping[str, Any]
     scope: Scope
     timeout: float | None
+    prestart: bool = True
 
 
 def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
@@ -134,6 +144,8 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
             declaration = getattr(function, "__kubefixtures__", None)
             if not isinstance(declaration, _Declaration) or declaration.scope != "session":
                 continue
+            if not declaration.prestart:
+                continue
             if function in started:
                 continue
             started.add(function)
@@ -149,6 +161,12 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 timeout=declaration.timeout,
             )
             session.prestart(function, Lifecycle(spec, session))
+
+
+def _fixture_name(dependency: Any) -> str:
+    if not isinstance(dependency, str) or not dependency.isidentifier():
+        raise TypeError(f"environment(requires=...): {dependency!r} is not a fixture name")
+    return dependency
 
 
 def _caller_directory() -> Path:
