@@ -52,6 +52,9 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = memo.get("config") or OperatorConfig.from_env()
     configure(settings, config)
+    # kopf logs every handled watch event at INFO: with hundreds of sessions renewing their
+    # Leases that would be a line every few milliseconds. Deletions are logged by the reaper.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     cluster = await asyncio.to_thread(connect)
     reaper = Reaper(cluster, config)
     memo["reaper"] = reaper
