@@ -98,12 +98,14 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed:
+    if report.failed or report.when == "teardown":
         from kubefixtures.session import SESSION_KEY
 
         state = item.config.stash.get(SESSION_KEY, None)
-        if state is not None:
+        if state is not None and report.failed:
             state.record_failure(item.nodeid, getattr(item, "fixturenames", ()))
+        if state is not None and report.when == "teardown":
+            state.flush()  # lines from background threads, shown between tests
     return report
 
 
@@ -111,6 +113,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from kubefixtures.session import SESSION_KEY
 
     state = terminalreporter.config.stash.get(SESSION_KEY, None)
+    if state is not None:
+        state.flush()
     if state is not None and state.summary_lines:
         terminalreporter.section("kubefixtures")
         for line in state.summary_lines:

@@ -46,6 +46,7 @@ class SessionState:
         self._write_line = write_line
         self._lock = threading.Lock()
         self._cluster_lock = threading.Lock()
+        self._pending: list[str] = []  # lines written from other threads, not shown yet
         self._background: ThreadPoolExecutor | None = None
         self._prestarted: dict[object, tuple[Lifecycle, Future[Environment]]] = {}
         self._secrets: Secrets | None = None
@@ -74,10 +75,22 @@ class SessionState:
             return self._clusters[key]
 
     def write_line(self, line: str) -> None:
-        if self._write_line is not None:
-            self._write_line(line)
-        else:
-            print(line, file=sys.stderr)
+        """Show ``line`` on the terminal: now from the main thread; from another thread
+        (a background setup, a lease renewer) at the next ``flush()`` by the main thread,
+        because suspending pytest's output capture is only safe there."""
+        with self._lock:
+            self._pending.append(line)
+        if threading.current_thread() is threading.main_thread():
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+        for line in lines:
+            if self._write_line is not None:
+                self._write_line(line)
+            else:
+                print(line, file=sys.stderr)
 
     # --- failure tracking for keep-on-failure ------------------------------------------------
 

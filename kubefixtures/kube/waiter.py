@@ -143,7 +143,7 @@ class _Watcher(threading.Thread):
                     version = item.get("metadata", {}).get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
                         self._state.update(self._resource, str(event.get("type")), item)
-            except (ClusterError, ValueError, KeyError) as error:
+            except Exception as error:  # a dying watch thread would hide what it saw
                 if self._stopping.is_set():
                     return
                 if isinstance(error, ApiError) and error.status in (401, 403):

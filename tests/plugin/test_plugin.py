@@ -340,12 +340,18 @@ def test_a_suite_without_environments_never_imports_the_kubernetes_client(
 
 
 ORDERED_TESTS = """
+import time
 from pathlib import Path
 
 LOG = Path(__file__).parent / "calls.log"
 
 
 def test_first():
+    # With prestart, the environment comes up in the background before its first test:
+    # give that thread a moment, then note what this test saw.
+    deadline = time.monotonic() + float(__import__("os").environ.get("WAIT_FOR_SETUP", "0"))
+    while time.monotonic() < deadline and "setup" not in (LOG.read_text() if LOG.exists() else ""):
+        time.sleep(0.01)
     with LOG.open("a") as out:
         out.write("test_first ran\\n")
 
@@ -356,10 +362,11 @@ def test_second(shop):
 
 
 def test_prestart_brings_environments_up_before_their_first_test(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_project(pytester, 'shop = environment("manifests/")\n')
     pytester.makepyfile(test_order=ORDERED_TESTS)
+    monkeypatch.setenv("WAIT_FOR_SETUP", "10")
     pytester.runpytest().assert_outcomes(passed=2)
     log = calls(pytester)
     assert log.index("setup shop 180.0 ['manifests']") < log.index("test_first ran")
