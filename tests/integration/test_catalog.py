@@ -61,7 +61,8 @@ def test_postgres_from_psycopg(postgres: PostgresDetails) -> None:
         connection.execute(f"INSERT INTO {table} (item) VALUES (%s)", ("book",))
         assert connection.execute(f"SELECT item FROM {table}").fetchall() == [("book",)]
         version = connection.execute("SHOW server_version").fetchone()
-        assert version is not None and str(version[0]).startswith("15.")
+        assert version is not None
+        assert str(version[0]).startswith("15.")
     wrong = postgres.dsn.replace(postgres.password.get_secret_value(), "wrong")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(wrong, connect_timeout=5).close()

@@ -163,7 +163,8 @@ def test_postgres_initialises_and_serves_with_a_password(images_dir: Path, tmp_p
     )
     command = in_image(
         root, image_user(container), "/", env,
-        *container["Entrypoint"], *container["Cmd"], "-p", str(port), "-c", "unix_socket_directories=/tmp",
+        *container["Entrypoint"], *container["Cmd"],
+        "-p", str(port), "-c", "unix_socket_directories=/tmp",
     )  # fmt: skip
     log = tmp_path / "postgres.log"
     dsn = f"host=127.0.0.1 port={port} user=shop dbname=orders connect_timeout=2"
@@ -174,7 +175,8 @@ def test_postgres_initialises_and_serves_with_a_password(images_dir: Path, tmp_p
         with psycopg.connect(dsn, password=password) as connection:
             assert connection.execute("SELECT id FROM seeded").fetchone() == (42,)
             version = connection.execute("SHOW server_version").fetchone()
-            assert version is not None and str(version[0]).startswith("15.")
+            assert version is not None
+            assert str(version[0]).startswith("15.")
             owner = connection.execute("SELECT current_user").fetchone()
             assert owner == ("shop",)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
