@@ -45,6 +45,7 @@ DOWNLOAD = 100 * 1024 * 1024
 SEQUENTIAL = 1000
 CONCURRENCY = 16
 CONCURRENT_SECONDS = 5.0
+REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as failed: the forward hung
 KUBECTL = Path(sys.executable).with_name("kubectl")
 
 
@@ -200,7 +201,7 @@ def download(port: int) -> float:
 def short_request(port: int, buffer: memoryview | None = None) -> float:
     """Seconds for connect + GET /health + the whole response."""
     started = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         head, _ = read_response(sock, buffer or memoryview(bytearray(65536)))
     if not head.startswith(b"HTTP/1.1 200"):
@@ -216,17 +217,20 @@ def latencies(port: int) -> tuple[float, float]:
 
 async def _client(port: int, deadline: float, counts: list[int]) -> None:
     while time.perf_counter() < deadline:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = await reader.readuntil(b"\r\n\r\n")
-        match = re.search(rb"(?i)content-length:\s*(\d+)", head)
-        await reader.readexactly(int(match.group(1)) if match else 0)
-        writer.close()
-        await writer.wait_closed()
-        if head.startswith(b"HTTP/1.1 200"):
-            counts[0] += 1
-        else:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                try:
+                    writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    match = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                    await reader.readexactly(int(match.group(1)) if match else 0)
+                finally:
+                    writer.close()
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
             counts[1] += 1
+            continue
+        counts[0 if head.startswith(b"HTTP/1.1 200") else 1] += 1
 
 
 def requests_per_second(port: int) -> float:
@@ -239,9 +243,7 @@ def requests_per_second(port: int) -> float:
     started = time.perf_counter()
     ok, failed = asyncio.run(run())
     if failed:
-        raise SystemExit(
-            f"{failed} of {ok + failed} concurrent requests through port {port} failed"
-        )
+        raise Failed(f"{failed} of {ok + failed} concurrent requests failed or timed out")
     return ok / (time.perf_counter() - started)
 
 
@@ -251,21 +253,35 @@ class Results:
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
 
-def measure(forwarder: Forwarder, results: Results) -> None:
-    for _ in range(20):  # warm up: tunnels, TLS session, the pod's server
-        short_request(forwarder.port)
-    results.throughput.append(download(forwarder.port))
-    p50, p99 = latencies(forwarder.port)
+class Failed(Exception):
+    """A forwarder failed or hung during a measurement."""
+
+
+def measure(forwarder: Forwarder, results: Results) -> bool:
+    """Measures all three; False if the forwarder failed (it is then restarted)."""
+    try:
+        for _ in range(20):  # warm up: tunnels, TLS session, the pod's server
+            short_request(forwarder.port)
+        throughput = download(forwarder.port)
+        p50, p99 = latencies(forwarder.port)
+        rps = requests_per_second(forwarder.port)
+    except (Failed, OSError, SystemExit) as error:
+        results.failures.append(str(error))
+        print(f"  {forwarder.name:26} FAILED: {error}", flush=True)
+        return False
+    results.throughput.append(throughput)
     results.p50.append(p50)
     results.p99.append(p99)
-    results.rps.append(requests_per_second(forwarder.port))
+    results.rps.append(rps)
     print(
-        f"  {forwarder.name:26} {results.throughput[-1]:8.1f} MiB/s  p50 {p50:6.2f} ms  "
-        f"p99 {p99:6.2f} ms  {results.rps[-1]:7.0f} req/s",
+        f"  {forwarder.name:26} {throughput:8.1f} MiB/s  p50 {p50:6.2f} ms  "
+        f"p99 {p99:6.2f} ms  {rps:7.0f} req/s",
         flush=True,
     )
+    return True
 
 
 @contextmanager
@@ -298,24 +314,34 @@ def environment(context: str | None) -> Iterator[tuple[str, str]]:
 def median_table(results: dict[str, Results], baseline: str) -> str:
     base = results[baseline]
     rows = [
-        ("throughput, 100 MiB (MiB/s)", "throughput", True),
-        ("set-up latency p50 (ms)", "p50", False),
-        ("set-up latency p99 (ms)", "p99", False),
-        (f"requests/s, {CONCURRENCY} clients", "rps", True),
+        ("throughput, 100 MiB (MiB/s)", "throughput"),
+        ("set-up latency p50 (ms)", "p50"),
+        ("set-up latency p99 (ms)", "p99"),
+        (f"requests/s, {CONCURRENCY} clients", "rps"),
     ]
     names = list(results)
     width = max(len(n) for n in names) + 2
     lines = [f"{'':30}" + "".join(f"{n:>{width}}" for n in names)]
-    for label, attribute, _higher_is_better in rows:
+    for label, attribute in rows:
         cells = []
         for name in names:
-            value = statistics.median(getattr(results[name], attribute))
-            reference = statistics.median(getattr(base, attribute))
-            ratio = "" if name == baseline else f" ({value / reference:.2f}x)"
+            values = getattr(results[name], attribute)
+            references = getattr(base, attribute)
+            if not values:
+                cells.append("-")
+                continue
+            value = statistics.median(values)
+            ratio = ""
+            if name != baseline and references:
+                ratio = f" ({value / statistics.median(references):.2f}x)"
             cells.append(
                 f"{value:.2f}{ratio}" if attribute in ("p50", "p99") else f"{value:.0f}{ratio}"
             )
         lines.append(f"{label:30}" + "".join(f"{c:>{width}}" for c in cells))
+    lines.append(
+        f"{'failed repeats (restarted)':30}"
+        + "".join(f"{len(results[n].failures):>{width}}" for n in names)
+    )
     return "\n".join(lines)
 
 
@@ -348,7 +374,10 @@ def main() -> None:
             for repeat in range(options.repeats):
                 print(f"repeat {repeat + 1}/{options.repeats}", flush=True)
                 for name in order if repeat % 2 == 0 else reversed(order):
-                    measure(forwarders[name], results[name])
+                    if not measure(forwarders[name], results[name]):
+                        # As a user would: restart the broken forward and go on.
+                        forwarders[name].close()
+                        forwarders[name] = starters[name]()
         finally:
             for forwarder in forwarders.values():
                 forwarder.close()

@@ -6,12 +6,15 @@ with the PortForwardWebsockets gate off), and as the baseline of the benchmark.
 Each message starts with a channel byte: 0 carries data, 1 carries the kubelet's error
 text, both for the single port asked for. The first message the server sends on each
 channel starts with the port number (2 bytes, little-endian), which is not data. The
-protocol has no half-close: a local EOF cannot be passed on, the pod sees it only when the
-whole connection closes.
+protocol has no half-close: a local EOF cannot be passed on. After one, the connection
+lingers while the pod is still sending (a client that half-closed may be awaiting the
+answer) and closes once the pod has been quiet for `LINGER` seconds; otherwise every client
+that closed would leave a WebSocket open until the pod's server timed it out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 
@@ -26,6 +29,7 @@ DATA_CHANNEL = 0
 ERROR_CHANNEL = 1
 _PORT = struct.Struct("<H")
 _DATA_PREFIX = bytes((DATA_CHANNEL,))
+LINGER = 2.0
 
 
 class ChannelDecoder:
@@ -65,6 +69,7 @@ class V4Connection(WebSocketProtocol):
         self.local = local
         self._decoder = ChannelDecoder()
         self._error_text = b""
+        self._linger: asyncio.TimerHandle | None = None
 
     # v4 needs message boundaries (the channel byte), so it handles whole frames itself.
     def _frames(self, data: bytes) -> None:
@@ -87,6 +92,8 @@ class V4Connection(WebSocketProtocol):
                 if channel == DATA_CHANNEL:
                     if chunk:
                         self.local.write(chunk)
+                        if self._linger is not None:
+                            self._start_linger()
                 elif channel == ERROR_CHANNEL:
                     self._error_text += chunk
                     if self._error_text:
@@ -101,6 +108,8 @@ class V4Connection(WebSocketProtocol):
             self.abort()
 
     def on_closed(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
         # The pod side ended: flush what was received, then close the local connection.
         if not self.local.finished:
             self.local.write_eof()
@@ -112,7 +121,17 @@ class V4Connection(WebSocketProtocol):
             self.transport.write(encode_data(data))
 
     def send_eof(self) -> None:
-        """v4 cannot carry a half-close; the pod sees the end when the connection closes."""
+        """v4 cannot carry a half-close: linger, then close (see the module docstring)."""
+        self._start_linger()
+
+    def _start_linger(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+        self._linger = asyncio.get_running_loop().call_later(LINGER, self._linger_over)
+
+    def _linger_over(self) -> None:
+        self.close()
+        self.local.close()
 
     def local_closed(self) -> None:
         self.close()
