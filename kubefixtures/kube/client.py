@@ -78,11 +78,13 @@ NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False)
 
 
 def _status_message(body: bytes) -> tuple[str, str]:
+    """``(reason, message)`` of an error response: a Status object, or the start of the body."""
+    text = body[:300].decode("utf-8", "replace").strip()
     try:
         status = json.loads(body)
-        return str(status.get("reason") or ""), str(status.get("message") or body[:200])
+        return str(status.get("reason") or ""), str(status.get("message") or text)
     except (ValueError, AttributeError):
-        return "", body[:200].decode("utf-8", "replace")
+        return "", text
 
 
 class WatchStream:
