@@ -177,8 +177,10 @@ def _fill(templates: Mapping[str, Any], values: Mapping[str, Any], name: str) ->
         try:
             return formatter.vformat(text, (), values)
         except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
-            # The template, never the filled text: that may hold a password.
-            pytest.fail(f"local_service {name}: {where} {text!r}: {error}", pytrace=False)
+            problem = str(error)
+        # The template, never the filled text (it may hold a password); outside the except
+        # block, so that pytest shows no chained traceback either.
+        pytest.fail(f"local_service {name}: {where} {text!r}: {problem}", pytrace=False)
 
     return {
         "command": [fill("command", argument) for argument in templates["command"]],
