@@ -1,0 +1,429 @@
+"""Operator figures: reaction time, memory with many sessions, API requests at rest.
+
+    .venv/bin/python benchmarks/operator.py [--samples 10] [--namespaces 500] [--rest 60]
+                                            [--renewing 60]
+
+Runs the operator as a local process (`kubefixtures operator`, the code the image runs),
+narrowed with --selector to a label only this run's namespaces carry, so other sessions on
+the cluster are never touched. The operator reaches the API through a counting proxy on
+127.0.0.1 (plain HTTP in, the kubeconfig's TLS and credentials out): the apiserver's own
+`apiserver_request_total` has no per-client label, the proxy counts exactly this process.
+
+1. Reaction: ``--samples`` sessions whose Lease (6 s) is never renewed, expiring 1.5 s
+   apart; a watch records when each namespace gets its deletionTimestamp and when it is
+   gone. Reported: deletion request after expiry + grace (the operator's own latency), and
+   expiry -> gone (what a user sees), medians.
+2. Rest: ``--namespaces`` managed namespaces with live Leases (a day long, so nothing is
+   renewed or due). After the operator has seen them all: its RSS, the API requests it
+   starts per minute (by verb and resource) over ``--rest`` seconds, and its CPU time.
+3. Renewals: the same namespaces, each Lease renewed every 20 s (a 60 s lease's cadence)
+   for ``--renewing`` seconds: the operator's CPU time and requests while it follows them.
+
+Everything created is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Run as a script, this file's directory comes first on sys.path, and this file is named
+# like the standard library's `operator`, which argparse, asyncio and friends import.
+if sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
+    del sys.path[0]
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import secrets
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from kubefixtures import naming
+from kubefixtures.kube import Cluster
+from kubefixtures.kube.client import NAMESPACE, _load_configuration
+from kubefixtures.kube.lease import LEASE
+from kubefixtures.lease import LEASE_NAME, format_time
+
+ROOT = Path(__file__).resolve().parents[1]
+KUBEFIXTURES = str(ROOT / ".venv" / "bin" / "kubefixtures")
+LEASE_SECONDS = 6
+GRACE_SECONDS = 3
+HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+# --- the counting proxy ------------------------------------------------------------------------
+
+
+def classify(method: str, path: str, query: str) -> str:
+    """``VERB resource``, e.g. ``WATCH namespaces``, ``LIST leases``, ``DELETE namespaces``."""
+    parts = [part for part in path.split("/") if part]
+    core = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if not core:  # /version, /api, /apis, /api/v1, /apis/GROUP/VERSION
+        return f"{method} discovery"
+    resource = "-"
+    if core:
+        # /namespaces/NS/leases/NAME -> leases; /namespaces/NAME -> namespaces
+        resource = core[2] if core[0] == "namespaces" and len(core) >= 3 else core[0]
+    verb = method
+    if "watch=true" in query or "watch=1" in query:
+        verb = "WATCH"
+    elif method == "GET":
+        named = (
+            (core[0] == "namespaces" and len(core) in (2, 4))
+            or (core[0] != "namespaces" and len(core) == 2)
+            if core
+            else False
+        )
+        verb = "GET" if named else "LIST"
+    return f"{verb} {resource}"
+
+
+class CountingProxy:
+    """Plain HTTP on 127.0.0.1, forwarded to the API server with the kubeconfig's identity."""
+
+    def __init__(self) -> None:
+        configuration, _ = _load_configuration(None, None)
+        self.upstream = configuration.host.rstrip("/")
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file)
+        self.ssl = context
+        self.auth = configuration.api_key.get("authorization")
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        threading.Thread(target=self._serve, daemon=True, name="counting-proxy").start()
+        self._ready.wait(10)
+
+    def snapshot(self, reset: bool = False) -> dict[str, int]:
+        with self.lock:
+            counts = dict(self.counts)
+            if reset:
+                self.counts.clear()
+        return counts
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+        )
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.forward)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        with self.lock:
+            self.counts[classify(request.method, request.path, request.query_string)] += 1
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        if self.auth:
+            headers["Authorization"] = self.auth
+        body = await request.read()
+        async with self.session.request(
+            request.method, self.upstream + str(request.rel_url), headers=headers, data=body or None
+        ) as upstream:
+            response = web.StreamResponse(
+                status=upstream.status,
+                headers={k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS},
+            )
+            await response.prepare(request)
+            try:
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+                pass  # the client hung up (a watch it stopped): nothing left to forward
+            return response
+
+    def kubeconfig(self, directory: Path) -> Path:
+        path = directory / "kubeconfig"
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {"name": "proxy", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
+                    ],
+                    "users": [{"name": "proxy", "user": {}}],
+                    "contexts": [
+                        {"name": "proxy", "context": {"cluster": "proxy", "user": "proxy"}}
+                    ],
+                    "current-context": "proxy",
+                }
+            )
+        )
+        return path
+
+
+# --- sessions ----------------------------------------------------------------------------------
+
+
+def create_session(cluster: Cluster, environment: str, duration: int, renewed: datetime) -> str:
+    """A managed namespace and its Lease, last renewed at ``renewed``, never renewed again."""
+    labels = naming.namespace_labels(naming.new_session_id(), environment)
+    name = naming.namespace_name("kf", environment)
+    cluster.create_namespace(name, labels)
+    cluster.request(
+        "POST",
+        LEASE.collection_path(name),
+        body={
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "labels": labels},
+            "spec": {
+                "holderIdentity": f"bench@{environment}/0",
+                "leaseDurationSeconds": duration,
+                "renewTime": format_time(renewed, micro=True),
+            },
+        },
+    )
+    return name
+
+
+def renew(cluster: Cluster, name: str) -> None:
+    cluster.request(
+        "PATCH",
+        LEASE.object_path(name, LEASE_NAME),
+        body={"spec": {"renewTime": format_time(datetime.now(UTC), micro=True)}},
+        content_type="application/merge-patch+json",
+    )
+
+
+def delete_all(cluster: Cluster, environment: str) -> None:
+    selector = f"{naming.ENVIRONMENT_LABEL}={environment}"
+    names = [
+        item["metadata"]["name"]
+        for item in cluster.list_objects(NAMESPACE, None, selector)["items"]
+        if not item["metadata"].get("deletionTimestamp")
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(cluster.delete_namespace, names))
+
+
+# --- the operator process ------------------------------------------------------------------------
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, selector: str, log: Path) -> None:
+        self.log = log.open("w")
+        self.process = subprocess.Popen(
+            [KUBEFIXTURES, "operator", f"--grace={GRACE_SECONDS}", f"--selector={selector}"],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+# --- phases --------------------------------------------------------------------------------------
+
+
+def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, float]:
+    from kubernetes import client, watch
+
+    api = client.CoreV1Api(client.ApiClient(cluster.configuration))
+    selector = f"{naming.ENVIRONMENT_LABEL}={environment}"
+    requested: dict[str, float] = {}
+    gone: dict[str, float] = {}
+    stream = watch.Watch()
+
+    def follow() -> None:
+        for event in stream.stream(
+            api.list_namespace, label_selector=selector, timeout_seconds=300
+        ):
+            name = event["object"].metadata.name
+            if event["object"].metadata.deletion_timestamp and name not in requested:
+                requested[name] = time.time()
+            if event["type"] == "DELETED":
+                gone[name] = time.time()
+                if len(gone) == samples:
+                    return
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    time.sleep(1)
+    expiries: dict[str, float] = {}
+    start = datetime.now(UTC)
+    for index in range(samples):
+        renewed = start + timedelta(seconds=1.5 * index)
+        name = create_session(cluster, environment, LEASE_SECONDS, renewed)
+        expiries[name] = (renewed + timedelta(seconds=LEASE_SECONDS)).timestamp()
+    watcher.join(LEASE_SECONDS + GRACE_SECONDS + 1.5 * samples + 120)
+    stream.stop()
+    after_grace = [requested[n] - (expiries[n] + GRACE_SECONDS) for n in expiries if n in requested]
+    to_gone = [gone[n] - expiries[n] for n in expiries if n in gone]
+    return {
+        "samples": len(after_grace),
+        "deletion_request_after_expiry_plus_grace_s_median": round(
+            statistics.median(after_grace), 3
+        ),
+        "deletion_request_after_expiry_plus_grace_s_max": round(max(after_grace), 3),
+        "expiry_to_deletion_request_s_median": round(
+            statistics.median(after_grace) + GRACE_SECONDS, 3
+        ),
+        "expiry_to_gone_s_median": round(statistics.median(to_gone), 3),
+        "expiry_to_gone_s_max": round(max(to_gone), 3),
+    }
+
+
+def per_minute(counts: dict[str, int], seconds: float) -> dict[str, float]:
+    return {key: round(value * 60 / seconds, 2) for key, value in sorted(counts.items())}
+
+
+def at_rest(
+    cluster: Cluster,
+    environment: str,
+    operator: OperatorProcess,
+    proxy: CountingProxy,
+    *,
+    count: int,
+    seconds: float,
+) -> tuple[list[str], dict[str, Any]]:
+    created = time.monotonic()
+    now = datetime.now(UTC)
+    with ThreadPoolExecutor(8) as pool:
+        names = list(
+            pool.map(lambda _: create_session(cluster, environment, 86400, now), range(count))
+        )
+    create_seconds = time.monotonic() - created
+    time.sleep(15)  # every ADDED event delivered and planned
+    proxy.snapshot(reset=True)
+    cpu = operator.cpu_seconds()
+    time.sleep(seconds)
+    counts = proxy.snapshot(reset=True)
+    return names, {
+        "namespaces": len(names),
+        "create_seconds": round(create_seconds, 1),
+        "rss_mib": round(operator.rss_mib(), 1),
+        "cpu_seconds_per_minute": round((operator.cpu_seconds() - cpu) * 60 / seconds, 3),
+        "requests_per_minute": per_minute(counts, seconds),
+        "requests_per_minute_total": round(sum(counts.values()) * 60 / seconds, 2),
+    }
+
+
+def renewing(
+    cluster: Cluster,
+    names: list[str],
+    operator: OperatorProcess,
+    proxy: CountingProxy,
+    seconds: float,
+) -> dict[str, Any]:
+    cpu = operator.cpu_seconds()
+    started = time.monotonic()
+    renewals = 0
+    with ThreadPoolExecutor(8) as pool:
+        while time.monotonic() - started < seconds:
+            round_started = time.monotonic()
+            list(pool.map(lambda name: renew(cluster, name), names))
+            renewals += len(names)
+            time.sleep(max(0.0, 20 - (time.monotonic() - round_started)))
+    elapsed = time.monotonic() - started
+    counts = proxy.snapshot(reset=True)
+    return {
+        "lease_events_per_second": round(renewals / elapsed, 1),
+        "rss_mib": round(operator.rss_mib(), 1),
+        "cpu_seconds_per_minute": round((operator.cpu_seconds() - cpu) * 60 / elapsed, 3),
+        "requests_per_minute": per_minute(counts, elapsed),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--namespaces", type=int, default=500)
+    parser.add_argument("--rest", type=float, default=60.0, help="seconds measured at rest")
+    parser.add_argument("--renewing", type=float, default=60.0, help="seconds of renewals")
+    arguments = parser.parse_args()
+
+    cluster = Cluster.connect()
+    environment = f"kfbench_{secrets.token_hex(3)}"
+    selector = f"{naming.ENVIRONMENT_LABEL}={environment}"
+    proxy = CountingProxy()
+    results: dict[str, Any] = {"environment": environment}
+    with tempfile.TemporaryDirectory(prefix="kf-operator-bench-") as scratch:
+        operator = OperatorProcess(proxy.kubeconfig(Path(scratch)), selector, Path(scratch) / "log")
+        try:
+            time.sleep(5)  # started, lists done, watches open
+            results["rss_mib_idle_no_sessions"] = round(operator.rss_mib(), 1)
+            results["startup_requests"] = proxy.snapshot(reset=True)
+
+            print(
+                f"1. reaction: {arguments.samples} sessions, lease {LEASE_SECONDS} s, "
+                f"grace {GRACE_SECONDS} s",
+                file=sys.stderr,
+            )
+            results["reaction"] = reaction(cluster, environment, arguments.samples)
+            results["reaction_requests"] = proxy.snapshot(reset=True)
+
+            print(f"2. rest: {arguments.namespaces} live sessions", file=sys.stderr)
+            names, results["rest"] = at_rest(
+                cluster,
+                environment,
+                operator,
+                proxy,
+                count=arguments.namespaces,
+                seconds=arguments.rest,
+            )
+            print(f"3. renewals: {len(names)} leases renewed every 20 s", file=sys.stderr)
+            results["renewals"] = renewing(cluster, names, operator, proxy, arguments.renewing)
+            survivors = {
+                item["metadata"]["name"]
+                for item in cluster.list_objects(NAMESPACE, None, selector)["items"]
+                if not item["metadata"].get("deletionTimestamp")
+            }
+            results["live_sessions_deleted"] = len(set(names) - survivors)
+        finally:
+            operator.stop()
+            delete_all(cluster, environment)
+            results["operator_log_tail"] = (Path(scratch) / "log").read_text().splitlines()[-3:]
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
