@@ -30,7 +30,7 @@ BUILD = REPO / "hack" / "images" / "build.py"
 IMAGES = ("postgres", "moto", "mountebank")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chroot and mounts need root")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chroot and mounts need root")
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +140,7 @@ def image_user(container: dict[str, Any]) -> str:
     return "999:999" if user == "postgres" else user
 
 
+@needs_root
 def test_postgres_initialises_and_serves_with_a_password(images_dir: Path, tmp_path: Path) -> None:
     import psycopg
 
@@ -189,6 +190,7 @@ def test_postgres_initialises_and_serves_with_a_password(images_dir: Path, tmp_p
     assert oct(data.stat().st_mode & 0o777) == "0o700"
 
 
+@needs_root
 def test_moto_serves_s3(images_dir: Path, tmp_path: Path) -> None:
     import boto3
 
@@ -217,6 +219,7 @@ def test_moto_serves_s3(images_dir: Path, tmp_path: Path) -> None:
         assert s3.get_object(Bucket="photos", Key="cat.txt")["Body"].read() == b"meow"
 
 
+@needs_root
 def test_mountebank_serves_an_imposter(images_dir: Path, tmp_path: Path) -> None:
     import httpx
 
@@ -242,3 +245,52 @@ def test_mountebank_serves_an_imposter(images_dir: Path, tmp_path: Path) -> None
         response = httpx.get(f"http://127.0.0.1:{imposter_port}/anything")
         assert (response.status_code, response.text) == (201, "stubbed")
         assert httpx.delete(f"{admin}/imposters/{imposter_port}").status_code == 200
+
+
+TREE_RECIPE = """
+[artifacts.tree]
+sources = ["tree.sh"]
+command = ["sh", "tree.sh", "{out}"]
+
+[layers.app]
+artifacts = { "/opt/app" = "tree" }
+
+[images.app]
+ref = "example.local/app:1"
+layers = ["app"]
+version = "1"
+"""
+
+TREE_SCRIPT = """
+set -eu
+mkdir -p "$1/bin" "$1/lib"
+printf 'print("hi")\\n' > "$1/lib/main.py"
+printf '#!/bin/sh\\n' > "$1/bin/run"
+chmod 0755 "$1/bin/run"
+chmod 0600 "$1/lib/main.py"
+ln -s ../lib/main.py "$1/bin/main"
+"""
+
+
+def test_a_directory_artifact_is_placed_whole(tmp_path: Path) -> None:
+    """The kit's directory artifacts (pip/npm trees): modes and inner symlinks kept."""
+    (tmp_path / "recipes.toml").write_text(TREE_RECIPE)
+    (tmp_path / "tree.sh").write_text(TREE_SCRIPT)
+    out = tmp_path / "out"
+    build = [sys.executable, str(BUILD), "--recipes", str(tmp_path / "recipes.toml")]
+    result = subprocess.run(
+        [*build, "--out", str(out)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    _, layers = read_archive(out / "app.tar")
+    with tarfile.open(fileobj=io.BytesIO(layers[0])) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+    assert members["opt/app"].isdir()
+    assert members["opt/app/bin/run"].mode == 0o755
+    assert members["opt/app/lib/main.py"].mode == 0o600
+    assert members["opt/app/bin/main"].issym()
+    assert members["opt/app/bin/main"].linkname == "../lib/main.py"
+    # Unchanged inputs: neither the tree nor the image is made again.
+    again = subprocess.run([*build, "--out", str(out)], capture_output=True, text=True, check=False)
+    assert "up-to-date" in again.stdout
+    assert again.stderr == ""
