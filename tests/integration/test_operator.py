@@ -30,7 +30,7 @@ from kubefixtures.cli import main as cli_main
 from kubefixtures.kube import ApiError, Cluster
 from kubefixtures.kube.client import NAMESPACE
 from kubefixtures.kube.lease import EVENT_REASON, LEASE, list_sessions
-from kubefixtures.lease import LEASE_NAME, decide, format_time
+from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, LEASE_NAME, decide, format_time, parse_time
 
 pytestmark = pytest.mark.cluster
 
@@ -516,3 +516,55 @@ def test_gc_and_status_say_what_is_wrong_in_one_line(capsys: pytest.CaptureFixtu
     assert code == 1
     assert err.count("\n") == 1
     assert "no-such-context" in err
+
+
+def test_keep_on_failure_marks_the_lease_and_gc_respects_it(
+    kubefixtures_cluster: Cluster,
+    cleanup: Callable[[str], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environment = cleanup(unique_environment())
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "config.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n"
+    )
+    (tmp_path / "conftest.py").write_text(
+        f"from kubefixtures import environment\n\n{environment} = environment('app/')\n"
+    )
+    (tmp_path / "test_fails.py").write_text(
+        f"def test_fails({environment}):\n"
+        f"    open('namespace.txt', 'w').write({environment}.namespace)\n"
+        "    assert False\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--kubefixtures-keep-on-failure",
+            f"--kubefixtures-lease-duration={LEASE_SECONDS}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    namespace = (tmp_path / "namespace.txt").read_text()
+    assert f"namespace {namespace} is kept until" in result.stdout
+    lease = kubefixtures_cluster.request("GET", LEASE.object_path(namespace, LEASE_NAME))
+    until = parse_time(lease["metadata"]["annotations"][KEEP_UNTIL_ANNOTATION])
+    assert until is not None
+    assert 3500 < (until - datetime.now(UTC)).total_seconds() <= 3600
+
+    time.sleep(LEASE_SECONDS + 1)  # renewals stopped at teardown: the lease has expired
+    selector = f"--selector={ENVIRONMENT_LABEL}={environment}"
+    status = run_cli(capsys, "status", "--grace=0", selector)
+    assert "kept" in status
+    assert format_time(until) in status
+    gc = run_cli(capsys, "gc", "--grace=0", selector)
+    assert f"kept          {namespace}: kept until {format_time(until)}" in gc
+    assert state(kubefixtures_cluster, namespace) == "active"
