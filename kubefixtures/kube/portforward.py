@@ -16,7 +16,17 @@ accepting a connection costs no TLS handshake and no HTTP upgrade. `v4.channel.k
 (one WebSocket per forwarded connection, no half-close) is the automatic fallback for
 apiservers that do not offer the tunnel, and can be forced with ``transport="v4"``.
 
-FIGURES
+Figures (benchmarks/portforward.py, same pod, same run; 2-core VM, Kubernetes 1.35.4,
+containerd, Python 3.11; one quiet run, then the median of 3 on a busy machine):
+
+    per kubectl port-forward             SPDY tunnel     v4 per connection
+    100 MiB download throughput          2.14x / 1.58x   1.23x / 2.05x
+    set-up latency p50 (1,000 requests)  0.48x / 0.80x   2.59x / 4.31x
+    requests/s, 16 concurrent clients    2.54x / 2.60x   0.37x / 0.93x
+
+v4 pays a TLS handshake, an HTTP upgrade and a kubelet dial per connection (p50 15 ms
+against 3 ms); the tunnel pays one SPDY round trip. On the busy machine kubectl's forward
+hung twice in three repeats (requests never answered until it was restarted), ours never.
 """
 
 from __future__ import annotations
