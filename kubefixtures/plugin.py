@@ -79,7 +79,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from kubefixtures.session import SESSION_KEY
 
     state = session.config.stash.get(SESSION_KEY, None)
-    if state is not None and state.settings.prestart and _provisions(session.config):
+    # Not on pytest-xdist workers: each collects every test but runs only some, so it would
+    # bring up environments that it never uses.
+    on_worker = hasattr(session.config, "workerinput")
+    wanted = state is not None and state.settings.prestart and not on_worker
+    if wanted and _provisions(session.config):
         factories.prestart(session.items, session.config)
 
 
