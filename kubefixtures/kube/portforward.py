@@ -31,6 +31,7 @@ hung twice in three repeats (requests never answered until it was restarted), ou
 
 from __future__ import annotations
 
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,9 @@ class ServicePortForward:
         ready_timeout: float = 30.0,
         connect_timeout: float = 10.0,
     ) -> None:
-        self._core = AsyncServicePortForward(
+        # A stopped core cannot start again; start() after stop() builds a new one.
+        self._new_core = partial(
+            AsyncServicePortForward,
             configuration,
             namespace,
             service,
@@ -97,6 +100,8 @@ class ServicePortForward:
             ready_timeout=ready_timeout,
             connect_timeout=connect_timeout,
         )
+        self._core = self._new_core()
+        self._stopped = False
         self._loop: Any = None
 
     @property
@@ -121,11 +126,15 @@ class ServicePortForward:
     def start(self) -> None:
         if self._loop is not None:
             return
+        if self._stopped:
+            self._core = self._new_core()
+            self._stopped = False
         loop = _loop.SHARED.acquire()
         try:
             # The core bounds its own waits (ready_timeout, connect_timeout).
             _loop.run(self._core.start(), loop, timeout=None)
         except BaseException:
+            self._stopped = True  # the core cleaned up after itself
             _loop.SHARED.release()
             raise
         self._loop = loop
@@ -134,6 +143,7 @@ class ServicePortForward:
         loop, self._loop = self._loop, None
         if loop is None:
             return
+        self._stopped = True
         try:
             _loop.run(self._core.stop(), loop, timeout=_STOP_TIMEOUT)
         finally:

@@ -399,3 +399,6 @@ def test_stop_closes_the_port_and_leaves_no_thread(api: FakeApiServer) -> None:
     assert echo(second.local_port, b"still") == b"still"
     second.stop()
     assert not forwarder_threads()
+    with second:  # a stopped forward starts again
+        assert echo(second.local_port, b"again") == b"again"
+    assert not forwarder_threads()
