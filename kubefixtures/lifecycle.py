@@ -10,6 +10,7 @@ stops the forwards and deletes (or, with keep-on-failure, keeps) the namespace.
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -72,6 +73,7 @@ class Lifecycle:
         self._started = 0.0
         self._deadline = 0.0
         self._created = False
+        self._cancelled = threading.Event()
         self.lease: SessionLease | None = None  # proof of life for the operator and gc
 
     # --- setup ----------------------------------------------------------------------------
@@ -182,6 +184,7 @@ class Lifecycle:
                 environment=self.spec.name,
                 started=self._started,
                 on_ready=forward_when_ready,
+                cancelled=self._cancelled,
             )
             # Every Service is tracked, so each was announced ready before wait_ready returned.
             local_ports: dict[str, dict[int, int]] = {}
@@ -265,9 +268,18 @@ class Lifecycle:
 
     # --- teardown ---------------------------------------------------------------------------
 
+    def cancel(self) -> None:
+        """Make a setup running in another thread give up soon (and clean up after itself)."""
+        self._cancelled.set()
+
     def _abort(self, error: BaseException) -> None:
-        """Undo a setup that failed part-way: keep the namespace only if asked to."""
-        keep = self.settings.keep_on_failure and isinstance(error, KubefixturesError)
+        """Undo a setup that failed part-way: keep the namespace only if asked to (and not
+        when the setup was cancelled: nobody will look at it)."""
+        keep = (
+            self.settings.keep_on_failure
+            and isinstance(error, KubefixturesError)
+            and not self._cancelled.is_set()
+        )
         try:
             self.teardown(keep=keep, why="its setup failed")
         except KubefixturesError as cleanup_error:

@@ -146,6 +146,8 @@ class SessionState:
         """Tear down environments brought up in advance that no test claimed (-x, Ctrl-C)."""
         with self._lock:
             unclaimed, self._prestarted = list(self._prestarted.values()), {}
+        for lifecycle, _ in unclaimed:
+            lifecycle.cancel()  # do not wait for readiness nobody needs
         for lifecycle, future in unclaimed:
             try:
                 future.result()

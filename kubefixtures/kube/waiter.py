@@ -41,6 +41,7 @@ JSON = dict[str, Any]
 _WATCH_CHUNK_SECONDS = 60  # re-open long watches now and then; the server may drop them
 _RETRY_PAUSE = 0.2
 _MAX_DETAIL_PODS = 5
+_CANCEL_CHECK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,15 @@ class _Judge:
     def hopeless_pods(self) -> list[JSON]:
         return [pod for pod in self._state.of_kind("Pod") if pod_is_hopeless(pod)]
 
-    def problem(self, verdicts: Sequence[tuple[Tracked, Readiness]], remaining: float) -> str:
+    def problem(
+        self,
+        verdicts: Sequence[tuple[Tracked, Readiness]],
+        remaining: float,
+        cancelled: threading.Event | None,
+    ) -> str:
         """Why waiting must stop now ("" when it may go on)."""
+        if cancelled is not None and cancelled.is_set():
+            return "was cancelled"
         failed = any(verdict.state is State.FAILED for _, verdict in verdicts)
         if failed or self.hopeless_pods():
             return "failed"
@@ -231,6 +239,7 @@ def wait_ready(
     environment: str,
     started: float,
     on_ready: Callable[[Tracked], None] | None = None,
+    cancelled: threading.Event | None = None,
 ) -> None:
     """Return when every tracked object is ready; raise NotReadyError at the deadline or as
     soon as something fails for good. The message says which objects and why.
@@ -238,6 +247,7 @@ def wait_ready(
     ``on_ready(item)`` is called once per object as soon as it is ready (from this thread,
     with the watch state locked: it should only hand work to another thread), so that the
     caller can start using a part of the environment while the rest comes up.
+    ``cancelled``, once set, ends the wait within a quarter of a second (NotReadyError).
     """
     announced: set[tuple[str, str]] = set()
 
@@ -277,10 +287,11 @@ def wait_ready(
                 if all(verdict.ready for _, verdict in verdicts):
                     return
                 remaining = deadline - time.monotonic()
-                problem = judge.problem(verdicts, remaining)
+                problem = judge.problem(verdicts, remaining, cancelled)
                 if problem:
                     raise failure(problem, verdicts)
-                state.changed.wait(remaining)
+                # Bounded so that a cancellation (a local flag, not the API) is seen soon.
+                state.changed.wait(min(remaining, _CANCEL_CHECK_SECONDS))
     finally:
         for watcher in watchers:
             watcher.stop()

@@ -170,3 +170,27 @@ def test_two_sessions_at_once_get_different_namespaces(tmp_path: Path) -> None:
     assert first != second
     assert first.startswith("kf-tiny-")
     assert second.startswith("kf-tiny-")
+
+
+def test_an_environment_no_test_claims_is_cancelled_and_removed(
+    pytester: pytest.Pytester, live_namespaces: Callable[[str], list[str]]
+) -> None:
+    name = unique("unclaimed")
+    pytester.makeconftest(
+        "from kubefixtures import environment\n"
+        f"{name} = environment({str(ENVIRONMENTS / 'never-ready')!r}, timeout=120)\n"
+    )
+    # The first test fails and -x stops the run: the environment, brought up in advance
+    # for the second test, is never claimed.
+    pytester.makepyfile(
+        f"import time\n\ndef test_fails():\n    time.sleep(2)\n    assert False\n\n"
+        f"def test_never_runs({name}):\n    pass\n"
+    )
+    started = time.monotonic()
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-x", f"--kubefixtures-kubeconfig={KUBECONFIG}"
+    )
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(failed=1)
+    assert elapsed < 30, f"the unclaimed environment held the session for {elapsed:.0f} s"
+    assert live_namespaces(name) == []

@@ -180,3 +180,21 @@ def test_nothing_to_watch_returns_at_once() -> None:
         on_ready=lambda item: announced.append(item.name),
     )
     assert announced == ["a"]
+
+
+def test_a_cancelled_wait_ends_soon() -> None:
+    cluster = ScriptedCluster({"deployments": [deployment("web", 0)]})
+    cancelled = threading.Event()
+    threading.Timer(0.1, cancelled.set).start()
+    started = time.monotonic()
+    with pytest.raises(NotReadyError, match="environment 'shop' was cancelled after"):
+        wait_ready(
+            cluster,  # type: ignore[arg-type]
+            "ns",
+            [Tracked(DEPLOYMENT, "web")],
+            deadline=started + 30,
+            environment="shop",
+            started=started,
+            cancelled=cancelled,
+        )
+    assert time.monotonic() - started < 2
