@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +41,18 @@ def kubefixtures_cluster(request: pytest.FixtureRequest) -> Cluster:
         pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The public images map to local builds unless the run overrides them already
+    (``--kubefixtures-image-overrides`` or the ini key). Done here, before any environment
+    starts coming up (prestart begins right after collection)."""
+    state = session_state(config)
+    overrides = {**LOCAL_IMAGES, **state.settings.image_overrides}
+    state.settings = dataclasses.replace(state.settings, image_overrides=overrides)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _cluster_and_local_images(
-    request: pytest.FixtureRequest, kubefixtures_cluster: Cluster
-) -> Iterator[None]:
-    """Every test here needs the cluster; and the public images map to local ones unless the
-    run already overrides them (``--kubefixtures-image-overrides`` or the ini key)."""
-    state = session_state(request.config)
-    before = state.settings
-    overrides = {**LOCAL_IMAGES, **before.image_overrides}
-    state.settings = dataclasses.replace(before, image_overrides=overrides)
-    yield
-    state.settings = before
+def _needs_the_cluster(kubefixtures_cluster: Cluster) -> None:
+    """Every test here needs the cluster (skipped without one, failed under CI)."""
 
 
 def namespaces_of(cluster: Cluster, environment_name: str) -> list[dict[str, Any]]:
