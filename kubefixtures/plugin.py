@@ -24,14 +24,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             # `--kubefixtures-keep-on-failure` alone means true; `=false` turns a default off.
             group.addoption(
                 option.flag, nargs="?", const="true", dest=option.dest, default=None,
-                metavar="BOOL", help=help_text,
+                metavar=option.placeholder, help=help_text,
             )  # fmt: skip
         elif option.kind == "pairs":
             group.addoption(
-                option.flag, action="append", dest=option.dest, default=None, help=help_text
-            )
+                option.flag, action="append", dest=option.dest, default=None,
+                metavar=option.placeholder, help=help_text,
+            )  # fmt: skip
         else:
-            group.addoption(option.flag, dest=option.dest, default=None, help=help_text)
+            group.addoption(
+                option.flag, dest=option.dest, default=None, metavar=option.placeholder,
+                help=help_text,
+            )  # fmt: skip
         if option.kind == "pairs":
             parser.addini(option.ini, help=option.help, type="linelist", default=None)
         else:

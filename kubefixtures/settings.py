@@ -29,6 +29,14 @@ class Option:
     kind: Kind
     default: str
     help: str
+    metavar: str = ""
+
+    @property
+    def placeholder(self) -> str:
+        """What ``--help`` shows as the option's argument."""
+        return self.metavar or {"seconds": "SECONDS", "pairs": "NAME=IMAGE", "flag": "BOOL"}.get(
+            self.kind, "VALUE"
+        )
 
     @property
     def flag(self) -> str:
@@ -44,14 +52,27 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("context", "string", "", "kubeconfig context to use (default: the current context)"),
+    Option(
+        "context",
+        "string",
+        "",
+        "kubeconfig context to use (default: the current context)",
+        metavar="NAME",
+    ),
     Option(
         "kubeconfig",
         "string",
         "",
         "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster config)",
+        metavar="PATH",
     ),
-    Option("namespace-prefix", "string", "kf", "prefix of the namespaces kubefixtures creates"),
+    Option(
+        "namespace-prefix",
+        "string",
+        "kf",
+        "prefix of the namespaces kubefixtures creates",
+        metavar="PREFIX",
+    ),
     Option(
         "ready-timeout",
         "seconds",
