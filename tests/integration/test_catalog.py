@@ -1,13 +1,16 @@
-"""The catalog's ready fixtures against the real cluster, each from its real client library.
+"""The catalog's services against the real cluster, each from its real client library.
 
-The fixtures come from kubefixtures.catalog.fixtures, imported here (a suite opts in with
-``pytest_plugins``, which only a root conftest may set). The public images in the
-catalog's manifests run as the local builds (the ini key in pyproject.toml).
+The fixtures here are the ready ones of kubefixtures.catalog.fixtures, made module-scoped
+so that their environments (and port-forwards) end with this module rather than run
+through the rest of the suite; the ready fixtures themselves (session-scoped, opted into
+with ``pytest_plugins``) are used by test_catalog_secrets.py and examples/shop. The public
+images in the catalog's manifests run as the local builds (the ini key in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import boto3
 import httpx
@@ -15,30 +18,44 @@ import psycopg
 import pytest
 import redis as redis_client
 
-from kubefixtures.catalog import HttpStub, PostgresDetails, RedisDetails, S3Details
-from kubefixtures.catalog.fixtures import (
-    http_stub,
-    kubefixtures_http_stub,
-    kubefixtures_postgres,
-    kubefixtures_redis,
-    kubefixtures_s3,
-    postgres,
-    redis,
-    s3,
+from kubefixtures import Environment
+from kubefixtures.catalog import (
+    HttpStub,
+    HttpStubDetails,
+    PostgresDetails,
+    RedisDetails,
+    S3Details,
+    catalog,
 )
 
 pytestmark = pytest.mark.cluster
 
-__all__ = [  # the imported fixtures, used by pytest through their names
-    "http_stub",
-    "kubefixtures_http_stub",
-    "kubefixtures_postgres",
-    "kubefixtures_redis",
-    "kubefixtures_s3",
-    "postgres",
-    "redis",
-    "s3",
-]
+catalog_redis = catalog("redis", scope="module")
+catalog_postgres = catalog("postgres", scope="module")
+catalog_s3 = catalog("s3", scope="module")
+catalog_http_stub = catalog("http_stub", scope="module")
+
+
+@pytest.fixture(scope="module")
+def redis(catalog_redis: Environment) -> RedisDetails:
+    return RedisDetails.from_environment(catalog_redis)
+
+
+@pytest.fixture(scope="module")
+def postgres(catalog_postgres: Environment) -> PostgresDetails:
+    return PostgresDetails.from_environment(catalog_postgres)
+
+
+@pytest.fixture(scope="module")
+def s3(catalog_s3: Environment) -> S3Details:
+    return S3Details.from_environment(catalog_s3)
+
+
+@pytest.fixture
+def http_stub(catalog_http_stub: Environment) -> Iterator[HttpStub]:
+    stub = HttpStub(HttpStubDetails.from_environment(catalog_http_stub))
+    yield stub
+    stub.close()
 
 
 def test_redis_from_redis_py(redis: RedisDetails) -> None:

@@ -22,12 +22,16 @@ import httpx
 import pytest
 
 from kubefixtures import Environment
-from kubefixtures.catalog import AppImage, LocalService, app_image, catalog, local_service
-from kubefixtures.catalog.fixtures import kubefixtures_redis, redis
+from kubefixtures.catalog import (
+    AppImage,
+    LocalService,
+    RedisDetails,
+    app_image,
+    catalog,
+    local_service,
+)
 
 pytestmark = pytest.mark.cluster
-
-__all__ = ["kubefixtures_redis", "redis"]  # imported fixtures, used through their names
 
 IMAGES = Path(
     os.environ.get("KUBEFIXTURES_IMAGES_DIR") or Path.home() / ".cache/kubefixtures/images"
@@ -97,6 +101,7 @@ catalog_app = catalog(
     sources=[_SCRATCH / "app.yaml"],
     values={"app_image": catalog_app_image.ref},
     requires=["catalog_app_image"],
+    scope="module",  # its port-forwards end with this module
 )
 
 
@@ -136,10 +141,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 """
 
+
+@pytest.fixture(scope="module")
+def redis(catalog_app: Environment) -> RedisDetails:
+    return RedisDetails.from_environment(catalog_app)
+
+
 shop = local_service(
     [sys.executable, "-c", APP, "{port}"],
     env={"REDIS_URL": "{redis.url}"},
     ready="http://127.0.0.1:{port}/health",
+    scope="module",
 )
 
 
