@@ -14,11 +14,12 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import pytest
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubefixtures.errors import KubefixturesError
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = ["declared", "environment", "prestart"]
 
@@ -51,22 +52,15 @@ def environment(
     whose image it runs; such an environment is not brought up in advance (see
     ``prestart``), since it has to wait for them.
     """
-    if not sources:
-        raise TypeError("environment() needs at least one source (a YAML file, dir or chart)")
-    if scope not in _SCOPES:
-        raise ValueError(f"environment(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"environment(timeout={timeout!r}): timeout must be more than 0 seconds")
-    reserved = sorted(set(values or {}) & set(_BUILTINS))
-    if reserved:
-        raise ValueError(
-            f"environment(values=...): {', '.join(reserved)} are built-in placeholders "
-            "and cannot be set"
-        )
+    _check_arguments(sources, values, scope, timeout)
     base = _caller_directory()
     paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
     frozen_values = dict(values or {})
     required = tuple(_fixture_name(dependency) for dependency in requires)
+
+    # pytest is imported here rather than at the top: `import kubefixtures` (the CLI does)
+    # must not pay for it. Under pytest it is loaded already.
+    import pytest
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
         # Imported here, when a test needs an environment, not when the conftest loads.
@@ -115,6 +109,27 @@ def environment(
     )
     _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
+
+
+def _check_arguments(
+    sources: Sequence[str | Path],
+    values: Mapping[str, Any] | None,
+    scope: str,
+    timeout: float | None,
+) -> None:
+    """Mistakes in a declaration fail when the conftest is imported, not in some test."""
+    if not sources:
+        raise TypeError("environment() needs at least one source (a YAML file, dir or chart)")
+    if scope not in _SCOPES:
+        raise ValueError(f"environment(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"environment(timeout={timeout!r}): timeout must be more than 0 seconds")
+    reserved = sorted(set(values or {}) & set(_BUILTINS))
+    if reserved:
+        raise ValueError(
+            f"environment(values=...): {', '.join(reserved)} are built-in placeholders "
+            "and cannot be set"
+        )
 
 
 @dataclass(frozen=True)
