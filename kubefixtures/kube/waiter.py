@@ -139,7 +139,8 @@ class _Watcher(threading.Thread):
                 for event in stream:
                     item = event.get("object") or {}
                     if event.get("type") == "ERROR":
-                        version = None  # typically 410 Gone: list again
+                        version = None  # typically 410 Gone: list again, after a breath
+                        self._stopping.wait(_RETRY_PAUSE)
                         break
                     version = item.get("metadata", {}).get("resourceVersion", version)
                     if event.get("type") != "BOOKMARK":
