@@ -265,7 +265,7 @@ spec:
     metadata:
       labels: {app: web}
     spec:
-      terminationGracePeriodSeconds: 2
+      terminationGracePeriodSeconds: 0  # Kubernetes deletes the namespace sooner
       containers:
         - name: web
           image: kubefixtures.local/testserver:0.1
