@@ -259,10 +259,12 @@ def requests_per_second(port: int) -> float:
 
 @dataclass
 class Results:
-    throughput: list[float] = field(default_factory=list)
-    p50: list[float] = field(default_factory=list)
-    p99: list[float] = field(default_factory=list)
-    rps: list[float] = field(default_factory=list)
+    """One entry per repeat; None where the forwarder failed in that repeat."""
+
+    throughput: list[float | None] = field(default_factory=list)
+    p50: list[float | None] = field(default_factory=list)
+    p99: list[float | None] = field(default_factory=list)
+    rps: list[float | None] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
@@ -280,6 +282,8 @@ def measure(forwarder: Forwarder, results: Results) -> bool:
         rps = requests_per_second(forwarder.port)
     except (Failed, OSError, SystemExit) as error:
         results.failures.append(str(error))
+        for series in (results.throughput, results.p50, results.p99, results.rps):
+            series.append(None)
         print(f"  {forwarder.name:26} FAILED: {error}", flush=True)
         return False
     results.throughput.append(throughput)
@@ -334,16 +338,17 @@ def median_table(results: dict[str, Results], baseline: str) -> str:
     lines = [f"{'':30}" + "".join(f"{n:>{width}}" for n in names)]
     for label, attribute in rows:
         cells = []
+        references: list[float | None] = getattr(base, attribute)
         for name in names:
-            values = getattr(results[name], attribute)
-            references = getattr(base, attribute)
+            series: list[float | None] = getattr(results[name], attribute)
+            values = [v for v in series if v is not None]
             if not values:
                 cells.append("-")
                 continue
             value = statistics.median(values)
-            ratio = ""
-            if name != baseline and references:
-                ratio = f" ({value / statistics.median(references):.2f}x)"
+            # Load on a shared machine drifts between repeats: compare within each repeat.
+            paired = [v / r for v, r in zip(series, references, strict=True) if v is not None and r]
+            ratio = f" ({statistics.median(paired):.2f}x)" if name != baseline and paired else ""
             cells.append(
                 f"{value:.2f}{ratio}" if attribute in ("p50", "p99") else f"{value:.0f}{ratio}"
             )
@@ -391,7 +396,10 @@ def main() -> None:
         finally:
             for forwarder in forwarders.values():
                 forwarder.close()
-    print(f"\nmedians over {options.repeats} repeats, ratio to kubectl in parentheses (pod {pod}):")
+    print(
+        f"\nmedians over {options.repeats} repeats (pod {pod}); in parentheses the median of the"
+        " per-repeat ratios to kubectl, over the repeats where both succeeded:"
+    )
     print(median_table(results, "kubectl port-forward"))
 
 
