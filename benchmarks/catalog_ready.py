@@ -20,17 +20,8 @@ outside the timing. Prints each run and the medians, then image tarball sizes.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This script's directory first on sys.path may shadow the standard library (a sibling
-# benchmarks/operator.py shadows `operator`): drop it before importing anything else.
-# ruff: noqa: E402
-_HERE = os.path.dirname(os.path.realpath(__file__))
-if sys.path and os.path.realpath(sys.path[0] or ".") == _HERE:
-    del sys.path[0]
-
 import argparse
+import os
 import secrets
 import shutil
 import statistics

@@ -17,20 +17,9 @@ and each forwarder's ratio to kubectl. The namespace is deleted at the end.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Python puts this script's directory first on sys.path, where a sibling benchmark module
-# may shadow the standard library (benchmarks/operator.py shadows `operator`): drop it.
-# (os and sys are loaded at interpreter start-up; nothing else may be imported before this,
-# hence the imports below the guard.)
-# ruff: noqa: E402
-_HERE = os.path.dirname(os.path.realpath(__file__))
-if sys.path and os.path.realpath(sys.path[0] or ".") == _HERE:
-    del sys.path[0]
-
 import argparse
 import asyncio
+import os
 import platform
 import re
 import secrets
@@ -38,6 +27,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator

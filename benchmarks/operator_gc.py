@@ -1,6 +1,6 @@
 """Operator figures: reaction time, memory with many sessions, API requests at rest.
 
-    .venv/bin/python benchmarks/operator.py [--samples 10] [--namespaces 500] [--rest 60]
+    .venv/bin/python benchmarks/operator_gc.py [--samples 10] [--namespaces 500] [--rest 60]
                                             [--renewing 60]
 
 Runs the operator as a local process (`kubefixtures operator`, the code the image runs),
