@@ -16,17 +16,19 @@ accepting a connection costs no TLS handshake and no HTTP upgrade. `v4.channel.k
 (one WebSocket per forwarded connection, no half-close) is the automatic fallback for
 apiservers that do not offer the tunnel, and can be forced with ``transport="v4"``.
 
-Figures (benchmarks/portforward.py, same pod, same run; 2-core VM, Kubernetes 1.35.4,
-containerd, Python 3.11; one quiet run, then the median of 3 on a busy machine):
+Figures (benchmarks/portforward.py: same pod, same run; 2-core VM, Kubernetes 1.35.4,
+containerd, Python 3.11). Ratios to kubectl; a quiet run, then the medians of a 5-repeat
+run on a machine busy with other test suites (load average 4-9):
 
     per kubectl port-forward             SPDY tunnel     v4 per connection
-    100 MiB download throughput          2.14x / 1.58x   1.23x / 2.05x
-    set-up latency p50 (1,000 requests)  0.48x / 0.80x   2.59x / 4.31x
-    requests/s, 16 concurrent clients    2.54x / 2.60x   0.37x / 0.93x
+    100 MiB download throughput          2.14x / 1.45x   1.23x / 1.05x
+    set-up latency p50 (1,000 requests)  0.48x / 0.67x   2.59x / 3.35x
+    requests/s, 16 concurrent clients    2.54x / 1.46x   0.37x / 0.34x
 
-v4 pays a TLS handshake, an HTTP upgrade and a kubelet dial per connection (p50 15 ms
-against 3 ms); the tunnel pays one SPDY round trip. On the busy machine kubectl's forward
-hung twice in three repeats (requests never answered until it was restarted), ours never.
+v4 pays a TLS handshake, an HTTP upgrade and a kubelet dial per connection (p50 15-20 ms
+against 3-4 ms); the tunnel pays one SPDY round trip. Under the 16-client load kubectl's
+forward hung in 3 of 5 repeats (requests never answered until it was restarted); ours
+never did.
 """
 
 from __future__ import annotations
