@@ -168,6 +168,13 @@ def forwarder_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == THREAD_NAME]
 
 
+@pytest.fixture
+def threads_before() -> list[threading.Thread]:
+    """The loop thread is shared: another test's live forward (a session-scoped environment
+    in the same xdist worker) may own it. Ours must leave it as they found it."""
+    return forwarder_threads()
+
+
 @pytest.mark.parametrize("transport", ["spdy", "v4"])
 def test_http_by_port_name_and_number(cluster: Cluster, transport: str) -> None:
     with (
@@ -260,7 +267,9 @@ def test_pod_deleted_new_connections_heal(cluster: Cluster) -> None:
         in_flight.close()
 
 
-def test_stop_closes_the_port_and_leaves_no_thread_or_socket(cluster: Cluster) -> None:
+def test_stop_closes_the_port_and_leaves_no_thread_or_socket(
+    cluster: Cluster, threads_before: list[threading.Thread]
+) -> None:
     pf = forward(cluster, "echo")
     pf.start()
     port = pf.local_port
@@ -269,7 +278,7 @@ def test_stop_closes_the_port_and_leaves_no_thread_or_socket(cluster: Cluster) -
     pf.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before
     assert open_sockets() < before
     assert not [s for s in open_sockets() if s[0] == port]
 
@@ -292,7 +301,9 @@ def open_sockets() -> set[tuple[int, str]]:
     return found
 
 
-def test_errors_name_what_is_wrong(cluster: Cluster) -> None:
+def test_errors_name_what_is_wrong(
+    cluster: Cluster, threads_before: list[threading.Thread]
+) -> None:
     with pytest.raises(
         ServiceNotFoundError, match=rf"^Service {cluster.namespace}/nope not found$"
     ):
@@ -301,7 +312,7 @@ def test_errors_name_what_is_wrong(cluster: Cluster) -> None:
         ServiceNotFoundError, match=r"has no port 81 \(its ports: 80/http, 7000/echo\)"
     ):
         forward(cluster, 81).start()
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before
 
 
 def test_no_ready_endpoints_says_why(cluster: Cluster) -> None:
@@ -319,7 +330,9 @@ def test_no_ready_endpoints_says_why(cluster: Cluster) -> None:
         pf.start()
 
 
-def test_rbac_forbidding_portforward(cluster: Cluster) -> None:
+def test_rbac_forbidding_portforward(
+    cluster: Cluster, threads_before: list[threading.Thread]
+) -> None:
     # A service account that may read Services and EndpointSlices, but not port-forward.
     name = "no-portforward"
     ns = cluster.namespace
@@ -357,4 +370,4 @@ def test_rbac_forbidding_portforward(cluster: Cluster) -> None:
         match=rf"RBAC forbids port-forwarding to pod {ns}/echo-.*portforward",
     ):
         pf.start()
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before

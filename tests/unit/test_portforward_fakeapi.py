@@ -286,6 +286,13 @@ def forwarder_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == THREAD_NAME]
 
 
+@pytest.fixture
+def threads_before() -> list[threading.Thread]:
+    """The loop thread is shared: another test's live forward (a session-scoped environment
+    in the same xdist worker) may own it. Ours must leave it as they found it."""
+    return forwarder_threads()
+
+
 def test_echo_and_half_close_through_one_tunnel(api: FakeApiServer) -> None:
     with forward(api) as pf:
         assert pf.transport == "spdy"
@@ -342,11 +349,11 @@ def test_a_connection_waits_for_a_ready_pod_then_is_reset(api: FakeApiServer) ->
         assert echo(pf.local_port, b"back") == b"back"
 
 
-def test_missing_service(api: FakeApiServer) -> None:
+def test_missing_service(api: FakeApiServer, threads_before: list[threading.Thread]) -> None:
     pf = ServicePortForward(configuration(api.port), NS, "nope", 80)
     with pytest.raises(ServiceNotFoundError, match=r"^Service ns/nope not found$"):
         pf.start()
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before
 
 
 def test_missing_service_port(api: FakeApiServer) -> None:
@@ -364,14 +371,16 @@ def test_no_ready_endpoints_says_why(api: FakeApiServer) -> None:
     )
 
 
-def test_rbac_forbidding_portforward(api: FakeApiServer) -> None:
+def test_rbac_forbidding_portforward(
+    api: FakeApiServer, threads_before: list[threading.Thread]
+) -> None:
     api.forbid_portforward = True
     with pytest.raises(
         PortForwardForbiddenError,
         match=r"RBAC forbids port-forwarding to pod ns/web-a: .*forbidden",
     ):
         forward(api).start()
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before
 
 
 def test_unreachable_apiserver() -> None:
@@ -386,11 +395,13 @@ def test_unreachable_apiserver() -> None:
         pf.start()
 
 
-def test_stop_closes_the_port_and_leaves_no_thread(api: FakeApiServer) -> None:
+def test_stop_closes_the_port_and_leaves_no_thread(
+    api: FakeApiServer, threads_before: list[threading.Thread]
+) -> None:
     first, second = forward(api), forward(api)
     first.start()
     second.start()
-    assert len(forwarder_threads()) == 1  # one loop thread for all forwards
+    assert len(forwarder_threads()) == 1  # one loop thread for all forwards (and others')
     port = first.local_port
     first.stop()
     first.stop()  # idempotent
@@ -398,7 +409,7 @@ def test_stop_closes_the_port_and_leaves_no_thread(api: FakeApiServer) -> None:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     assert echo(second.local_port, b"still") == b"still"
     second.stop()
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before
     with second:  # a stopped forward starts again
         assert echo(second.local_port, b"again") == b"again"
-    assert not forwarder_threads()
+    assert forwarder_threads() == threads_before
