@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from kubefixtures.kube._loop import THREAD_NAME
 from kubefixtures.kube.portforward import (
@@ -81,9 +81,8 @@ def service(name: str) -> dict[str, Any]:
 class Cluster:
     """Just what these tests need, with the official client."""
 
-    def __init__(self) -> None:
-        self.configuration = client.Configuration()
-        config.load_kube_config(client_configuration=self.configuration)
+    def __init__(self, configuration: Any) -> None:
+        self.configuration = configuration
         self.api = client.ApiClient(self.configuration)
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
@@ -121,8 +120,10 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    cluster = Cluster()
+def cluster(kubefixtures_cluster: Any) -> Iterator[Cluster]:
+    # kubefixtures_cluster (tests/integration/conftest.py) honours --kubefixtures-context
+    # and friends, and skips without a cluster (fails under CI).
+    cluster = Cluster(kubefixtures_cluster.configuration)
     cluster.create()
     try:
         cluster.wait_ready("echo")
