@@ -17,7 +17,8 @@ export KUBEFIXTURES_IMAGES_DIR := $(IMAGES)
 export KUBEFIXTURES_CLUSTER ?= local
 
 HOST_PACKAGES := etcd-server containerd runc containernetworking-plugins iptables conntrack \
-	openssl busybox-static redis-server redis-tools gcc libc6-dev iproute2 util-linux
+	openssl busybox-static redis-server redis-tools gcc libc6-dev iproute2 util-linux \
+	postgresql-15 postgresql-client-15 python3.11 python3-pip nodejs
 HOST_STAMP := $(CACHE)/host-packages.stamp
 VENV_STAMP := $(VENV)/.installed
 
@@ -34,6 +35,8 @@ $(HOST_STAMP): Makefile
 	  apt-get update -qq; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# NodeSource's nodejs bundles npm; Debian's does not (and its npm conflicts with NodeSource's).
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
 	@touch $@
 
 .PHONY: host-packages
@@ -62,10 +65,14 @@ down: $(VENV_STAMP) ## stop the cluster and remove everything it put on the host
 	$(BIN)/kubefixtures cluster down
 
 .PHONY: demo
-demo: cluster ## bring the cluster up and show it
+demo: cluster ## bring the cluster up, show it, and run the example shop's tests against it
 	@echo; $(BIN)/kubefixtures cluster status
 	@echo; $(BIN)/kubectl get nodes -o wide
-	@echo; $(BIN)/kubectl get --raw /version
+	@echo; cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
+
+.PHONY: example
+example: cluster ## the example project's tests, two xdist workers
+	cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
 
 .PHONY: lint
 lint: $(VENV_STAMP) ## ruff and mypy --strict
@@ -74,8 +81,9 @@ lint: $(VENV_STAMP) ## ruff and mypy --strict
 	$(BIN)/mypy
 
 .PHONY: test
-test: lint cluster ## the whole suite against the real cluster, then the cluster's own lifecycle
+test: lint cluster ## the whole suite against the real cluster, the example, then the cluster's own lifecycle
 	$(BIN)/pytest -p no:cacheprovider tests
+	cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
 	$(BIN)/pytest -p no:cacheprovider lifecycle_tests
 
 .PHONY: clean
