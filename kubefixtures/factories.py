@@ -64,8 +64,9 @@ def environment(
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
         # Imported here, when a test needs an environment, not when the conftest loads.
-        from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+        from kubefixtures.lifecycle import EnvironmentSpec
         from kubefixtures.session import session_state
+        from kubefixtures.sharing import provisioning_for
 
         for dependency in required:
             request.getfixturevalue(dependency)
@@ -75,7 +76,10 @@ def environment(
             name=fixture_name, sources=paths, values=frozen_values, timeout=timeout
         )
         claimed = session.claim(fixture)  # brought up in advance (see prestart)
-        lifecycle = claimed[0] if claimed else Lifecycle(spec, session)
+        # Brought up here, shared with other xdist workers, or found in a details file.
+        lifecycle = (
+            claimed[0] if claimed else provisioning_for(spec, session, request.config, scope)
+        )
         failure = None
         try:
             environment = claimed[1].result() if claimed else lifecycle.setup()
@@ -86,7 +90,7 @@ def environment(
             # outside the except block, so that pytest shows no chained exception either).
             pytest.fail(failure, pytrace=False)
         lifecycle.report_ready()
-        tracked = session.track(fixture_name)
+        tracked = session.track(fixture_name, lifecycle)
         try:
             yield environment
         finally:
@@ -165,8 +169,9 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 continue
             started.add(function)
             # Only now: a suite that uses no environment never imports any of this.
-            from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+            from kubefixtures.lifecycle import EnvironmentSpec
             from kubefixtures.session import session_state
+            from kubefixtures.sharing import provisioning_for
 
             session = session_state(config)
             spec = EnvironmentSpec(
@@ -175,7 +180,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 values=declaration.values,
                 timeout=declaration.timeout,
             )
-            session.prestart(function, Lifecycle(spec, session))
+            session.prestart(function, provisioning_for(spec, session, config, "session"))
 
 
 def _fixture_name(dependency: Any) -> str:

@@ -1,15 +1,22 @@
 """The life of one environment: render -> connect -> create namespace -> apply -> wait ready
 -> forward -> details, and the teardown that undoes it.
 
-Every step is a method, so later features (a Lease in the namespace, sharing with xdist
-workers, diagnostics) slot in between steps rather than into one long function. Anything
-that fails before the namespace exists leaves nothing behind; anything that fails after it
-stops the forwards and deletes (or, with keep-on-failure, keeps) the namespace.
+Every step is a method, so later features slot in between steps rather than into one long
+function: reuse (kubefixtures.reuse) chooses an existing namespace instead of a new one,
+sharing with xdist workers (kubefixtures.sharing) and details files (kubefixtures.attach)
+wrap or replace the whole. Anything that fails before the namespace exists leaves nothing
+behind; anything that fails after it stops the forwards and deletes (or, with
+keep-on-failure, keeps) the namespace.
+
+Generated secrets used by the environment are also stored in the namespace, in the Secret
+``kubefixtures-secrets``: reuse renders the same values again from it, and ``kubefixtures
+diagnose`` masks them in what it writes. They are in the namespace's objects anyway.
 """
 
 from __future__ import annotations
 
-import shlex
+import base64
+import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -23,17 +30,29 @@ from pydantic import SecretStr
 from kubefixtures import naming
 from kubefixtures.details import Environment, EnvironmentDetails, ObjectRef, ServiceDetails
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.lease import DEFAULT_KEEP_SECONDS, holder_identity
-from kubefixtures.rendering import RenderContext, RenderedObject, render_sources
+from kubefixtures.kubectl import kept_namespace_lines
+from kubefixtures.lease import holder_identity
+from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster, Resource
     from kubefixtures.kube.lease import SessionLease
     from kubefixtures.session import SessionState
 
-__all__ = ["EnvironmentSpec", "Lifecycle", "PortForward", "service_details"]
+__all__ = [
+    "SECRETS_NAME",
+    "EnvironmentSpec",
+    "Inspection",
+    "Lifecycle",
+    "PortForward",
+    "Provisioning",
+    "secret_values",
+    "service_details",
+]
 
 LOCALHOST = "127.0.0.1"
+SECRETS_NAME = "kubefixtures-secrets"  # the namespace's Secret holding its generated secrets
+SECRETS_KEY = "secrets.json"  # one key: secret names need not be valid Secret keys
 
 
 @dataclass(frozen=True)
@@ -44,6 +63,35 @@ class EnvironmentSpec:
     sources: tuple[Path, ...]
     values: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Where to look when a test using an environment failed (diagnostics)."""
+
+    cluster: Cluster
+    namespace: str
+    environment: str
+    masks: frozenset[str]  # secret values that must never be shown
+
+
+class Provisioning(Protocol):
+    """What an environment fixture needs of whatever provides its environment: a
+    ``Lifecycle``, or a wrapper that shares one (xdist) or attaches to one (details file)."""
+
+    spec: EnvironmentSpec
+
+    def setup(self) -> Environment: ...
+
+    def report_ready(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def note_failure(self, test: str) -> None: ...
+
+    def teardown(self, *, keep: bool = False, why: str = "") -> None: ...
+
+    def inspection(self) -> Inspection | None: ...
 
 
 class PortForward(Protocol):
@@ -75,6 +123,11 @@ class Lifecycle:
         self._created = False
         self._cancelled = threading.Event()
         self.lease: SessionLease | None = None  # proof of life for the operator and gc
+        # What ${session_id} and ${secret:...} render to: this session's, unless a reused
+        # namespace brings back those of the session that created it.
+        self.render_session_id = session.session_id
+        self.secrets: Secrets | None = None  # None: the session's
+        self._context: RenderContext | None = None
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -86,7 +139,6 @@ class Lifecycle:
         """
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
-        namespace = naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         # Connecting (importing the client, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
@@ -94,6 +146,7 @@ class Lifecycle:
             connecting: Future[Cluster] = pool.submit(self.session.cluster)
             # The forwarder's imports (asyncio, httpx) are paid while pods start.
             pool.submit(_import_forwarder)
+            namespace = self._choose_namespace(connecting)
             context = self._render(namespace)
             self.cluster = connecting.result()
         finally:
@@ -101,7 +154,7 @@ class Lifecycle:
             pool.shutdown(wait=False)
         resources = self._resolve(self.cluster)
         try:
-            self._create_namespace(self.cluster, namespace)
+            self._prepare_namespace(self.cluster, namespace)
             self._apply(self.cluster, resources)
             services = self._wait_ready_and_forward(self.cluster, resources)
         except BaseException as error:
@@ -110,23 +163,35 @@ class Lifecycle:
         self.environment = Environment(self._details(context, services), self._manifests())
         return self.environment
 
+    def _choose_namespace(self, connecting: Future[Cluster]) -> str:
+        """The namespace to bring the environment up in: a new, unique one."""
+        return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
+
+    def _prepare_namespace(self, cluster: Cluster, namespace: str) -> None:
+        """Make the namespace (and its Lease) exist: here, create both."""
+        self._create_namespace(cluster, namespace)
+
     def _render(self, namespace: str) -> RenderContext:
         context = RenderContext(
             namespace=namespace,
-            session_id=self.session.session_id,
+            session_id=self.render_session_id,
             environment=self.spec.name,
             values=self.spec.values,
-            secrets=self.session.secrets,
+            secrets=self.secrets or self.session.secrets,
             image_overrides=self.settings.image_overrides,
         )
         self.objects = render_sources(self.spec.sources, context)
+        self._context = context
         return context
 
     def _resolve(self, cluster: Cluster) -> list[Resource]:
         return cluster.resolve([(obj.api_version, obj.kind, obj.location) for obj in self.objects])
 
+    def _namespace_labels(self) -> dict[str, str]:
+        return naming.namespace_labels(self.session.session_id, self.spec.name)
+
     def _create_namespace(self, cluster: Cluster, namespace: str) -> None:
-        labels = naming.namespace_labels(self.session.session_id, self.spec.name)
+        labels = self._namespace_labels()
         self.namespace = namespace
         cluster.create_namespace(namespace, labels)
         self._created = True
@@ -151,7 +216,31 @@ class Lifecycle:
             (resource, obj.manifest, obj.location)
             for resource, obj in zip(resources, self.objects, strict=True)
         ]
+        stored = self._secrets_manifest()
+        if stored is not None:
+            from kubefixtures.kube import Resource
+
+            secret = Resource("v1", "Secret", "secrets", namespaced=True)
+            items.append((secret, stored, f"(kubefixtures: Secret {SECRETS_NAME})"))
         cluster.apply_all(items, self.namespace, self._deadline)
+
+    def _secrets_manifest(self) -> dict[str, Any] | None:
+        """The Secret that keeps this environment's generated secrets in its namespace."""
+        context = self._context
+        if context is None or not context.used_secrets:
+            return None
+        values = {name: context.secrets.get(name) for name in sorted(context.used_secrets)}
+        encoded = base64.b64encode(json.dumps(values).encode()).decode()
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": SECRETS_NAME,
+                "labels": {naming.MANAGED_BY_LABEL: naming.MANAGED_BY_VALUE},
+            },
+            "data": {SECRETS_KEY: encoded},
+        }
 
     def _wait_ready_and_forward(
         self, cluster: Cluster, resources: Sequence[Resource]
@@ -240,8 +329,7 @@ class Lifecycle:
                 for obj in self.objects
             ],
             secrets={
-                name: SecretStr(self.session.secrets.get(name))
-                for name in sorted(context.used_secrets)
+                name: SecretStr(context.secrets.get(name)) for name in sorted(context.used_secrets)
             },
             ready_seconds=round(time.monotonic() - self._started, 3),
         )
@@ -264,6 +352,23 @@ class Lifecycle:
             f"kubefixtures: environment {self.spec.name!r} ready in {details.ready_seconds:.1f} s: "
             f"namespace {details.namespace}, {len(details.objects)} objects"
             + (f", {services}" if services else "")
+        )
+
+    # --- while tests run ------------------------------------------------------------------------
+
+    def note_failure(self, test: str) -> None:
+        """A test using the environment failed (the fixture tracks failures itself)."""
+
+    def inspection(self) -> Inspection | None:
+        """Where diagnostics look, once the environment is up (None before, or when there
+        is no namespace to look at)."""
+        if self.cluster is None or self.namespace is None or self.environment is None:
+            return None
+        return Inspection(
+            cluster=self.cluster,
+            namespace=self.namespace,
+            environment=self.spec.name,
+            masks=frozenset(secret_values(self.environment)),
         )
 
     # --- teardown ---------------------------------------------------------------------------
@@ -297,12 +402,25 @@ class Lifecycle:
         if not self._created or self.cluster is None or self.namespace is None:
             return
         if keep:
-            self.session.summary_lines.append(self._kept_message(why))
-            self._finish_lease(keep_for=DEFAULT_KEEP_SECONDS)
+            self.session.summary_lines.extend(self._kept_message(why))
+            self._finish_lease(keep_for=self.settings.keep_for)
             return
         self._created = False
         self._finish_lease(keep_for=None)
         self.cluster.delete_namespace(self.namespace, wait=self.settings.wait_for_delete)
+
+    def release(self, keep_for: float) -> str | None:
+        """Stop the forwards and the Lease's renewals, and leave the namespace up for
+        ``keep_for`` seconds (``kubefixtures up`` on exit; reuse between runs). Returns the
+        Lease's line (when it is kept until), or None when there was nothing to leave."""
+        forwards, self.forwards = self.forwards, []
+        for forward in forwards:
+            try:
+                forward.stop()
+            except Exception as error:
+                self.session.write_line(f"kubefixtures: stopping a port-forward: {error}")
+        lease, self.lease = self.lease, None
+        return lease.finish(keep_for) if lease is not None else None
 
     def _finish_lease(self, keep_for: float | None) -> None:
         lease, self.lease = self.lease, None
@@ -310,19 +428,45 @@ class Lifecycle:
         if line:
             self.session.summary_lines.append(line)
 
-    def _kept_message(self, why: str) -> str:
+    def _kept_message(self, why: str) -> list[str]:
         assert self.namespace is not None
         assert self.cluster is not None
-        kubectl = "kubectl"
-        if self.cluster.context:
-            kubectl += f" --context {shlex.quote(self.cluster.context)}"
-        kubectl += f" -n {self.namespace}"
-        return (
-            f"kept namespace {self.namespace} of environment {self.spec.name!r} ({why}); "
-            f"inspect: {kubectl} get all,events; {kubectl} describe pods; "
-            f"{kubectl} logs POD --all-containers; "
-            f"remove: kubectl delete namespace {self.namespace}"
+        return kept_namespace_lines(
+            self.namespace,
+            self.spec.name,
+            why,
+            context=self.cluster.context,
+            kubeconfig=self.settings.kubeconfig,
+            pods=_pod_names(self.cluster, self.namespace),
         )
+
+
+def _pod_names(cluster: Cluster, namespace: str) -> list[str]:
+    """The namespace's pods (for `kubectl logs` lines); none when they cannot be listed."""
+    from kubefixtures.kube.client import POD
+
+    try:
+        pods = cluster.list_objects(POD, namespace).get("items") or []
+    except KubefixturesError:
+        return []
+    return sorted(str(pod["metadata"]["name"]) for pod in pods)
+
+
+def secret_values(environment: Environment) -> set[str]:
+    """Values to mask wherever the environment's logs or events are shown: its generated
+    secrets, and the values of the Secrets among its objects."""
+    values = set(environment.secrets.values())
+    for obj in environment.objects:
+        if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+            continue
+        values.update(str(value) for value in (obj.get("stringData") or {}).values())
+        for value in (obj.get("data") or {}).values():
+            try:
+                values.add(base64.b64decode(str(value), validate=True).decode())
+            except (ValueError, UnicodeDecodeError):
+                continue
+    # Very short values would mask ordinary words all over the logs.
+    return {value for value in values if len(value) >= 4}
 
 
 def _tcp_ports(service: Mapping[str, Any]) -> list[Mapping[str, Any]]:

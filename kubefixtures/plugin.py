@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import nullcontext
+from typing import Any
 
 import pytest
 
 from kubefixtures.errors import SettingsError
 from kubefixtures.settings import OPTIONS, Settings
+
+# Lines of a worker's terminal summary, sent to the xdist controller, which prints them:
+# a worker's own terminal output is never shown.
+WORKER_SUMMARY = "kubefixtures_summary"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,6 +94,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     wanted = state is not None and state.settings.prestart and not on_worker
     if wanted and _provisions(session.config):
         factories.prestart(session.items, session.config)
+    if on_worker and state is not None and factories.declared() and _provisions(session.config):
+        from kubefixtures.errors import KubefixturesError
+        from kubefixtures.workers import join_worker
+
+        try:
+            join_worker(session.config)  # before any test: managers expect every worker
+        except KubefixturesError as error:
+            state.write_line(f"kubefixtures: not sharing environments with other workers: {error}")
 
 
 def _provisions(config: pytest.Config) -> bool:
@@ -101,6 +114,16 @@ def _provisions(config: pytest.Config) -> bool:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # Before this worker's last teardown, which may be where it tears down environments
+    # it manages: other workers' managers need not wait for it any more.
+    if nextitem is None and hasattr(item.config, "workerinput"):
+        from kubefixtures.workers import finish_worker
+
+        finish_worker(item.config)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -110,8 +133,13 @@ def pytest_runtest_makereport(
         from kubefixtures.session import SESSION_KEY
 
         state = item.config.stash.get(SESSION_KEY, None)
+        fixtures = getattr(item, "fixturenames", ())
         if state is not None and report.failed:
-            state.record_failure(item.nodeid, getattr(item, "fixturenames", ()))
+            state.record_failure(item.nodeid, fixtures)
+            if state.settings.diagnostics:
+                from kubefixtures.diagnostics import add_to_report
+
+                add_to_report(report, state.alive(fixtures), state.settings.log_lines)
         if state is not None and report.when == "teardown":
             state.flush()  # lines from background threads, shown between tests
     return report
@@ -129,12 +157,36 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
     from kubefixtures.session import SESSION_KEY
 
-    state = session.config.stash.get(SESSION_KEY, None)
-    if state is not None:
-        state.release_unclaimed()
+    config = session.config
+    workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # a worker stopped early (-x) did not say so yet
+        from kubefixtures.workers import finish_worker
+
+        finish_worker(config)
+    try:
+        yield  # session-scoped fixtures are torn down in there (if not already)
+    finally:
+        state = config.stash.get(SESSION_KEY, None)
+        if state is not None:
+            state.release_unclaimed()
+            if workeroutput is not None:
+                state.flush()
+                workeroutput[WORKER_SUMMARY] = list(state.summary_lines)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: a worker is done; print its summary lines with ours."""
+    lines = (getattr(node, "workeroutput", None) or {}).get(WORKER_SUMMARY) or []
+    if not lines:
+        return
+    from kubefixtures.session import session_state
+
+    session_state(node.config).summary_lines.extend(str(line) for line in lines)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

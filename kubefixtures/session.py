@@ -23,7 +23,7 @@ from kubefixtures.settings import Settings
 if TYPE_CHECKING:
     from kubefixtures.details import Environment
     from kubefixtures.kube import Cluster
-    from kubefixtures.lifecycle import Lifecycle
+    from kubefixtures.lifecycle import Provisioning
     from kubefixtures.rendering import Secrets
 
 T = TypeVar("T")
@@ -34,8 +34,9 @@ __all__ = ["SESSION_KEY", "SessionState", "session_state"]
 class _Tracked:
     """An environment alive in this session, as far as failure tracking is concerned."""
 
-    def __init__(self, fixture_name: str) -> None:
+    def __init__(self, fixture_name: str, provisioning: Provisioning | None = None) -> None:
         self.fixture_name = fixture_name
+        self.provisioning = provisioning  # where diagnostics look; told of each failure
         self.failed_tests: list[str] = []
 
 
@@ -48,7 +49,7 @@ class SessionState:
         self._cluster_lock = threading.Lock()
         self._pending: list[str] = []  # lines written from other threads, not shown yet
         self._background: ThreadPoolExecutor | None = None
-        self._prestarted: dict[object, tuple[Lifecycle, Future[Environment]]] = {}
+        self._prestarted: dict[object, tuple[Provisioning, Future[Environment]]] = {}
         self._secrets: Secrets | None = None
         self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
         self._alive: list[_Tracked] = []
@@ -63,11 +64,16 @@ class SessionState:
                 self._secrets = Secrets()
             return self._secrets
 
-    def cluster(self) -> Cluster:
-        """The session's connection to the configured cluster (connected and checked once)."""
+    def cluster(self, context: str | None = None) -> Cluster:
+        """The session's connection to the configured cluster (connected and checked once),
+        or to ``context`` of the same kubeconfig (an environment from a details file)."""
         key = (self.settings.kubeconfig, self.settings.context)
         # A lock of its own: connecting takes a while, and must not hold up rendering.
         with self._cluster_lock:
+            if context is not None and context != self.settings.context:
+                known = self._clusters.get(key)
+                if known is None or known.context != context:
+                    key = (self.settings.kubeconfig, context)
             if key not in self._clusters:
                 from kubefixtures.kube import Cluster  # lazy: kubernetes import
 
@@ -94,11 +100,17 @@ class SessionState:
 
     # --- failure tracking for keep-on-failure ------------------------------------------------
 
-    def track(self, fixture_name: str) -> _Tracked:
-        tracked = _Tracked(fixture_name)
+    def track(self, fixture_name: str, provisioning: Provisioning | None = None) -> _Tracked:
+        tracked = _Tracked(fixture_name, provisioning)
         with self._lock:
             self._alive.append(tracked)
         return tracked
+
+    def alive(self, fixture_names: Iterable[str]) -> list[_Tracked]:
+        """The alive environments among ``fixture_names`` (a test's fixtures)."""
+        used = set(fixture_names)
+        with self._lock:
+            return [tracked for tracked in self._alive if tracked.fixture_name in used]
 
     def untrack(self, tracked: _Tracked) -> None:
         with self._lock:
@@ -109,9 +121,15 @@ class SessionState:
         """A test failed: every alive environment it used keeps a note of it."""
         used = set(fixture_names)
         with self._lock:
-            for tracked in self._alive:
-                if tracked.fixture_name in used:
-                    tracked.failed_tests.append(nodeid)
+            hit = [tracked for tracked in self._alive if tracked.fixture_name in used]
+            for tracked in hit:
+                tracked.failed_tests.append(nodeid)
+        for tracked in hit:  # outside the lock: a shared environment writes a file
+            if tracked.provisioning is not None:
+                try:
+                    tracked.provisioning.note_failure(nodeid)
+                except Exception as error:  # keep-on-failure is best effort, the report not
+                    self.write_line(f"kubefixtures: recording the failure of {nodeid}: {error}")
 
     # --- background work: connect early, bring environments up before they are needed ---------
 
@@ -129,7 +147,7 @@ class SessionState:
         with contextlib.suppress(Exception):
             self.cluster()
 
-    def prestart(self, key: object, lifecycle: Lifecycle) -> None:
+    def prestart(self, key: object, lifecycle: Provisioning) -> None:
         """Start ``lifecycle.setup()`` in the background; ``claim(key)`` collects it later."""
         with self._lock:
             if key in self._prestarted:
@@ -138,7 +156,7 @@ class SessionState:
         with self._lock:
             self._prestarted[key] = (lifecycle, future)
 
-    def claim(self, key: object) -> tuple[Lifecycle, Future[Environment]] | None:
+    def claim(self, key: object) -> tuple[Provisioning, Future[Environment]] | None:
         with self._lock:
             return self._prestarted.pop(key, None)
 

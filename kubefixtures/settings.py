@@ -18,7 +18,7 @@ from kubefixtures.errors import SettingsError
 
 __all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides"]
 
-Kind = Literal["string", "seconds", "flag", "pairs"]
+Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,12 @@ class Option:
     @property
     def placeholder(self) -> str:
         """What ``--help`` shows as the option's argument."""
-        return self.metavar or {"seconds": "SECONDS", "pairs": "NAME=IMAGE", "flag": "BOOL"}.get(
-            self.kind, "VALUE"
-        )
+        return self.metavar or {
+            "seconds": "SECONDS",
+            "pairs": "NAME=IMAGE",
+            "flag": "BOOL",
+            "count": "N",
+        }.get(self.kind, "VALUE")
 
     @property
     def flag(self) -> str:
@@ -114,6 +117,33 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a session's lease lasts without renewal (renewed every third of it); the "
         "operator or `kubefixtures gc` may delete a namespace whose lease expired",
     ),
+    Option(
+        "keep-for",
+        "seconds",
+        "7200",
+        "seconds a namespace left up on purpose (keep-on-failure, reuse) is protected from "
+        "the operator and `kubefixtures gc` after the session ends (a keep-until annotation)",
+    ),
+    Option(
+        "reuse",
+        "flag",
+        "false",
+        "keep environments between runs and use them again while their rendered manifests "
+        "are unchanged (a changed manifest replaces the environment)",
+    ),
+    Option(
+        "diagnostics",
+        "flag",
+        "true",
+        "add the environment's recent events and its pods' last log lines to the report of "
+        "a failing test",
+    ),
+    Option(
+        "log-lines",
+        "count",
+        "50",
+        "log lines per container in a failing test's report (0: events only)",
+    ),
 )
 
 
@@ -142,6 +172,10 @@ class Settings:
     wait_for_delete: bool = False
     prestart: bool = True
     lease_duration: float = 60.0
+    keep_for: float = 7200.0
+    reuse: bool = False
+    diagnostics: bool = True
+    log_lines: int = 50
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -172,6 +206,10 @@ class Settings:
             wait_for_delete=parsed("kubefixtures_wait_for_delete", _flag),
             prestart=parsed("kubefixtures_prestart", _flag),
             lease_duration=parsed("kubefixtures_lease_duration", _seconds),
+            keep_for=parsed("kubefixtures_keep_for", _seconds),
+            reuse=parsed("kubefixtures_reuse", _flag),
+            diagnostics=parsed("kubefixtures_diagnostics", _flag),
+            log_lines=parsed("kubefixtures_log_lines", _count),
         )
 
 
@@ -199,6 +237,16 @@ def _seconds(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"{text!r} must be more than 0 seconds")
     return seconds
+
+
+def _count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if count < 0:
+        raise ValueError(f"{text!r} must be 0 or more")
+    return count
 
 
 def _flag(text: str) -> bool:

@@ -227,6 +227,21 @@ class Cluster:
         decoded: JSON = json.loads(data) if data else {}
         return decoded
 
+    def request_text(
+        self,
+        path: str,
+        *,
+        query: Sequence[tuple[str, Any]] = (),
+        timeout: float | tuple[float, float] | None = None,
+    ) -> str:
+        """A GET whose answer is text rather than JSON (a container's log)."""
+        response = self._call("GET", path, query=query, timeout=timeout)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            reason, message = _status_message(data)
+            raise ApiError(response.status, reason or str(response.reason), message)
+        return bytes(data).decode("utf-8", "replace")
+
     def watch(
         self,
         resource: Resource,

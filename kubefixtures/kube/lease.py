@@ -130,6 +130,29 @@ class SessionLease:
             ) from None
         self._last_renewed = time.monotonic()
 
+    def take_over(self) -> None:
+        """Hold the Lease another session left behind (a reused namespace): this session is
+        its holder from now on, and renews it until ``finish``."""
+        now = format_time(_now(), micro=True)
+        try:
+            self._patch(
+                {
+                    "spec": {
+                        "holderIdentity": self.holder,
+                        "leaseDurationSeconds": self.duration,
+                        "acquireTime": now,
+                        "renewTime": now,
+                    }
+                }
+            )
+        except ApiError as error:
+            if error.status != 404:
+                raise ClusterError(
+                    f"taking over lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
+                ) from None
+            self.create()  # someone deleted it: a namespace in use must have one
+        self._last_renewed = time.monotonic()
+
     def _patch(self, patch: Mapping[str, Any]) -> None:
         self.cluster.request(
             "PATCH",
