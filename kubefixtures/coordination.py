@@ -70,8 +70,12 @@ class ProcessRef(BaseModel):
     start: str | None = None
 
     @classmethod
+    def of(cls, pid: int) -> ProcessRef:
+        return cls(pid=pid, start=_start_time(pid))
+
+    @classmethod
     def current(cls) -> ProcessRef:
-        return cls(pid=os.getpid(), start=_start_time(os.getpid()))
+        return cls.of(os.getpid())
 
     def alive(self) -> bool:
         try:

@@ -164,7 +164,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         keep_for=arguments.keep_for,
     )
     out: Path = (arguments.details_out or Path(f"{name}.kubefixtures.json")).resolve()
-    session = SessionState(settings, lambda line: print(line, file=sys.stderr, flush=True))
+    session = SessionState(settings, lambda line: print(line, flush=True))
     spec = EnvironmentSpec(
         name=name,
         sources=tuple(source.resolve() for source in arguments.sources),

@@ -80,6 +80,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     state = session.config.stash.get(SESSION_KEY, None)
     if state is not None and factories.declared() and _provisions(session.config):
+        # The connection's imports (kubernetes -> requests) run in a background thread,
+        # often while a test runs. requests silences urllib3's DependencyWarning (no
+        # PySocks) with a global filter, which pytest's per-test filters replace: the
+        # warning would land in, or with filterwarnings=error fail, whatever test was
+        # running. Keep requests' intent.
+        session.config.addinivalue_line(
+            "filterwarnings", "ignore::urllib3.exceptions.DependencyWarning"
+        )
         state.warm_up()  # connect while pytest collects
 
 

@@ -25,12 +25,13 @@ import base64
 import hashlib
 import json
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures import naming
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.lease import LeaseState, holder_identity, lease_state
+from kubefixtures.kubectl import kubectl_prefix
+from kubefixtures.lease import LeaseState, format_time, holder_identity, lease_state
 from kubefixtures.lifecycle import SECRETS_KEY, SECRETS_NAME, Lifecycle
 from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
@@ -193,11 +194,17 @@ class ReusingLifecycle(Lifecycle):
         if keep or not self._reusable or not self._created or self.namespace is None:
             super().teardown(keep=keep, why=why)
             return
+        until = format_time(datetime.now(UTC) + timedelta(seconds=self.settings.keep_for))
         line = self.release(self.settings.keep_for)
+        if line is not None and "is kept until" not in line:  # marking it failed: say why
+            self.session.summary_lines.append(line)
+        kubectl = kubectl_prefix(
+            self.cluster.context if self.cluster else None, self.settings.kubeconfig
+        )
         self.session.summary_lines.append(
             f"kubefixtures: environment {self.spec.name!r} stays up in namespace "
-            f"{self.namespace} for the next --kubefixtures-reuse run"
-            + (f" ({line.removeprefix('kubefixtures: ')})" if line else "")
+            f"{self.namespace} for the next --kubefixtures-reuse run, kept until {until} "
+            f"(`{kubectl} delete namespace {self.namespace}` removes it)"
         )
 
 
