@@ -121,6 +121,7 @@ class WorkerState(BaseModel):
 class SharedEnvironment(BaseModel):
     """One environment shared by the run's workers."""
 
+    name: str = ""  # for messages: the environment's fixture name (keys carry a digest)
     manager: str
     manager_process: ProcessRef
     status: Status = "starting"
@@ -248,7 +249,7 @@ class Coordinator:
 
     # --- environments -----------------------------------------------------------------------
 
-    def claim(self, key: str) -> Claim:
+    def claim(self, key: str, name: str = "") -> Claim:
         """Become the manager of ``key`` if nobody is, else register as attached.
 
         Raises SharingError when the manager's process is gone (or its setup failed): the
@@ -259,7 +260,7 @@ class Coordinator:
             shared = state.environments.get(key)
             if shared is None or shared.status == "released" or shared.manager == self.worker:
                 state.environments[key] = SharedEnvironment(
-                    manager=self.worker, manager_process=self.process
+                    name=name or key, manager=self.worker, manager_process=self.process
                 )
                 return Claim(role="manager", manager=self.worker, manager_process=self.process)
             _check_usable(key, shared)
@@ -301,8 +302,8 @@ class Coordinator:
             shared = self.read().environments.get(key)
             if shared is None or shared.status == "released":
                 raise SharingError(
-                    f"environment {key!r} was torn down by its xdist manager before this "
-                    f"worker ({self.worker}) could use it"
+                    f"environment {_name(key, shared)!r} was torn down by its xdist manager "
+                    f"before this worker ({self.worker}) could use it"
                 )
             if shared.status == "ready" and shared.payload is not None:
                 return shared.payload
@@ -313,7 +314,7 @@ class Coordinator:
                 raise
             if self._clock() >= deadline:
                 raise SharingError(
-                    f"environment {key!r}: xdist worker {shared.manager} "
+                    f"environment {_name(key, shared)!r}: xdist worker {shared.manager} "
                     f"({shared.manager_process}) did not bring it up within {timeout:.0f} s"
                 )
             self._sleep(self._poll)
@@ -403,17 +404,23 @@ class Coordinator:
             self.update(change)
 
 
+def _name(key: str, shared: SharedEnvironment | None) -> str:
+    return shared.name if shared is not None and shared.name else key
+
+
 def _died(key: str, shared: SharedEnvironment) -> str:
     return (
-        f"environment {key!r}: xdist worker {shared.manager} ({shared.manager_process}), "
-        "which managed it, died; its namespace is left to its lease (the operator or "
-        "`kubefixtures gc` removes it)"
+        f"environment {_name(key, shared)!r}: xdist worker {shared.manager} "
+        f"({shared.manager_process}), which managed it, died; its namespace is left to its "
+        "lease (the operator or `kubefixtures gc` removes it)"
     )
 
 
 def _check_usable(key: str, shared: SharedEnvironment) -> None:
     if shared.status == "failed":
-        raise SharingError(shared.error or f"environment {key!r} failed on {shared.manager}")
+        raise SharingError(
+            shared.error or f"environment {_name(key, shared)!r} failed on {shared.manager}"
+        )
     if not shared.manager_process.alive():
         raise SharingError(_died(key, shared))
 

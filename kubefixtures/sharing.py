@@ -97,7 +97,7 @@ class SharedLifecycle:
         return self.claim is not None and self.claim.role == "manager"
 
     def setup(self) -> Environment:
-        self.claim = self.coordinator.claim(self.key)
+        self.claim = self.coordinator.claim(self.key, self.spec.name)
         if self.managing:
             try:
                 self.environment = self.local.setup()
