@@ -75,13 +75,19 @@ def pytest_command(*args: str) -> list[str]:
 
 
 def environ(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
+    """The environment of an inner run: this one's, minus what would make it part of this
+    run (an outer xdist worker's variables), plus ``extra``."""
+    env = dict(os.environ)
+    for variable in (
+        "PYTEST_ADDOPTS",
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_XDIST_WORKER_COUNT",
+        "PYTEST_XDIST_TESTRUNUID",
+        "KUBEFIXTURES_DETAILS",
+    ):
+        env.pop(variable, None)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.pop("PYTEST_ADDOPTS", None)
-    env.pop("PYTEST_XDIST_WORKER", None)  # the outer run may be an xdist worker itself
-    env.pop("PYTEST_XDIST_TESTRUNUID", None)
-    env.pop("KUBEFIXTURES_DETAILS", None)
-    return env
+    return {**env, **extra}
 
 
 def run_pytest(

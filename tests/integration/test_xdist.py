@@ -108,7 +108,7 @@ def test_a_killed_worker_does_not_hold_up_the_teardown(
     finally:
         if run.poll() is None:
             run.kill()
-            run.wait()
+            run.communicate()
         delete_all(kubefixtures_cluster, name)
 
 
@@ -134,5 +134,5 @@ def test_a_killed_manager_ends_in_a_clear_error_not_a_hang(
     finally:
         if run.poll() is None:
             run.kill()
-            run.wait()
+            run.communicate()
         delete_all(kubefixtures_cluster, name)  # left to its lease; no need to wait here
