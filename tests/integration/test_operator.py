@@ -31,6 +31,7 @@ from kubefixtures.kube import ApiError, Cluster
 from kubefixtures.kube.client import NAMESPACE
 from kubefixtures.kube.lease import EVENT_REASON, LEASE, list_sessions
 from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, LEASE_NAME, decide, format_time, parse_time
+from kubefixtures.settings import Settings
 
 pytestmark = pytest.mark.cluster
 
@@ -558,7 +559,8 @@ def test_keep_on_failure_marks_the_lease_and_gc_respects_it(
     lease = kubefixtures_cluster.request("GET", LEASE.object_path(namespace, LEASE_NAME))
     until = parse_time(lease["metadata"]["annotations"][KEEP_UNTIL_ANNOTATION])
     assert until is not None
-    assert 3500 < (until - datetime.now(UTC)).total_seconds() <= 3600
+    keep_for = Settings().keep_for  # the default, 2 h
+    assert keep_for - 100 < (until - datetime.now(UTC)).total_seconds() <= keep_for
 
     time.sleep(LEASE_SECONDS + 1)  # renewals stopped at teardown: the lease has expired
     selector = f"--selector={ENVIRONMENT_LABEL}={environment}"
