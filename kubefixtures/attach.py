@@ -149,19 +149,28 @@ class AttachedLifecycle:
         return services
 
     def _start(self, cluster: Cluster, namespace: str, service: str, port: int, local: int) -> int:
-        from kubefixtures.kube.portforward import ServicePortForward
+        """Forward ``service:port`` on the recorded local port if it is free, else (another
+        xdist worker of this run took it a moment ago, say) on a free one."""
+        from kubefixtures.kube.portforward import PortForwardError, ServicePortForward
 
-        forward = ServicePortForward(
-            cluster.configuration,
-            namespace,
-            service,
-            port,
-            local_port=local if _free(local) else 0,
-            ready_timeout=self.spec.timeout or self.session.settings.ready_timeout,
-        )
-        self.forwards.append(forward)
-        forward.start()
-        return forward.local_port
+        for local_port in (local, 0) if _free(local) else (0,):
+            forward = ServicePortForward(
+                cluster.configuration,
+                namespace,
+                service,
+                port,
+                local_port=local_port,
+                ready_timeout=self.spec.timeout or self.session.settings.ready_timeout,
+            )
+            try:
+                forward.start()
+            except PortForwardError:
+                if local_port == 0 or _free(local):  # not a lost race for the port
+                    raise
+                continue
+            self.forwards.append(forward)
+            return forward.local_port
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def report_ready(self) -> None:
         assert self.environment is not None
