@@ -12,8 +12,9 @@ clock, shared by all processes of the machine); after each run, the state file l
    environment it had it too (target: under 100 ms).
 2. Attach time, workers arriving late: gw1..gw3 first sleep until the environment is up,
    then set the fixture up: the whole cost of attaching (claim, read, build).
-3. Wall time of the 40-test suite with ``-n 1`` and ``-n 4`` (each worker's interpreter and
-   pytest start-up included; one environment either way).
+3. Wall time of the 40-test suite without xdist, with ``-n 1`` and with ``-n 4`` (each
+   worker's interpreter and pytest start-up included; one environment either way), for
+   tests that only call the service and for tests that also do 0.25 s of work of their own.
 
 Prints every measurement and the medians. Namespaces go with each run. (``-P``:
 benchmarks/ holds a module named like a standard one.)
@@ -73,6 +74,8 @@ def pytest_fixture_setup(fixturedef, request):
 """
 
 TESTS = """
+import os
+import time
 import urllib.request
 
 import pytest
@@ -82,12 +85,14 @@ import pytest
 def test_health(arrival, web, index):
     with urllib.request.urlopen(web.services["web"].url + "/health", timeout=10) as answer:
         assert answer.status == 200
+    time.sleep(float(os.environ["BENCH_WORK"]))  # the test's own work, if any
 """
 
 
 def run(
-    directory: Path, workers: int, late: float | None = None
+    directory: Path, workers: int, *, late: float = 0.0, work: float = 0.0
 ) -> tuple[float, list[dict[str, Any]], str]:
+    """One pytest run (``workers`` 0: without xdist): wall time, fixture timings, manager."""
     result_file = directory / "result.jsonl"
     result_file.unlink(missing_ok=True)
     basetemp = directory / "base"
@@ -95,14 +100,14 @@ def run(
         **os.environ,
         "BENCH_RESULT": str(result_file),
         "BENCH_LATE": "1" if late else "0",
-        "BENCH_LATE_SECONDS": str(late or 0),
+        "BENCH_LATE_SECONDS": str(late),
+        "BENCH_WORK": str(work),
     }
+    xdist = ["-n", str(workers)] if workers else []
     started = time.monotonic()
     completed = subprocess.run(
-        [
-            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "-n", str(workers), f"--basetemp={basetemp}",
-        ],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist,
+         f"--basetemp={basetemp}"],
         cwd=directory, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     elapsed = time.monotonic() - started
@@ -120,48 +125,55 @@ def milliseconds(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms (n={len(values)})"
 
 
+def attach_figures(directory: Path, repeats: int) -> None:
+    manager_setup: list[float] = []
+    overhead: list[float] = []
+    late_attach: list[float] = []
+    for repeat in range(repeats):
+        _, measured, manager = run(directory, 4)
+        by_worker = {record["worker"]: record for record in measured}
+        ready = by_worker[manager]["end"]
+        manager_setup.append(ready - by_worker[manager]["start"])
+        others = {w: r["end"] - ready for w, r in sorted(by_worker.items()) if w != manager}
+        overhead += others.values()
+        _, measured, late_manager = run(directory, 4, late=8.0)
+        late = [r["end"] - r["start"] for r in measured if r["worker"] != late_manager]
+        late_attach += late
+        print(
+            f"repeat {repeat}: manager {manager} set up in {manager_setup[-1]:.2f} s; "
+            f"attached {', '.join(f'{w} {1000 * v:+.0f} ms' for w, v in others.items())} "
+            f"after it; late arrivals {', '.join(f'{1000 * v:.0f}' for v in late)} ms"
+        )
+    print(f"manager's setup (median):                        {milliseconds(manager_setup)}")
+    print(f"attached worker, after the manager had it (median): {milliseconds(overhead)}")
+    print(f"  worst: {1000 * max(overhead):.0f} ms")
+    print(f"attached worker arriving late, setup (median):   {milliseconds(late_attach)}")
+
+
+def wall_figures(directory: Path, repeats: int) -> None:
+    for work in (0.0, 0.25):
+        walls: dict[int, list[float]] = {0: [], 1: [], 4: []}
+        for _ in range(repeats):
+            for workers, values in walls.items():
+                values.append(run(directory, workers, work=work)[0])
+        for workers, values in walls.items():
+            mode = f"-n {workers}" if workers else "no xdist"
+            print(
+                f"40 tests doing {work:.2f} s of work each, {mode}: median "
+                f"{statistics.median(values):.2f} s ({', '.join(f'{v:.2f}' for v in values)})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     arguments = parser.parse_args()
-    manager_setup: list[float] = []
-    overhead: list[float] = []
-    late_attach: list[float] = []
-    walls: dict[int, list[float]] = {1: [], 4: []}
     with tempfile.TemporaryDirectory(prefix="kubefixtures-bench-") as temporary:
         directory = Path(temporary)
         (directory / "conftest.py").write_text(CONFTEST)
         (directory / "test_health.py").write_text(TESTS)
-        for repeat in range(arguments.repeats):
-            for workers in (1, 4):
-                elapsed, measured, manager = run(directory, workers)
-                walls[workers].append(elapsed)
-                print(f"repeat {repeat}: -n {workers}: {elapsed:.2f} s")
-                if workers != 4:
-                    continue
-                by_worker = {record["worker"]: record for record in measured}
-                ready = by_worker[manager]["end"]
-                manager_setup.append(ready - by_worker[manager]["start"])
-                for worker, record in sorted(by_worker.items()):
-                    if worker != manager:
-                        overhead.append(record["end"] - ready)
-                        print(
-                            f"  {worker} attached {1000 * (record['end'] - ready):.0f} ms after "
-                            f"{manager} (setup {manager_setup[-1]:.2f} s) had it"
-                        )
-            _, measured, manager = run(directory, 4, late=8.0)
-            for record in measured:
-                if record["worker"] != manager:
-                    late_attach.append(record["end"] - record["start"])
-            print(f"  late arrivals: {[round(1000 * value) for value in late_attach[-3:]]} ms")
-    print()
-    print(f"manager's setup (median):                      {milliseconds(manager_setup)}")
-    print(f"attached worker, beyond the manager (median):  {milliseconds(overhead)}")
-    print(f"attached worker arriving late, setup (median): {milliseconds(late_attach)}")
-    for workers, values in walls.items():
-        print(
-            f"40 tests, -n {workers} (median wall time):         {statistics.median(values):.2f} s"
-        )
+        attach_figures(directory, arguments.repeats)
+        wall_figures(directory, arguments.repeats)
 
 
 if __name__ == "__main__":
