@@ -25,7 +25,6 @@ from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
-    "DEFAULT_KEEP_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "KEEP_UNTIL_ANNOTATION",
     "LEASE_NAME",
@@ -48,8 +47,6 @@ DEFAULT_LEASE_SECONDS = 60.0
 # Long enough to absorb clock skew between the session's machine and the reaper's, and an
 # API server that was briefly unreachable; short enough that a leak goes within minutes.
 DEFAULT_GRACE_SECONDS = 60.0
-# How long keep-on-failure keeps a namespace from reapers: time enough to look at it.
-DEFAULT_KEEP_SECONDS = 3600.0
 
 
 class LeaseState(enum.StrEnum):
