@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from kubefixtures.cli_options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
 
 __all__ = ["register"]
@@ -39,13 +40,6 @@ def _seconds(text: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
     return seconds
-
-
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
-    )
-    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,7 +90,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "after this command ends (default: %(default).0f)",
     )
     up.add_argument("--lease-duration", type=_seconds, default=60.0, metavar="S")
-    _cluster_options(up)
+    add_cluster_options(up)
     up.set_defaults(handler=run_up)
 
     down = commands.add_parser(
@@ -126,7 +120,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     diagnose.add_argument(
         "--log-lines", type=int, default=None, metavar="N", help="last N lines (default: all)"
     )
-    _cluster_options(diagnose)
+    add_cluster_options(diagnose)
     diagnose.set_defaults(handler=run_diagnose)
 
 

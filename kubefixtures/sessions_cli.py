@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from kubefixtures.cli_options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.lease import (
     DEFAULT_GRACE_SECONDS,
@@ -51,13 +52,6 @@ def _selector_option(parser: argparse.ArgumentParser, default: str | None = None
     )
 
 
-def _cluster_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
-    )
-    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
-
-
 def _grace_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
@@ -82,7 +76,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _grace_option(gc)
     _selector_option(gc)
-    _cluster_options(gc)
+    add_cluster_options(gc)
     gc.set_defaults(handler=run_gc)
 
     status = commands.add_parser(
@@ -93,7 +87,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _grace_option(status)
     _selector_option(status)
-    _cluster_options(status)
+    add_cluster_options(status)
     status.set_defaults(handler=run_status)
 
     operator = commands.add_parser(
