@@ -13,6 +13,7 @@ import time
 import pytest
 
 from kubefixtures.cluster.local.provider import COMPONENTS, LocalProvider
+from kubefixtures.cluster.tools import find_tool
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and os.environ.get("CI") != "true",
@@ -42,8 +43,27 @@ def test_up_on_a_running_cluster_reports_it_and_changes_nothing() -> None:
     assert {name: provider.supervisor.pid(name) for name in COMPONENTS} == pids
 
 
+def run_pods(replicas: int = 3) -> None:
+    """Pods to clear away: sandboxes, veths, mounts, cgroups and Service rules."""
+    kubectl = str(find_tool("kubectl"))
+    subprocess.run(
+        [kubectl, "create", "deployment", "sleepers", "--image=kubefixtures.local/busybox:1.35",
+         f"--replicas={replicas}", "--", "sleep", "3600"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        [kubectl, "expose", "deployment", "sleepers", "--port=80"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [kubectl, "wait", "deployment/sleepers", "--for=condition=Available", "--timeout=90s"],
+        check=True,
+        capture_output=True,
+    )
+
+
 def test_down_leaves_nothing_behind_and_up_brings_it_back() -> None:
     provider = LocalProvider()
+    run_pods()
     down = cli("down")
     assert down.returncode == 0, down.stderr
     assert provider.leftovers() == []
@@ -60,6 +80,7 @@ def test_up_clears_the_remains_of_a_killed_cluster() -> None:
     """As after a cancelled CI job or a restarted machine: processes gone, everything
     else (interfaces, mounts, iptables rules, pid files) still there."""
     provider = LocalProvider()
+    run_pods()
     for name in COMPONENTS:
         pid = provider.supervisor.pid(name)
         if pid is not None:

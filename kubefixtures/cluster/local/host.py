@@ -110,32 +110,29 @@ def unmount_all(*roots: Path) -> None:
         subprocess.run(["umount", "-l", mount_point], capture_output=True)
 
 
+def _pod_cgroup_dirs() -> list[Path]:
+    """Every pod cgroup directory, deepest first. os.walk skips what vanishes under it:
+    the kernel and the kubelet remove these while we look."""
+    found = []
+    for controller in _v1_controllers():
+        for directory, _, _ in os.walk(controller / POD_CGROUP, topdown=False):
+            found.append(Path(directory))
+    return found
+
+
 def kill_pod_processes() -> None:
     """SIGKILL everything in the kubelet's pod cgroups."""
-    for controller in _v1_controllers():
-        pod_root = controller / POD_CGROUP
-        if not pod_root.is_dir():
-            continue
-        for procs in pod_root.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
+    for directory in _pod_cgroup_dirs():
+        with contextlib.suppress(OSError):
+            for pid in (directory / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
 
 
 def remove_pod_cgroups() -> None:
-    for controller in _v1_controllers():
-        pod_root = controller / POD_CGROUP
-        if not pod_root.is_dir():
-            continue
-        directories = sorted(
-            (path for path in pod_root.rglob("*") if path.is_dir()),
-            key=lambda path: len(path.parts),
-            reverse=True,
-        )
-        for directory in [*directories, pod_root]:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+    for directory in _pod_cgroup_dirs():
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def leftover_pod_cgroups() -> list[str]:
@@ -157,9 +154,10 @@ def remove_interfaces() -> None:
 def our_interfaces() -> list[str]:
     """Our bridges, and any veth still enslaved to the pod bridge."""
     names = [n for n in (layout.BRIDGE_INTERFACE, layout.NODE_INTERFACE) if interface_exists(n)]
-    bridge_ports = Path(f"/sys/class/net/{layout.BRIDGE_INTERFACE}/brif")
-    if bridge_ports.is_dir():
-        names += [port.name for port in bridge_ports.iterdir()]
+    with contextlib.suppress(FileNotFoundError):  # the bridge may go while we look
+        names += [
+            port.name for port in Path(f"/sys/class/net/{layout.BRIDGE_INTERFACE}/brif").iterdir()
+        ]
     return names
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubefixtures.cluster import kubeconfig
@@ -238,7 +240,25 @@ class LocalProvider:
             lambda: http_ok(f"{configs.APISERVER_URL}/readyz", admin_tls),
         )
         apiserver_pid = self.supervisor.start(apiserver)
-        self._import_images(self._required_images())
+        pause, others = self._required_images()
+        # Only the sandbox image must be unpacked up front; the CRI unpacks any other image
+        # the first time a container uses it, so importing them is a copy that can overlap
+        # the rest of the start.
+        self._import_images([pause], unpack=True)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="image-import") as imports:
+            pending = [imports.submit(self._import_images, [archive]) for archive in others]
+            self._start_node_and_controllers(tools, apiserver, apiserver_pid, admin_tls)
+            for future in pending:
+                future.result()
+
+    def _start_node_and_controllers(
+        self,
+        tools: build.Tools,
+        apiserver: Component,
+        apiserver_pid: int,
+        admin_tls: ssl.SSLContext,
+    ) -> None:
+        paths, pki_dir = self.paths, self.paths.pki
         self.supervisor.wait_healthy(apiserver, apiserver_pid)
         self._kubectl(tools, "apply", "-f", str(paths.config / "bootstrap.json"))
 
@@ -318,28 +338,28 @@ class LocalProvider:
         )
         return result.returncode == 0
 
-    def _required_images(self) -> list[Path]:
-        """Every image tarball in the images directory; the pause image is mandatory."""
+    def _required_images(self) -> tuple[Path, list[Path]]:
+        """The pause image, and every other image tarball in the images directory."""
         archives = sorted(self.paths.images.glob("*.tar"))
-        if not any(archive.name.startswith("pause") for archive in archives):
+        pause = [archive for archive in archives if archive.name.startswith("pause")]
+        if not pause:
             raise ClusterError(
                 f"no pause image in {self.paths.images}; build the local images first "
                 "with `make images` (hack/images/build.py)"
             )
-        return archives
+        return pause[0], [archive for archive in archives if archive != pause[0]]
 
-    def _import_images(self, archives: Sequence[Path]) -> None:
+    def _import_images(self, archives: Sequence[Path], unpack: bool = False) -> None:
         for archive in archives:
             result = subprocess.run(
                 ["ctr", "--address", str(self.paths.containerd_socket), "--namespace", "k8s.io",
-                 "images", "import", "--no-unpack=false", str(archive)],
+                 "images", "import", f"--no-unpack={'false' if unpack else 'true'}", str(archive)],
                 capture_output=True,
                 text=True,
             )  # fmt: skip
             if result.returncode != 0:
-                raise ClusterError(
-                    f"could not load image {archive}: {result.stderr.strip().splitlines()[-1:]}"
-                )
+                last = result.stderr.strip().splitlines()[-1:] or ["no output"]
+                raise ClusterError(f"could not load image {archive}: {last[0]}")
 
     def _kubectl(self, tools: build.Tools, *args: str) -> str:
         result = subprocess.run(
