@@ -1,6 +1,6 @@
 """Time from session start to a ready environment: kubefixtures against a kubectl baseline.
 
-    .venv/bin/python -P benchmarks/environment_ready.py [--repeats 5] [--context NAME]
+    .venv/bin/python benchmarks/environment_ready.py [--repeats 5] [--context NAME]
 
 The environment is tests/integration/environments/shop (redis + an HTTP server, six
 objects). Both sides run on the same cluster in the same run, alternating which goes first:

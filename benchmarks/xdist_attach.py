@@ -1,6 +1,6 @@
 """What sharing an environment between pytest-xdist workers costs, and what it saves.
 
-    .venv/bin/python -P benchmarks/xdist_attach.py [--repeats 5]
+    .venv/bin/python benchmarks/xdist_attach.py [--repeats 5]
 
 The environment is tests/integration/environments/token-web (an HTTP server, a Secret, a
 Service). A conftest hook times the environment fixture's setup on every worker (wall
