@@ -263,29 +263,40 @@ class Failed(Exception):
 
 
 def measure(forwarder: Forwarder, results: Results) -> bool:
-    """Measures all three; False if the forwarder failed (it is then restarted)."""
+    """Measures the three phases, each on its own: a forwarder that fails one (kubectl
+    often hangs under concurrency) still has the others compared. False if any failed
+    (the forwarder is then restarted)."""
+    phases: list[tuple[list[list[float | None]], Callable[[int], tuple[float, ...]]]] = [
+        ([results.throughput], lambda port: (download(port),)),
+        ([results.p50, results.p99], latencies),
+        ([results.rps], lambda port: (requests_per_second(port),)),
+    ]
+    shown, healthy = [], True
     try:
         for _ in range(20):  # warm up: tunnels, TLS session, the pod's server
             short_request(forwarder.port)
-        throughput = download(forwarder.port)
-        p50, p99 = latencies(forwarder.port)
-        rps = requests_per_second(forwarder.port)
     except (Failed, OSError, SystemExit) as error:
-        results.failures.append(str(error))
-        for series in (results.throughput, results.p50, results.p99, results.rps):
-            series.append(None)
-        print(f"  {forwarder.name:26} FAILED: {error}", flush=True)
-        return False
-    results.throughput.append(throughput)
-    results.p50.append(p50)
-    results.p99.append(p99)
-    results.rps.append(rps)
+        healthy = False
+        results.failures.append(f"warm-up: {error}")
+    for series, phase in phases:
+        try:
+            if not healthy:
+                raise Failed("skipped after an earlier failure")
+            values: tuple[float | None, ...] = phase(forwarder.port)
+        except (Failed, OSError, SystemExit) as error:
+            healthy = False
+            results.failures.append(str(error))
+            values = (None,) * len(series)
+            shown.append(f"FAILED ({error})")
+        else:
+            shown.append(" ".join(f"{value:.2f}" for value in values if value is not None))
+        for target, value in zip(series, values, strict=True):
+            target.append(value)
     print(
-        f"  {forwarder.name:26} {throughput:8.1f} MiB/s  p50 {p50:6.2f} ms  "
-        f"p99 {p99:6.2f} ms  {rps:7.0f} req/s",
+        f"  {forwarder.name:26} MiB/s {shown[0]}  p50/p99 ms {shown[1]}  req/s {shown[2]}",
         flush=True,
     )
-    return True
+    return healthy
 
 
 @contextmanager
@@ -344,7 +355,7 @@ def median_table(results: dict[str, Results], baseline: str) -> str:
             )
         lines.append(f"{label:30}" + "".join(f"{c:>{width}}" for c in cells))
     lines.append(
-        f"{'failed repeats (restarted)':30}"
+        f"{'failed measurements':30}"
         + "".join(f"{len(results[n].failures):>{width}}" for n in names)
     )
     return "\n".join(lines)
