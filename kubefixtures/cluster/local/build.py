@@ -68,7 +68,8 @@ class Tools:
 
 
 def _require_go() -> str:
-    go = shutil.which("go")
+    # The official tarball's place, for environments (CI, sudo) whose PATH lacks it.
+    go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
     if go is None:
         raise ClusterError("the `go` toolchain is not on PATH; install Go 1.25+ (see README)")
     return go
