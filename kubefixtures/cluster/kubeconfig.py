@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from kubefixtures.errors import ClusterError
+
 SECTIONS = ("clusters", "users", "contexts")
 
 
@@ -20,9 +22,14 @@ def user_kubeconfig_path() -> Path:
 def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"apiVersion": "v1", "kind": "Config", "preferences": {}}
-    loaded = yaml.safe_load(path.read_text()) or {}
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ClusterError(f"{where}: not valid YAML, so its context cannot be updated") from None
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: not a kubeconfig (expected a mapping at the top)")
+        raise ClusterError(f"{path}: not a kubeconfig (expected a mapping at the top)")
     return loaded
 
 
