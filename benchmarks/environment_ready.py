@@ -16,8 +16,7 @@ objects). Both sides run on the same cluster in the same run, alternating which 
   Service, then the same checks, retried every 10 ms until both answer.
 
 Prints each measurement, the medians and the ratio (target: kubefixtures <= 0.6x baseline).
-Namespaces are deleted after every repeat. (``-P``: benchmarks/ holds a module named like
-a standard one.)
+Every namespace is deleted, and waited for, before the next measurement.
 """
 
 from __future__ import annotations
@@ -98,9 +97,9 @@ def kubectl(*args: str, context: str | None) -> list[str]:
     return [str(KUBECTL), *(["--context", context] if context else []), *args]
 
 
-def run_kubefixtures(suite: Path, context: str | None) -> tuple[float, float, float]:
+def run_kubefixtures(suite: Path, context: str | None) -> tuple[float, float, float, str]:
     """Seconds from spawning pytest to both services answering, from pytest's session start
-    to both answering, and the fixture's own setup-to-ready seconds."""
+    to both answering, the fixture's own setup-to-ready seconds, and the namespace used."""
     result = suite / "result.txt"
     result.unlink(missing_ok=True)
     command = [
@@ -113,9 +112,14 @@ def run_kubefixtures(suite: Path, context: str | None) -> tuple[float, float, fl
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"kubefixtures run failed:\n{done.stdout}\n{done.stderr}")
-    answered, ready_seconds, _namespace = result.read_text().split()
+    answered, ready_seconds, namespace = result.read_text().split()
     session_started = float(Path(f"{result}.start").read_text())
-    return float(answered) - started, float(answered) - session_started, float(ready_seconds)
+    return (
+        float(answered) - started,
+        float(answered) - session_started,
+        float(ready_seconds),
+        namespace,
+    )
 
 
 def rendered_manifests(namespace: str, password: str) -> str:
@@ -194,14 +198,16 @@ def run_baseline(workdir: Path, context: str | None) -> tuple[float, str]:
     return elapsed, namespace
 
 
-def delete_namespaces(context: str | None, *names: str) -> None:
+def delete_namespace(context: str | None, name: str) -> None:
+    """Delete ``name`` and return once it and its pods are gone: the next measurement starts
+    on a quiet node, whichever side it is (a kubelet still tearing pods down slows every pod
+    being started, and the side that creates its pods sooner after a deletion pays more)."""
     subprocess.run(
-        kubectl(
-            "delete", "namespace", "--wait=false", "--ignore-not-found", *names, context=context
-        ),
+        kubectl("delete", "namespace", "--ignore-not-found", "--timeout=120s", name,
+                context=context),
         check=False,
         capture_output=True,
-    )
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -219,13 +225,17 @@ def main() -> None:
         suite.mkdir()
         (suite / "conftest.py").write_text(CONFTEST)
         (suite / "test_shop.py").write_text(TEST)
-        run_kubefixtures(suite, args.context)  # warm-up: page cache, images, API caches
+        # Warm-up: page cache, images, API caches.
+        delete_namespace(args.context, run_kubefixtures(suite, args.context)[3])
         for repeat in range(args.repeats):
             first = ("kubefixtures", "baseline")
             order = first if repeat % 2 == 0 else first[::-1]
             for side in order:
                 if side == "kubefixtures":
-                    from_spawn, from_session, ready = run_kubefixtures(suite, args.context)
+                    from_spawn, from_session, ready, namespace = run_kubefixtures(
+                        suite, args.context
+                    )
+                    delete_namespace(args.context, namespace)
                     spawn.append(from_spawn)
                     session.append(from_session)
                     fixture.append(ready)
@@ -236,9 +246,8 @@ def main() -> None:
                 else:
                     seconds, namespace = run_baseline(workdir, args.context)
                     baseline.append(seconds)
-                    delete_namespaces(args.context, namespace)
+                    delete_namespace(args.context, namespace)
                     print(f"repeat {repeat + 1}: baseline     {seconds:.2f} s")
-            time.sleep(1.0)  # let the deleted namespaces' pods go before the next round
     median = statistics.median
     print(
         f"\nmedians over {args.repeats} repeats: baseline {median(baseline):.2f} s; "

@@ -155,7 +155,7 @@ class AttachedLifecycle:
 
         for local_port in (local, 0) if _free(local) else (0,):
             forward = ServicePortForward(
-                cluster.configuration,
+                cluster.config,
                 namespace,
                 service,
                 port,

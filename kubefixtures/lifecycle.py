@@ -122,6 +122,8 @@ class Lifecycle:
         self._deadline = 0.0
         self._created = False
         self._cancelled = threading.Event()
+        self._forwards_lock = threading.Lock()
+        self._forwards_stopped = False
         self.lease: SessionLease | None = None  # proof of life for the operator and gc
         # What ${session_id} and ${secret:...} render to: this session's, unless a reused
         # namespace brings back those of the session that created it.
@@ -139,13 +141,11 @@ class Lifecycle:
         """
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
-        # Connecting (importing the client, two round trips) overlaps with rendering, which
+        # Connecting (loading credentials, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
         try:
             connecting: Future[Cluster] = pool.submit(self.session.cluster)
-            # The forwarder's imports (asyncio, httpx) are paid while pods start.
-            pool.submit(_import_forwarder)
             namespace = self._choose_namespace(connecting)
             context = self._render(namespace)
             self.cluster = connecting.result()
@@ -245,8 +245,8 @@ class Lifecycle:
     def _wait_ready_and_forward(
         self, cluster: Cluster, resources: Sequence[Resource]
     ) -> dict[str, ServiceDetails]:
-        """Wait for readiness; forward each Service's ports as soon as it has ready endpoints,
-        while the rest of the environment comes up."""
+        """Wait for readiness while the forwards start: each waits for ready endpoints of its
+        own, so that forwarding costs nothing once the pods are ready."""
         from kubefixtures.kube import Tracked, wait_ready  # lazy, like all of kube
 
         assert self.namespace is not None
@@ -255,15 +255,14 @@ class Lifecycle:
             Tracked(resource, obj.name)
             for resource, obj in zip(resources, self.objects, strict=True)
         ]
-        starting: dict[tuple[str, int], Future[PortForward]] = {}
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="kubefixtures-forward")
-
-        def forward_when_ready(item: Tracked) -> None:
-            if item.resource.kind == "Service" and item.name in services:
-                for port in _tcp_ports(services[item.name]):
-                    key = (item.name, int(port["port"]))
-                    starting[key] = pool.submit(self._start_forward, cluster, *key)
-
+        keys = [
+            (name, int(port["port"])) for name, service in services.items()
+            for port in _tcp_ports(service)
+        ]  # fmt: skip
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, min(len(keys), 16)), thread_name_prefix="kubefixtures-forward"
+        )
+        starting = {key: pool.submit(self._start_forward, cluster, *key) for key in keys}
         try:
             wait_ready(
                 cluster,
@@ -272,13 +271,14 @@ class Lifecycle:
                 deadline=self._deadline,
                 environment=self.spec.name,
                 started=self._started,
-                on_ready=forward_when_ready,
                 cancelled=self._cancelled,
             )
-            # Every Service is tracked, so each was announced ready before wait_ready returned.
             local_ports: dict[str, dict[int, int]] = {}
             for (name, port), future in starting.items():
                 local_ports.setdefault(name, {})[port] = future.result().local_port
+        except BaseException:
+            self._stop_forwards()  # cancels the starts still waiting for their pods
+            raise
         finally:
             pool.shutdown(wait=True)
         return {
@@ -302,11 +302,25 @@ class Lifecycle:
         assert self.namespace is not None
         remaining = max(self._deadline - time.monotonic(), 1.0)
         forward = ServicePortForward(
-            cluster.configuration, self.namespace, service, port, ready_timeout=remaining
+            cluster.config, self.namespace, service, port, ready_timeout=remaining
         )
-        self.forwards.append(forward)  # list.append is atomic: teardown sees every forward
+        with self._forwards_lock:
+            if self._forwards_stopped:  # the setup failed while this thread got here
+                raise KubefixturesError(f"forwarding {service}:{port} was cancelled")
+            self.forwards.append(forward)  # so that teardown stops (or cancels) it
         forward.start()
         return forward
+
+    def _stop_forwards(self) -> None:
+        """Stop every forward, cancelling those still starting; no new one starts after."""
+        with self._forwards_lock:
+            forwards, self.forwards = self.forwards, []
+            self._forwards_stopped = True
+        for forward in forwards:
+            try:
+                forward.stop()
+            except Exception as error:  # one stuck forward must not keep the namespace alive
+                self.session.write_line(f"kubefixtures: stopping a port-forward: {error}")
 
     def _details(
         self, context: RenderContext, services: dict[str, ServiceDetails]
@@ -393,12 +407,7 @@ class Lifecycle:
 
     def teardown(self, *, keep: bool = False, why: str = "") -> None:
         """Stop the forwards, then delete the namespace (or keep it and say how to look)."""
-        forwards, self.forwards = self.forwards, []
-        for forward in forwards:
-            try:
-                forward.stop()
-            except Exception as error:  # one stuck forward must not keep the namespace alive
-                self.session.write_line(f"kubefixtures: stopping a port-forward: {error}")
+        self._stop_forwards()
         if not self._created or self.cluster is None or self.namespace is None:
             return
         if keep:
@@ -413,12 +422,7 @@ class Lifecycle:
         """Stop the forwards and the Lease's renewals, and leave the namespace up for
         ``keep_for`` seconds (``kubefixtures up`` on exit; reuse between runs). Returns the
         Lease's line (when it is kept until), or None when there was nothing to leave."""
-        forwards, self.forwards = self.forwards, []
-        for forward in forwards:
-            try:
-                forward.stop()
-            except Exception as error:
-                self.session.write_line(f"kubefixtures: stopping a port-forward: {error}")
+        self._stop_forwards()
         lease, self.lease = self.lease, None
         return lease.finish(keep_for) if lease is not None else None
 
@@ -505,7 +509,3 @@ def service_details(
         },
         url=url,
     )
-
-
-def _import_forwarder() -> None:
-    import kubefixtures.kube.portforward  # noqa: F401 - imported for its side effect: warm

@@ -71,24 +71,21 @@ def pytest_configure(config: pytest.Config) -> None:
                 reporter.write("\n")
             reporter.write_line(line)
 
-    config.stash[SESSION_KEY] = SessionState(settings, write_line)
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
+    state = SessionState(settings, write_line)
+    config.stash[SESSION_KEY] = state
     from kubefixtures import factories
-    from kubefixtures.session import SESSION_KEY
 
-    state = session.config.stash.get(SESSION_KEY, None)
-    if state is not None and factories.declared() and _provisions(session.config):
-        # The connection's imports (kubernetes -> requests) run in a background thread,
-        # often while a test runs. requests silences urllib3's DependencyWarning (no
-        # PySocks) with a global filter, which pytest's per-test filters replace: the
-        # warning would land in, or with filterwarnings=error fail, whatever test was
-        # running. Keep requests' intent.
-        session.config.addinivalue_line(
-            "filterwarnings", "ignore::urllib3.exceptions.DependencyWarning"
-        )
-        state.warm_up()  # connect while pytest collects
+    # The conftests that declare environments are loaded by now (those of deeper
+    # directories come with collection, and connect when their environments start).
+    if factories.declared() and _provisions(config):
+        # A kubeconfig that only the official client can read (auth-provider) imports it
+        # in a background thread, often while a test runs. requests silences urllib3's
+        # warning about PySocks with a global filter, which pytest's per-test filters
+        # replace: the warning would land in, or with filterwarnings=error fail, whatever
+        # test was running. Keep requests' intent (by message: naming the category would
+        # import urllib3 in every run).
+        config.addinivalue_line("filterwarnings", "ignore:SOCKS support in urllib3:Warning")
+        state.warm_up()  # connect (read-only) while pytest starts the session and collects
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,7 +1,8 @@
 """Which provisioning an environment fixture gets, and sharing one between xdist workers.
 
 - ``KUBEFIXTURES_DETAILS`` is set: attach to the environments named in the details files
-  (kubefixtures.attach); nothing is created or deleted.
+  (kubefixtures.attach); nothing is created or deleted. Under xdist one worker attaches,
+  forwarding again the ports that no longer answer, and the others use its forwards.
 - On a pytest-xdist worker, a session-scoped environment is shared: the first worker to
   need it brings it up (the manager), the others attach to the same namespace and use the
   manager's port-forwards (kubefixtures.coordination holds the protocol). Narrower scopes
@@ -47,11 +48,15 @@ def provisioning_for(
 ) -> Provisioning:
     """What brings up (or finds) the environment of one fixture."""
     details = os.environ.get(DETAILS_VARIABLE, "").strip()
+    local: Provisioning
     if details:
         from kubefixtures.attach import AttachedLifecycle
 
-        return AttachedLifecycle(spec, session, details)
-    local = local_provisioning(spec, session)
+        # Shared like one brought up here: a worker that forwarded a port again must keep
+        # serving it until the other workers are done with it.
+        local = AttachedLifecycle(spec, session, details)
+    else:
+        local = local_provisioning(spec, session)
     shared = coordinator(config)
     if shared is not None and scope == "session":
         return SharedLifecycle(local, session, shared)
@@ -83,7 +88,7 @@ def sharing_key(spec: EnvironmentSpec) -> str:
 class SharedLifecycle:
     """A session-scoped environment shared by the xdist workers of a run."""
 
-    def __init__(self, local: Lifecycle, session: SessionState, shared: Coordinator) -> None:
+    def __init__(self, local: Provisioning, session: SessionState, shared: Coordinator) -> None:
         self.spec = local.spec
         self.local = local
         self.session = session

@@ -1,9 +1,9 @@
 """Asyncio access to the apiserver for the port forwarder: JSON reads, watches, upgrades.
 
-The official client is synchronous (urllib3) and its watches block a thread that cannot be
-interrupted cleanly, so the forwarder talks HTTP itself on its event loop: httpx for JSON
-and watches, a raw TLS connection for the WebSocket upgrades. Credentials, CA and TLS
-settings all come from the `kubernetes.client.Configuration` the caller loaded.
+The synchronous client (kubefixtures.kube.client) spends a thread on every watch, so the
+forwarder talks HTTP on its event loop: httpx for JSON and watches, a raw TLS connection
+for the WebSocket upgrades. Credentials, CA and TLS
+settings all come from the ClusterConfig the caller loaded (kubefixtures.kube.config).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from kubefixtures.kube._pferrors import (
@@ -22,9 +22,7 @@ from kubefixtures.kube._pferrors import (
     PortForwardError,
     PortForwardForbiddenError,
 )
-
-if TYPE_CHECKING:
-    pass
+from kubefixtures.kube.config import ClusterConfig, as_cluster_config
 
 log = logging.getLogger("kubefixtures.portforward")
 
@@ -45,49 +43,32 @@ class ApiEndpoint:
     base_path: str  # a path prefix some proxies put in front of the API
     ssl: ssl.SSLContext | None
     server_hostname: str | None
-    configuration: Any  # kubernetes.client.Configuration, for the (refreshable) token
+    config: ClusterConfig
 
     @classmethod
     def from_configuration(cls, configuration: Any) -> ApiEndpoint:
-        parts = urlsplit(str(configuration.host).rstrip("/"))
+        """From a ClusterConfig, or a ``kubernetes.client.Configuration``."""
+        config = as_cluster_config(configuration)
+        parts = urlsplit(config.server)
         secure = parts.scheme == "https"
         port = parts.port or (443 if secure else 80)
         host = parts.hostname or "localhost"
-        context: ssl.SSLContext | None = None
-        if secure:
-            context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-            if not configuration.verify_ssl:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            elif getattr(configuration, "assert_hostname", None) is False:
-                context.check_hostname = False
-            if configuration.cert_file:
-                context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
-            # Port-forward connections are long-lived byte pipes: HTTP/2 is not negotiated.
-            context.set_alpn_protocols(["http/1.1"])
-        server_hostname = getattr(configuration, "tls_server_name", None) or host
         return cls(
             url=f"{parts.scheme}://{parts.netloc}",
             host=host,
             port=port,
             base_path=parts.path.rstrip("/"),
-            ssl=context,
-            server_hostname=server_hostname if secure else None,
-            configuration=configuration,
+            ssl=config.ssl_context() if secure else None,
+            server_hostname=(config.tls_server_name or host) if secure else None,
+            config=config,
         )
 
     async def auth_headers(self) -> dict[str, str]:
-        configuration = self.configuration
-        if configuration.refresh_api_key_hook is not None:
-            # The hook may run an exec credential plugin: keep it off the event loop.
-            token = await asyncio.to_thread(configuration.get_api_key_with_prefix, "authorization")
+        if self.config.authorization_may_block:  # an exec plugin: kept off the event loop
+            value = await asyncio.to_thread(self.config.authorization)
         else:
-            token = configuration.get_api_key_with_prefix("authorization")
-        if token:
-            return {"Authorization": token}
-        if configuration.username or configuration.password:
-            return {"Authorization": configuration.get_basic_auth_token()}
-        return {}
+            value = self.config.authorization()
+        return {"Authorization": value} if value else {}
 
 
 def pod_portforward_path(

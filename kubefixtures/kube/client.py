@@ -2,27 +2,25 @@
 lists and watches. Objects travel as plain JSON dicts (no generated models): an environment
 holds arbitrary kinds, and decoding into models would only cost time.
 
-The official client provides what is hard to get right (kubeconfig parsing, exec/OIDC auth,
-TLS files, token refresh); requests go through its ``ApiClient`` transport as raw HTTP.
-``kubernetes`` is imported inside functions so that importing kubefixtures stays cheap.
+Credentials come from kubefixtures.kube.config, requests go over the standard library's
+http.client (kubefixtures.kube._http): nothing here imports the official client, whose
+import alone used to cost a third of the time to bring a small environment up.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from kubefixtures.errors import ApplyError, ClusterError
+from kubefixtures.kube._http import Connections, Response, Stream
+from kubefixtures.kube.config import ClusterConfig, describe, load_config
 
 __all__ = ["ApiError", "Cluster", "Resource", "WatchStream"]
 
@@ -31,6 +29,8 @@ _CONNECT_TIMEOUT = 5.0
 _REQUEST_TIMEOUT = 30.0
 _POOL_SIZE = 32  # concurrent applies + one watch per watched kind + port-forward lookups
 _APPLY_WORKERS = 8
+# Connections opened ahead, once connected: an apply burst, the watches and their lists.
+_WARM_CONNECTIONS = _APPLY_WORKERS + 4
 # Admission errors a freshly created namespace may return for a moment: its `default`
 # ServiceAccount is created asynchronously by the controller manager.
 _TRANSIENT_APPLY_MARKERS = ("serviceaccount", "service account")
@@ -90,53 +90,31 @@ def _status_message(body: bytes) -> tuple[str, str]:
 class WatchStream:
     """An open watch: iterate for events; ``close()`` from another thread ends the iteration."""
 
-    def __init__(self, response: Any) -> None:
-        self._response = response  # urllib3.HTTPResponse, not preloaded
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
         self._closed = False
 
     def __iter__(self) -> Iterator[JSON]:
-        buffer = b""
         try:
-            for chunk in self._response.stream(amt=None, decode_content=False):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if line.strip():
-                        yield json.loads(line)
+            for line in self._stream.lines():
+                yield json.loads(line)
         except Exception:
             if not self._closed:
                 raise
-        finally:
-            self._release()
 
     def close(self) -> None:
         self._closed = True
-        # A thread blocked reading the socket only wakes up when the socket is shut down;
-        # closing the response from here would wait for the lock that read holds.
-        connection = getattr(self._response, "connection", None)
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def _release(self) -> None:
-        try:
-            self._response.close()
-            self._response.release_conn()
-        except Exception:  # best effort: the connection is being thrown away
-            pass
+        self._stream.close()
 
 
 class Cluster:
     """One cluster, as reached through a kubeconfig context (or the in-cluster config)."""
 
-    def __init__(self, configuration: Any, context: str | None, description: str) -> None:
-        from kubernetes import client  # lazy: keeps `import kubefixtures` cheap
-
-        self.configuration = configuration
-        self.context = context
-        self.description = description  # "context X (https://host:port)", for messages
-        self._api = client.ApiClient(configuration)
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.context = config.context
+        self.description = describe(config)  # "context X (https://host:port)", for messages
+        self._connections = Connections(config, keep=_POOL_SIZE)
         self._resources: dict[tuple[str, str], Resource] = {}
         self._resource_lists: dict[str, list[JSON]] = {}
         self._lock = threading.Lock()
@@ -149,19 +127,17 @@ class Cluster:
 
         Raises ClusterError with one line saying which kubeconfig/context failed and why.
         """
-        configuration, context_name = _load_configuration(kubeconfig, context)
-        where = f"context {context_name}" if context_name else "in-cluster config"
-        cluster = cls(configuration, context_name, f"{where} ({configuration.host})")
-        cluster.check_access()
+        cluster = cls(load_config(kubeconfig, context))
+        try:
+            cluster.check_access()
+        except BaseException:
+            cluster.close()
+            raise
+        cluster._connections.warm(_WARM_CONNECTIONS, _CONNECT_TIMEOUT)
         return cluster
 
     def check_access(self) -> None:
-        try:
-            self.request("GET", "/version", timeout=(_CONNECT_TIMEOUT, 10.0))
-        except ApiError as error:
-            raise ClusterError(f"{self.description}: the API server refused us: {error}") from None
-        except ClusterError as error:
-            raise ClusterError(f"{self.description} is unreachable: {error}") from None
+        self.check_reachable()
         review = self.request(
             "POST",
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -177,6 +153,15 @@ class Cluster:
                 "kubefixtures needs (one per environment)"
             )
 
+    def check_reachable(self) -> None:
+        """One GET /version: raises ClusterError naming the cluster when it does not answer."""
+        try:
+            self.request("GET", "/version", timeout=(_CONNECT_TIMEOUT, 10.0))
+        except ApiError as error:
+            raise ClusterError(f"{self.description}: the API server refused us: {error}") from None
+        except ClusterError as error:
+            raise ClusterError(f"{self.description} is unreachable: {error}") from None
+
     # --- raw requests ---------------------------------------------------------------------
 
     def _call(
@@ -188,23 +173,12 @@ class Cluster:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | tuple[float, float] | None = None,
-    ) -> Any:
+    ) -> Response:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        request = self._api.param_serialize(
-            method,
-            path,
-            query_params=list(query),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        encoded = None if body is None else json.dumps(body).encode()
+        return self._connections.request(
+            method, _target(path, query), body=encoded, headers=headers, timeout=_timeout(timeout)
         )
-        try:
-            return self._api.call_api(*request, _request_timeout=timeout or _REQUEST_TIMEOUT)
-        except Exception as error:  # urllib3 and ssl errors: connection problems
-            if isinstance(error, ApiError):
-                raise
-            reason = getattr(error, "reason", None) or error
-            raise ClusterError(" ".join(str(reason).split())) from None
 
     def request(
         self,
@@ -220,11 +194,8 @@ class Cluster:
         response = self._call(
             method, path, query=query, body=body, content_type=content_type, timeout=timeout
         )
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            reason, message = _status_message(data)
-            raise ApiError(response.status, reason or str(response.reason), message)
-        decoded: JSON = json.loads(data) if data else {}
+        _raise_for_status(response.status, response.reason, response.data)
+        decoded: JSON = json.loads(response.data) if response.data else {}
         return decoded
 
     def request_text(
@@ -236,11 +207,8 @@ class Cluster:
     ) -> str:
         """A GET whose answer is text rather than JSON (a container's log)."""
         response = self._call("GET", path, query=query, timeout=timeout)
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            reason, message = _status_message(data)
-            raise ApiError(response.status, reason or str(response.reason), message)
-        return bytes(data).decode("utf-8", "replace")
+        _raise_for_status(response.status, response.reason, response.data)
+        return response.data.decode("utf-8", "replace")
 
     def watch(
         self,
@@ -256,16 +224,14 @@ class Cluster:
             ("timeoutSeconds", timeout_seconds),
             ("allowWatchBookmarks", "true"),
         ]
-        response = self._call(
-            "GET",
-            resource.collection_path(namespace),
-            query=query,
+        stream = self._connections.stream(
+            _target(resource.collection_path(namespace), query),
+            headers={"Accept": "application/json"},
             timeout=(_CONNECT_TIMEOUT, timeout_seconds + 10.0),
         )
-        if not 200 <= response.status <= 299:
-            reason, message = _status_message(response.read())
-            raise ApiError(response.status, reason or str(response.reason), message)
-        return WatchStream(response.response)
+        if not 200 <= stream.status <= 299:
+            _raise_for_status(stream.status, stream.reason, stream.read_all())
+        return WatchStream(stream)
 
     def list_objects(
         self, resource: Resource, namespace: str | None, label_selector: str | None = None
@@ -439,42 +405,25 @@ class Cluster:
             return list(pool.map(one, items))
 
     def close(self) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]
+        self._connections.close()
 
 
-def _load_configuration(kubeconfig: str | None, context: str | None) -> tuple[Any, str | None]:
-    """A Configuration from the kubeconfig (or in-cluster), and the context name it used."""
-    from kubernetes import client, config  # lazy, see the module docstring
+def _target(path: str, query: Sequence[tuple[str, Any]]) -> str:
+    return f"{path}?{urlencode([(key, str(value)) for key, value in query])}" if query else path
 
-    configuration = client.Configuration()
-    configuration.connection_pool_maxsize = _POOL_SIZE
-    files = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
-    first_file = files.split(os.pathsep)[0]
-    in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    if not kubeconfig and not Path(first_file).exists() and in_cluster and not context:
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except config.ConfigException as error:
-            raise ClusterError(f"in-cluster config: {error}") from None
-        return configuration, None
-    if not Path(first_file).exists():
-        raise ClusterError(
-            f"kubeconfig {first_file} does not exist (set --kubefixtures-kubeconfig or KUBECONFIG)"
-        )
-    try:
-        contexts, current = config.list_kube_config_contexts(config_file=files)  # type: ignore[no-untyped-call]
-        name = context or (current or {}).get("name")
-        if context and context not in {entry["name"] for entry in contexts}:
-            raise ClusterError(f"kubeconfig {files}: no context named {context!r}")
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=files,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-    except config.ConfigException as error:
-        raise ClusterError(f"kubeconfig {files}: {' '.join(str(error).split())}") from None
-    return configuration, name
+
+def _timeout(timeout: float | tuple[float, float] | None) -> tuple[float, float]:
+    if timeout is None:
+        return (_CONNECT_TIMEOUT, _REQUEST_TIMEOUT)
+    if isinstance(timeout, tuple):
+        return timeout
+    return (min(timeout, _CONNECT_TIMEOUT), timeout)
+
+
+def _raise_for_status(status: int, reason: str, data: bytes) -> None:
+    if not 200 <= status <= 299:
+        status_reason, message = _status_message(data)
+        raise ApiError(status, status_reason or reason, message)
 
 
 def run_concurrently(calls: Sequence[Callable[[], Any]]) -> list[Any]:

@@ -301,16 +301,14 @@ def _is_not_found(error: BaseException) -> bool:
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
     """A connection for reapers and ``status``: they need no right to create namespaces."""
-    from kubefixtures.kube.client import _load_configuration
+    from kubefixtures.kube.config import load_config
 
-    configuration, context_name = _load_configuration(kubeconfig, context)
-    where = f"context {context_name}" if context_name else "in-cluster config"
-    cluster = Cluster(configuration, context_name, f"{where} ({configuration.host})")
+    cluster = Cluster(load_config(kubeconfig, context))
     try:
-        cluster.request("GET", "/version", timeout=(_CONNECT_TIMEOUT, 10.0))
-    except ClusterError as error:
+        cluster.check_reachable()
+    except ClusterError:
         cluster.close()
-        raise ClusterError(f"{cluster.description} is unreachable: {error}") from None
+        raise
     return cluster
 
 

@@ -33,6 +33,9 @@ never did.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -49,7 +52,7 @@ from kubefixtures.kube._pferrors import (
 )
 
 if TYPE_CHECKING:
-    import kubernetes
+    from kubefixtures.kube.config import ClusterConfig
 
 __all__ = [
     "ApiServerUnreachableError",
@@ -78,7 +81,7 @@ class ServicePortForward:
 
     def __init__(
         self,
-        configuration: kubernetes.client.Configuration,
+        configuration: ClusterConfig | Any,
         namespace: str,
         service: str,
         port: int | str,
@@ -105,6 +108,9 @@ class ServicePortForward:
         self._core = self._new_core()
         self._stopped = False
         self._loop: Any = None
+        self._starting: concurrent.futures.Future[None] | None = None
+        self._stop_requested = False  # by a stop() while start() was under way
+        self._lock = threading.Lock()
 
     @property
     def local_port(self) -> int:
@@ -126,23 +132,42 @@ class ServicePortForward:
         return target.pod if target else None
 
     def start(self) -> None:
+        """Start forwarding; return once a ready pod is reachable. A ``stop()`` from another
+        thread meanwhile makes it raise ``concurrent.futures.CancelledError``."""
         if self._loop is not None:
             return
         if self._stopped:
             self._core = self._new_core()
             self._stopped = False
         loop = _loop.SHARED.acquire()
-        try:
+        with self._lock:
             # The core bounds its own waits (ready_timeout, connect_timeout).
-            _loop.run(self._core.start(), loop, timeout=None)
+            starting = asyncio.run_coroutine_threadsafe(self._core.start(), loop)
+            self._starting, self._stop_requested = starting, False
+        try:
+            starting.result()
         except BaseException:
+            with self._lock:
+                self._starting = None
             self._stopped = True  # the core cleaned up after itself
             _loop.SHARED.release()
             raise
-        self._loop = loop
+        with self._lock:
+            self._starting = None
+            self._loop = loop
+            stop_requested = self._stop_requested
+        if stop_requested:  # it came too late to cancel the start
+            self.stop()
+            raise concurrent.futures.CancelledError
 
     def stop(self) -> None:
-        loop, self._loop = self._loop, None
+        """Stop forwarding (from any thread; a start() under way is cancelled)."""
+        with self._lock:
+            if self._starting is not None:
+                self._stop_requested = True
+                self._starting.cancel()  # start() raises; the core cleans up on the loop
+                return
+            loop, self._loop = self._loop, None
         if loop is None:
             return
         self._stopped = True

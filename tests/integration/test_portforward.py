@@ -29,6 +29,7 @@ from kubefixtures.kube.portforward import (
     ServiceNotFoundError,
     ServicePortForward,
 )
+from kubefixtures.session import session_state
 
 pytestmark = pytest.mark.cluster
 
@@ -119,11 +120,26 @@ class Cluster:
         self.api.close()
 
 
+def official_configuration(request: pytest.FixtureRequest, context: str | None) -> Any:
+    """The official client's configuration of the context the suite runs against: the
+    forwarder takes it as well as kubefixtures' own (and these tests set up with it)."""
+    from kubernetes import config
+
+    configuration = client.Configuration()
+    config.load_kube_config(
+        config_file=session_state(request.config).settings.kubeconfig,
+        context=context,
+        client_configuration=configuration,
+        persist_config=False,
+    )
+    return configuration
+
+
 @pytest.fixture(scope="module")
-def cluster(kubefixtures_cluster: Any) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, kubefixtures_cluster: Any) -> Iterator[Cluster]:
     # kubefixtures_cluster (tests/integration/conftest.py) honours --kubefixtures-context
     # and friends, and skips without a cluster (fails under CI).
-    cluster = Cluster(kubefixtures_cluster.configuration)
+    cluster = Cluster(official_configuration(request, kubefixtures_cluster.context))
     cluster.create()
     try:
         cluster.wait_ready("echo")
