@@ -4,13 +4,15 @@ services on Kubernetes::
     shop = environment("manifests/shop/", values={"redis_version": "7"})
 
 The fixture is named after the variable (or ``name=``); its value is an ``Environment``.
-Nothing happens at declaration time beyond checking the arguments: the cluster is only
-contacted when a test asks for the fixture.
+Nothing happens at declaration time beyond checking the arguments (and starting to import,
+in the background, what bringing environments up needs): the cluster is only contacted
+once pytest is configured, and nothing is created before a collected test uses the fixture.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,19 @@ Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
 _BUILTINS = ("environment", "namespace", "session_id")  # kept in step with rendering.py
 _declarations: list[object] = []  # every environment() fixture declared in this process
+
+
+def _start_importing() -> None:
+    """Import what bringing environments up needs, in a background thread: about 0.2 s
+    (pydantic's models among it) that then overlaps pytest's own start-up and collection
+    instead of delaying the first environment. Nothing here talks to a cluster."""
+
+    def load() -> None:
+        import kubefixtures.kube.lease
+        import kubefixtures.kube.waiter
+        import kubefixtures.sharing  # noqa: F401 - imported for its side effect: loaded
+
+    threading.Thread(target=load, name="kubefixtures-import", daemon=True).start()
 
 
 def declared() -> int:
@@ -111,6 +126,8 @@ def environment(
     fixture.__dict__["__kubefixtures__"] = _Declaration(
         paths, frozen_values, scope, timeout, prestart=not required
     )
+    if not _declarations:
+        _start_importing()
     _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
 

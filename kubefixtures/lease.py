@@ -16,10 +16,9 @@ import enum
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
@@ -60,10 +59,11 @@ class LeaseState(enum.StrEnum):
     DELETING = "deleting"  # already being deleted
 
 
-class LeaseInfo(BaseModel):
+# Plain frozen dataclasses, not pydantic models: sessions import this module on their way to
+# creating a namespace, and pydantic costs about 0.1 s to import and build.
+@dataclass(frozen=True, kw_only=True)
+class LeaseInfo:
     """What a reaper needs of the Lease ``kubefixtures-session``."""
-
-    model_config = ConfigDict(frozen=True)
 
     holder: str | None = None
     duration_seconds: float = DEFAULT_LEASE_SECONDS
@@ -83,15 +83,14 @@ class LeaseInfo(BaseModel):
         return None if last is None else last + timedelta(seconds=self.duration_seconds)
 
 
-class SessionNamespace(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class SessionNamespace:
     """A namespace as a reaper sees it: identity, labels, age, and its Lease (if any)."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     uid: str = ""
     resource_version: str = ""
-    labels: dict[str, str] = {}
+    labels: dict[str, str] = field(default_factory=dict)
     created: datetime
     terminating: bool = False
     keep_until: datetime | None = None  # a keep-until annotation on the namespace itself
@@ -113,13 +112,12 @@ class SessionNamespace(BaseModel):
         return self.invalid_keep_until or (self.lease.invalid_keep_until if self.lease else None)
 
     def with_lease(self, lease: LeaseInfo | None) -> SessionNamespace:
-        return self.model_copy(update={"lease": lease})
+        return replace(self, lease=lease)
 
 
-class Decision(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Decision:
     """Delete or keep, why (one line, for logs and Events), and when to look again."""
-
-    model_config = ConfigDict(frozen=True)
 
     delete: bool
     reason: str

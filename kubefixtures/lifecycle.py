@@ -25,16 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import SecretStr
-
 from kubefixtures import naming
-from kubefixtures.details import Environment, EnvironmentDetails, ObjectRef, ServiceDetails
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.kubectl import kept_namespace_lines
 from kubefixtures.lease import holder_identity
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
 
 if TYPE_CHECKING:
+    from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
     from kubefixtures.kube import Cluster, Resource
     from kubefixtures.kube.lease import SessionLease
     from kubefixtures.session import SessionState
@@ -160,6 +158,8 @@ class Lifecycle:
         except BaseException as error:
             self._abort(error)
             raise
+        from kubefixtures.details import Environment  # pydantic: loaded while pods start
+
         self.environment = Environment(self._details(context, services), self._manifests())
         return self.environment
 
@@ -263,6 +263,7 @@ class Lifecycle:
             max_workers=max(1, min(len(keys), 16)), thread_name_prefix="kubefixtures-forward"
         )
         starting = {key: pool.submit(self._start_forward, cluster, *key) for key in keys}
+        pool.submit(_import_details)  # pydantic, for the details at the end: while pods start
         try:
             wait_ready(
                 cluster,
@@ -325,6 +326,10 @@ class Lifecycle:
     def _details(
         self, context: RenderContext, services: dict[str, ServiceDetails]
     ) -> EnvironmentDetails:
+        from pydantic import SecretStr
+
+        from kubefixtures.details import EnvironmentDetails, ObjectRef
+
         assert self.namespace is not None
         assert self.cluster is not None
         return EnvironmentDetails(
@@ -491,6 +496,8 @@ def service_details(
     service: Mapping[str, Any], namespace: str, local_ports: Mapping[int, int]
 ) -> ServiceDetails:
     """ServiceDetails of a Service manifest whose ports are forwarded to ``local_ports``."""
+    from kubefixtures.details import ServiceDetails
+
     ports = _tcp_ports(service)
     url = None
     for port in ports:
@@ -509,3 +516,7 @@ def service_details(
         },
         url=url,
     )
+
+
+def _import_details() -> None:
+    import kubefixtures.details  # noqa: F401 - imported for its side effect: loaded

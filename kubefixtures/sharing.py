@@ -19,14 +19,14 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from kubefixtures.coordination import Claim, Coordinator, SharingError
-from kubefixtures.details import Environment, EnvironmentDetails
 from kubefixtures.lifecycle import EnvironmentSpec, Inspection, Lifecycle, Provisioning
 from kubefixtures.workers import coordinator
 
 if TYPE_CHECKING:
     import pytest
 
+    from kubefixtures.coordination import Claim, Coordinator
+    from kubefixtures.details import Environment
     from kubefixtures.session import SessionState
 
 __all__ = [
@@ -114,6 +114,8 @@ class SharedLifecycle:
             return self.environment
         timeout = (self.spec.timeout or self.session.settings.ready_timeout) + ATTACH_MARGIN
         payload = self.coordinator.wait_ready(self.key, timeout)
+        from kubefixtures.details import Environment, EnvironmentDetails
+
         self.environment = Environment(
             EnvironmentDetails.model_validate(payload["details"]), payload["objects"]
         )
@@ -154,6 +156,8 @@ class SharedLifecycle:
         if not self.managing:
             self.coordinator.detach(self.key)
             return
+        from kubefixtures.coordination import SharingError
+
         # Every worker's failures are in the file (note_failure), this one's included.
         try:
             failed = self.coordinator.release(self.key)

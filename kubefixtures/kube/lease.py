@@ -12,10 +12,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube.client import NAMESPACE, ApiError, Cluster, Resource
@@ -424,10 +423,9 @@ def post_deletion_event(
         logger.warning("posting the event for namespace %s failed: %s", session.name, error)
 
 
-class Outcome(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
     """What a reaper did with one namespace after looking at it afresh."""
-
-    model_config = ConfigDict(frozen=True)
 
     namespace: str
     deleted: bool

@@ -7,6 +7,7 @@ the integration tests run the real thing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,7 +183,7 @@ def test_a_renewal_the_watch_has_not_delivered_saves_the_namespace(recorder: Rec
     # The API already holds a renewal at t=9 that memory has not seen.
     fresh = reaper.schedule.session("a")
     assert fresh is not None
-    renewed = fresh.lease.model_copy(update={"renew_time": at(9)}) if fresh.lease else None
+    renewed = dataclasses.replace(fresh.lease, renew_time=at(9)) if fresh.lease else None
     recorder.api["a"] = fresh.with_lease(renewed)
     clock.now = at(10)
     asyncio.run(_check_due(reaper))
