@@ -23,8 +23,15 @@ __all__ = ["Connections", "Response", "Stream"]
 
 Timeout = tuple[float, float]  # (connect, read) seconds
 # A kept-alive connection the server has closed meanwhile fails like this on its next
-# request, before the server saw it: safe to retry on a new connection.
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+# request, before the server saw it: safe to retry on a new connection. (Not a timeout:
+# the server may be working on that request.)
+_STALE = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 
 
 @dataclass(frozen=True)
@@ -62,26 +69,44 @@ class _TLSConnection(http.client.HTTPSConnection):
 
 
 class Stream:
-    """A response being read as it arrives (a watch); ``close()`` may come from any thread."""
+    """A response being read as it arrives (a watch); ``close()`` may come from any thread.
+
+    Only the thread reading releases the connection: closing it under a read in progress
+    would pull the buffer from under that read. ``close()`` shuts the socket down, which
+    wakes the reader up; without a reader, it releases the connection itself.
+    """
 
     def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse):
         self._connection = connection
         self._response = response
         self.status = response.status
         self.reason = response.reason
+        self._closed = False
+        self._reading = False
+        self._lock = threading.Lock()
 
     def read_all(self) -> bytes:
         try:
             return self._response.read()
         finally:
-            self.close()
+            self._release()
 
     def lines(self) -> Iterator[bytes]:
-        """The body's non-empty lines, until the server ends it or ``close()`` is called."""
+        """The body's non-empty lines, until the server ends it or ``close()`` is called.
+        A connection that breaks otherwise raises ClusterError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._reading = True
         buffer = b""
         try:
             while True:
-                chunk = self._response.read1(65536)
+                try:
+                    chunk = self._response.read1(65536)
+                except (OSError, http.client.HTTPException) as error:
+                    if self.closed:  # close() woke the read up
+                        return
+                    raise ClusterError(f"the stream broke: {_describe(error)}") from None
                 if not chunk:
                     return
                 buffer += chunk
@@ -90,14 +115,26 @@ class Stream:
                     if line.strip():
                         yield line
         finally:
-            self.close()
+            self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
-        # A thread blocked reading only wakes up when the socket is shut down.
+        with self._lock:
+            self._closed = True
+            reading = self._reading
         sock = self._connection.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+        if not reading:
+            self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._closed = True
         with contextlib.suppress(Exception):
             self._connection.close()
 

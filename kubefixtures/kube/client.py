@@ -92,18 +92,12 @@ class WatchStream:
 
     def __init__(self, stream: Stream) -> None:
         self._stream = stream
-        self._closed = False
 
     def __iter__(self) -> Iterator[JSON]:
-        try:
-            for line in self._stream.lines():
-                yield json.loads(line)
-        except Exception:
-            if not self._closed:
-                raise
+        for line in self._stream.lines():
+            yield json.loads(line)
 
     def close(self) -> None:
-        self._closed = True
         self._stream.close()
 
 
