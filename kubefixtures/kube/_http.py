@@ -71,9 +71,11 @@ class _TLSConnection(http.client.HTTPSConnection):
 class Stream:
     """A response being read as it arrives (a watch); ``close()`` may come from any thread.
 
-    Only the thread reading releases the connection: closing it under a read in progress
-    would pull the buffer from under that read. ``close()`` shuts the socket down, which
-    wakes the reader up; without a reader, it releases the connection itself.
+    Closing a connection under a read in progress would pull the buffer from under that
+    read, so ``close()`` during a read only shuts the socket down (which ends the read), and
+    the reading thread releases the connection as soon as its read returns. Otherwise
+    ``close()`` releases it at once: the connection never waits for a generator to be
+    finalized.
     """
 
     def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse):
@@ -82,31 +84,22 @@ class Stream:
         self.status = response.status
         self.reason = response.reason
         self._closed = False
-        self._reading = False
+        self._in_read = False
         self._lock = threading.Lock()
 
     def read_all(self) -> bytes:
         try:
             return self._response.read()
         finally:
-            self._release()
+            self.close()
 
     def lines(self) -> Iterator[bytes]:
         """The body's non-empty lines, until the server ends it or ``close()`` is called.
         A connection that breaks otherwise raises ClusterError."""
-        with self._lock:
-            if self._closed:
-                return
-            self._reading = True
         buffer = b""
         try:
             while True:
-                try:
-                    chunk = self._response.read1(65536)
-                except (OSError, http.client.HTTPException) as error:
-                    if self.closed:  # close() woke the read up
-                        return
-                    raise ClusterError(f"the stream broke: {_describe(error)}") from None
+                chunk = self._read()
                 if not chunk:
                     return
                 buffer += chunk
@@ -115,7 +108,26 @@ class Stream:
                     if line.strip():
                         yield line
         finally:
-            self._release()
+            self.close()
+
+    def _read(self) -> bytes:
+        """The next bytes; b"" at the end of the body or once closed."""
+        with self._lock:
+            if self._closed:
+                return b""
+            self._in_read = True
+        try:
+            return self._response.read1(65536)
+        except (OSError, http.client.HTTPException) as error:
+            if self.closed:  # close() ended the read
+                return b""
+            raise ClusterError(f"the stream broke: {_describe(error)}") from None
+        finally:
+            with self._lock:
+                self._in_read = False
+                closed_meanwhile = self.closed
+            if closed_meanwhile:
+                self._release()
 
     @property
     def closed(self) -> bool:
@@ -124,17 +136,16 @@ class Stream:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            reading = self._reading
+            in_read = self._in_read
+        if not in_read:
+            self._release()
+            return
         sock = self._connection.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        if not reading:
-            self._release()
 
     def _release(self) -> None:
-        with self._lock:
-            self._closed = True
         with contextlib.suppress(Exception):
             self._connection.close()
 

@@ -109,8 +109,13 @@ class ServicePortForward:
         self._stopped = False
         self._loop: Any = None
         self._starting: concurrent.futures.Future[None] | None = None
+        self._starting_loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False  # by a stop() while start() was under way
         self._lock = threading.Lock()
+        # Touched on the event loop only: the task running the core's start, and whether a
+        # stop() asked to cancel it (possibly before it began).
+        self._start_task: asyncio.Task[None] | None = None
+        self._cancel_start_requested = False
 
     @property
     def local_port(self) -> int:
@@ -140,10 +145,12 @@ class ServicePortForward:
             self._core = self._new_core()
             self._stopped = False
         loop = _loop.SHARED.acquire()
+        self._cancel_start_requested = False  # no start runs on the loop now
         with self._lock:
             # The core bounds its own waits (ready_timeout, connect_timeout).
-            starting = asyncio.run_coroutine_threadsafe(self._core.start(), loop)
-            self._starting, self._stop_requested = starting, False
+            starting = asyncio.run_coroutine_threadsafe(self._run_start(), loop)
+            self._starting, self._starting_loop = starting, loop
+            self._stop_requested = False
         try:
             starting.result()
         except BaseException:
@@ -163,9 +170,11 @@ class ServicePortForward:
     def stop(self) -> None:
         """Stop forwarding (from any thread; a start() under way is cancelled)."""
         with self._lock:
-            if self._starting is not None:
+            if self._starting is not None and self._starting_loop is not None:
                 self._stop_requested = True
-                self._starting.cancel()  # start() raises; the core cleans up on the loop
+                # Cancel the task, not the future: start() then returns only once the core
+                # has cleaned up, so releasing the loop cannot cut that short.
+                asyncio.run_coroutine_threadsafe(self._cancel_start(), self._starting_loop)
                 return
             loop, self._loop = self._loop, None
         if loop is None:
@@ -175,6 +184,20 @@ class ServicePortForward:
             _loop.run(self._core.stop(), loop, timeout=_STOP_TIMEOUT)
         finally:
             _loop.SHARED.release()
+
+    async def _run_start(self) -> None:
+        if self._cancel_start_requested:
+            raise asyncio.CancelledError
+        self._start_task = asyncio.current_task()
+        try:
+            await self._core.start()
+        finally:
+            self._start_task = None
+
+    async def _cancel_start(self) -> None:
+        self._cancel_start_requested = True
+        if self._start_task is not None:
+            self._start_task.cancel()
 
     def __enter__(self) -> ServicePortForward:
         self.start()

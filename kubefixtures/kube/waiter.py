@@ -157,7 +157,9 @@ class _Watcher(threading.Thread):
                 self._stopping.wait(_RETRY_PAUSE)
             finally:
                 with self._lock:
-                    self._stream = None
+                    opened, self._stream = self._stream, None
+                if opened is not None:
+                    opened.close()  # also when the loop left it early (an ERROR event)
 
 
 def _matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:

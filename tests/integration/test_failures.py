@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kubefixtures.kube import Cluster
+from kubefixtures.kube._loop import THREAD_NAME
 
 pytest_plugins = ["pytester"]
 ENVIRONMENTS = Path(__file__).parent / "environments"
@@ -94,6 +96,8 @@ def test_a_never_ready_pod_fails_within_the_deadline_naming_pod_and_reason(
         f"the deadline was {DEADLINE} s, the session took {elapsed:.1f} s"
     )
     assert live_namespaces(name) == []  # deleted, or on its way out
+    # The Service's forward, started with the wait, was cancelled with the setup.
+    assert [thread for thread in threading.enumerate() if thread.name == THREAD_NAME] == []
 
 
 def test_keep_on_failure_keeps_the_namespace_and_says_how_to_inspect_it(
