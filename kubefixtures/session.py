@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
+from kubefixtures.errors import KubefixturesError
 from kubefixtures.naming import new_session_id
 from kubefixtures.settings import Settings
 
@@ -52,6 +53,7 @@ class SessionState:
         self._prestarted: dict[object, tuple[Provisioning, Future[Environment]]] = {}
         self._secrets: Secrets | None = None
         self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
+        self._closed = False
         self._alive: list[_Tracked] = []
         self.summary_lines: list[str] = []  # printed at the end of the run (kept namespaces)
 
@@ -70,6 +72,10 @@ class SessionState:
         key = (self.settings.kubeconfig, self.settings.context)
         # A lock of its own: connecting takes a while, and must not hold up rendering.
         with self._cluster_lock:
+            if self._closed:
+                # A connection still under way when a setup failed early (a render error
+                # does not wait for it) must not outlive the session.
+                raise KubefixturesError("the pytest session is over")
             if context is not None and context != self.settings.context:
                 known = self._clusters.get(key)
                 if known is None or known.context != context:
@@ -182,7 +188,9 @@ class SessionState:
             background, self._background = self._background, None
         if background is not None:
             background.shutdown(wait=True, cancel_futures=True)
-        with self._lock:
+        # Under the connecting lock: a connection under way finishes first, then is closed.
+        with self._cluster_lock:
+            self._closed = True
             clusters, self._clusters = list(self._clusters.values()), {}
         for cluster in clusters:
             cluster.close()
