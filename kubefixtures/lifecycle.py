@@ -51,6 +51,7 @@ __all__ = [
 LOCALHOST = "127.0.0.1"
 SECRETS_NAME = "kubefixtures-secrets"  # the namespace's Secret holding its generated secrets
 SECRETS_KEY = "secrets.json"  # one key: secret names need not be valid Secret keys
+_FORWARD_GRACE = 5.0  # seconds a forward waits for a pod past the environment's deadline
 
 
 @dataclass(frozen=True)
@@ -301,7 +302,9 @@ class Lifecycle:
         from kubefixtures.kube.portforward import ServicePortForward  # lazy, like all of kube
 
         assert self.namespace is not None
-        remaining = max(self._deadline - time.monotonic(), 1.0)
+        # A little past the deadline: at the deadline the wait fails with the better message
+        # (what is not ready, and why) and cancels this forward's start.
+        remaining = max(self._deadline - time.monotonic(), 1.0) + _FORWARD_GRACE
         forward = ServicePortForward(
             cluster.config, self.namespace, service, port, ready_timeout=remaining
         )

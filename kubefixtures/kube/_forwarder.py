@@ -105,8 +105,16 @@ class AsyncServicePortForward:
         try:
             await self._start()
         except BaseException:
-            await self.stop()
+            await self._stop_uninterrupted()
             raise
+
+    async def _stop_uninterrupted(self) -> None:
+        """stop(), finished even when cancelled meanwhile: a start that gives up (its own
+        timeout) while its caller cancels it must still close every connection it opened."""
+        cleanup = asyncio.ensure_future(self.stop())
+        while not cleanup.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(cleanup)
 
     async def _start(self) -> None:
         assert self._api is not None
