@@ -81,7 +81,7 @@ class SessionState:
                 if known is None or known.context != context:
                     key = (self.settings.kubeconfig, context)
             if key not in self._clusters:
-                from kubefixtures.kube import Cluster  # lazy: kubernetes import
+                from kubefixtures.kube import Cluster  # lazy: only sessions with environments
 
                 self._clusters[key] = Cluster.connect(*key)
             return self._clusters[key]

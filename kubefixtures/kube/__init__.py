@@ -1,7 +1,8 @@
 """The only package that talks to the Kubernetes API (ruff's TID251 keeps it that way).
 
-``kubernetes`` itself is imported lazily inside functions, so importing this package is
-cheap; the port forwarder lives beside it in ``portforward``.
+It reads kubeconfigs itself (``config``) and talks HTTP on the standard library
+(``_http``); the official client is only imported for the kubeconfigs it alone can read.
+The port forwarder lives beside it in ``portforward``.
 """
 
 from __future__ import annotations
