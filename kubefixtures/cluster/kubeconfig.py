@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from kubefixtures.errors import ClusterError
+from kubefixtures.private_files import write_private_file
 
 SECTIONS = ("clusters", "users", "contexts")
 
@@ -34,11 +35,8 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _save(path: Path, config: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".kubefixtures-partial")
-    partial.write_text(yaml.safe_dump(config, sort_keys=False))
-    partial.chmod(0o600)
-    partial.replace(path)
+    # It holds the local cluster's system:masters key (and whatever else the user has).
+    write_private_file(path, yaml.safe_dump(config, sort_keys=False))
 
 
 def merge_context(fragment: dict[str, Any], make_current: bool = True) -> Path:

@@ -11,6 +11,7 @@ import yaml
 
 from kubefixtures.cluster import kubeconfig
 from kubefixtures.errors import ClusterError
+from tests.unit.file_creation import creation_modes
 
 
 def fragment(name: str, server: str) -> dict[str, Any]:
@@ -39,6 +40,18 @@ def test_merge_creates_a_private_file_and_makes_the_context_current(config_path:
     assert written["current-context"] == "local"
     assert [c["name"] for c in written["contexts"]] == ["local"]
     assert config_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_kubeconfig_is_private_from_its_creation_on_every_write(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It holds a system:masters key: never readable by others, not even for a moment."""
+    with creation_modes(monkeypatch) as modes:
+        kubeconfig.merge_context(fragment("local", "https://10.250.0.1:6443"))
+        assert modes == {config_path.resolve(): 0o600}
+        modes.clear()
+        kubeconfig.remove_context("local")
+        assert modes == {config_path.resolve(): 0o600}
 
 
 def test_merge_replaces_its_own_entries_and_keeps_the_others(config_path: Path) -> None:
