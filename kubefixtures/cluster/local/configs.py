@@ -9,15 +9,19 @@ from typing import Any
 
 from kubefixtures.cluster.local import layout
 from kubefixtures.cluster.local.layout import Layout
+from kubefixtures.private_files import write_private_file
 
 APISERVER_URL = f"https://{layout.NODE_IP}:{layout.APISERVER_PORT}"
 
 
-def _write(path: Path, content: str | dict[str, Any], mode: int = 0o644) -> Path:
+def _text(content: str | dict[str, Any]) -> str:
+    return content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
+
+
+def _write(path: Path, content: str | dict[str, Any]) -> Path:
+    """A configuration file that holds no secret (they live in a 0700 directory anyway)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
-    path.write_text(text)
-    path.chmod(mode)
+    path.write_text(_text(content))
     return path
 
 
@@ -59,9 +63,10 @@ def kubeconfig(
 
 
 def write_kubeconfigs(paths: Layout) -> None:
+    # Private: the admin's embeds a system:masters key, the others point at keys.
     for identity in ("controller-manager", "scheduler", "kube-proxy", "kubelet", "coredns"):
-        _write(paths.kubeconfig_for(identity), kubeconfig(paths.pki, identity), 0o600)
-    _write(paths.admin_kubeconfig, kubeconfig(paths.pki, "admin", embed=True), 0o600)
+        write_private_file(paths.kubeconfig_for(identity), _text(kubeconfig(paths.pki, identity)))
+    write_private_file(paths.admin_kubeconfig, _text(kubeconfig(paths.pki, "admin", embed=True)))
 
 
 def write_containerd_config(paths: Layout) -> Path:
@@ -210,9 +215,15 @@ def write_proxy_config(paths: Layout) -> Path:
             "bindAddress": layout.NODE_IP,
             "healthzBindAddress": f"127.0.0.1:{layout.PROXY_HEALTHZ_PORT}",
             "metricsBindAddress": f"127.0.0.1:{layout.PROXY_METRICS_PORT}",
-            # Program each Service change at once (the default waits up to 1 s after the
-            # previous sync): tests connect the moment their pods are Ready.
-            "iptables": {"minSyncPeriod": "0s"},
+            "iptables": {
+                # Program each Service change at once (the default waits up to 1 s after
+                # the previous sync): tests connect the moment their pods are Ready.
+                "minSyncPeriod": "0s",
+                # NodePorts on 127.0.0.1 need net.ipv4.conf.all.route_localnet=1, which
+                # lets other hosts reach services bound to this machine's loopback. Nothing
+                # here uses NodePorts; the kernel setting stays as it was.
+                "localhostNodePorts": False,
+            },
             # Zero leaves the host's conntrack sysctls alone.
             "conntrack": {
                 "maxPerCore": 0,
