@@ -1,6 +1,6 @@
 """What the local cluster changes on the host, and how `down` takes every bit of it back:
 the node interface, the CNI bridge, mounts, network namespaces, pod cgroups and the
-iptables rules of kube-proxy."""
+iptables rules of kube-proxy (the kernel settings are kernel.py's)."""
 
 from __future__ import annotations
 
@@ -59,23 +59,6 @@ def ensure_node_interface() -> None:
     if f" {layout.NODE_IP}/" not in addresses:
         _ip("addr", "add", f"{layout.NODE_IP}/32", "dev", layout.NODE_INTERFACE)
     _ip("link", "set", layout.NODE_INTERFACE, "up")
-
-
-def set_sysctl(name: str, value: str) -> None:
-    path = Path("/proc/sys") / name.replace(".", "/")
-    if not path.exists():
-        raise ClusterError(
-            f"the kernel lacks {name} (load the br_netfilter module: `modprobe br_netfilter`)"
-        )
-    if path.read_text().strip() != value:
-        path.write_text(value)
-
-
-def prepare_kernel() -> None:
-    # Pods reach Services through kube-proxy's iptables rules, which see bridged traffic
-    # only with bridge-nf-call-iptables, and leave their node only with forwarding on.
-    set_sysctl("net.ipv4.ip_forward", "1")
-    set_sysctl("net.bridge.bridge-nf-call-iptables", "1")
 
 
 def check_ports_free(ports: dict[int, str], address: str) -> None:

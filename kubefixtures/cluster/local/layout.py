@@ -29,6 +29,8 @@ CLUSTER_DOMAIN = "cluster.local"
 APISERVER_PORT = 6443
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
+ETCD_CLIENT_URL = f"https://127.0.0.1:{ETCD_CLIENT_PORT}"
+ETCD_PEER_URL = f"https://127.0.0.1:{ETCD_PEER_PORT}"
 KUBELET_PORT = 10250
 KUBELET_HEALTHZ_PORT = 10248
 CONTROLLER_MANAGER_PORT = 10257
@@ -108,6 +110,11 @@ class Layout:
     @property
     def cni_state(self) -> Path:
         return self.run / "cni"
+
+    @property
+    def kernel_settings_record(self) -> Path:
+        # On tmpfs, as the kernel's settings are: both go with a reboot.
+        return self.run / "kernel-settings.json"
 
     @property
     def admin_kubeconfig(self) -> Path:

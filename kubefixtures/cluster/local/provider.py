@@ -18,6 +18,7 @@ from pathlib import Path
 from kubefixtures.cluster import kubeconfig
 from kubefixtures.cluster.base import ClusterError, ClusterStatus
 from kubefixtures.cluster.local import build, configs, host, layout, pki
+from kubefixtures.cluster.local.kernel import KernelSettings
 from kubefixtures.cluster.local.layout import Layout
 from kubefixtures.cluster.local.processes import (
     Component,
@@ -53,6 +54,7 @@ class LocalProvider:
     def __init__(self, paths: Layout | None = None) -> None:
         self.paths = paths or Layout.default()
         self.supervisor = Supervisor(self.paths)
+        self.kernel = KernelSettings(self.paths.kernel_settings_record)
 
     # -- what the CLI calls ------------------------------------------------------------
 
@@ -85,7 +87,7 @@ class LocalProvider:
             },
             "127.0.0.1",
         )
-        host.prepare_kernel()
+        self.kernel.prepare()
         host.ensure_node_interface()
         host.check_ports_free(
             {
@@ -99,6 +101,7 @@ class LocalProvider:
         self._write_configs()
         try:
             self._start(tools)
+            self.kernel.note_ours()
         except BaseException:
             self._clear_host()
             raise
@@ -129,6 +132,7 @@ class LocalProvider:
         host.remove_pod_cgroups()
         host.remove_kube_iptables()
         host.remove_interfaces()
+        self.kernel.restore()
         shutil.rmtree(self.paths.run, ignore_errors=True)
 
     def status(self) -> ClusterStatus:
@@ -163,6 +167,8 @@ class LocalProvider:
         found += [f"interface {name}" for name in host.our_interfaces()]
         found += [f"iptables chain {chain}" for chain in host.kube_iptables_chains()]
         found += [f"cgroup {path}" for path in host.leftover_pod_cgroups()]
+        if self.kernel.record.exists():
+            found.append(f"kernel settings not restored (recorded in {self.kernel.record})")
         return found
 
     # -- the steps of `up` -----------------------------------------------------------
@@ -187,22 +193,39 @@ class LocalProvider:
     def _start(self, tools: build.Tools) -> None:
         paths, pki_dir = self.paths, self.paths.pki
         admin_tls = client_tls(pki_dir / "ca.crt", pki_dir / "admin.crt", pki_dir / "admin.key")
+        etcd_client = {
+            "ca": pki_dir / f"{pki.ETCD_CA_NAME}.crt",
+            "cert": pki_dir / "apiserver-etcd-client.crt",
+            "key": pki_dir / "apiserver-etcd-client.key",
+        }
+        etcd_tls = client_tls(etcd_client["ca"], etcd_client["cert"], etcd_client["key"])
+        # Loopback is open to every local user: etcd (all of the cluster's data, Secrets
+        # included) answers only TLS clients with a certificate of its own CA, as kubeadm
+        # sets it up; its single-member peer listener the same.
         etcd = Component(
             "etcd",
             [
                 "etcd",
                 "--name=kubefixtures",
                 f"--data-dir={paths.etcd_data}",
-                f"--listen-client-urls=http://127.0.0.1:{layout.ETCD_CLIENT_PORT}",
-                f"--advertise-client-urls=http://127.0.0.1:{layout.ETCD_CLIENT_PORT}",
-                f"--listen-peer-urls=http://127.0.0.1:{layout.ETCD_PEER_PORT}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{layout.ETCD_PEER_PORT}",
-                f"--initial-cluster=kubefixtures=http://127.0.0.1:{layout.ETCD_PEER_PORT}",
+                f"--listen-client-urls={layout.ETCD_CLIENT_URL}",
+                f"--advertise-client-urls={layout.ETCD_CLIENT_URL}",
+                f"--listen-peer-urls={layout.ETCD_PEER_URL}",
+                f"--initial-advertise-peer-urls={layout.ETCD_PEER_URL}",
+                f"--initial-cluster=kubefixtures={layout.ETCD_PEER_URL}",
+                f"--cert-file={pki_dir / 'etcd-server.crt'}",
+                f"--key-file={pki_dir / 'etcd-server.key'}",
+                "--client-cert-auth=true",
+                f"--trusted-ca-file={etcd_client['ca']}",
+                f"--peer-cert-file={pki_dir / 'etcd-peer.crt'}",
+                f"--peer-key-file={pki_dir / 'etcd-peer.key'}",
+                "--peer-client-cert-auth=true",
+                f"--peer-trusted-ca-file={etcd_client['ca']}",
                 # A throwaway cluster: fewer fsyncs, much faster on slow disks.
                 "--unsafe-no-fsync",
                 "--quota-backend-bytes=4294967296",
             ],
-            lambda: http_ok(f"http://127.0.0.1:{layout.ETCD_CLIENT_PORT}/health"),
+            lambda: http_ok(f"{layout.ETCD_CLIENT_URL}/health", etcd_tls),
             env={"ETCD_UNSUPPORTED_ARCH": ""},
         )
         containerd = Component(
@@ -219,7 +242,14 @@ class LocalProvider:
                 f"--advertise-address={layout.NODE_IP}",
                 f"--bind-address={layout.NODE_IP}",
                 f"--secure-port={layout.APISERVER_PORT}",
-                f"--etcd-servers=http://127.0.0.1:{layout.ETCD_CLIENT_PORT}",
+                f"--etcd-servers={layout.ETCD_CLIENT_URL}",
+                f"--etcd-cafile={etcd_client['ca']}",
+                f"--etcd-certfile={etcd_client['cert']}",
+                f"--etcd-keyfile={etcd_client['key']}",
+                # Nothing asks the apiserver anything without credentials (our readiness
+                # checks present the admin certificate, the components their own), so no
+                # request is anonymous: even /healthz, /livez and /readyz answer 401.
+                "--anonymous-auth=false",
                 f"--service-cluster-ip-range={layout.SERVICE_CIDR}",
                 f"--client-ca-file={pki_dir / 'ca.crt'}",
                 f"--tls-cert-file={pki_dir / 'apiserver.crt'}",
