@@ -1,10 +1,12 @@
 """The local cluster's own lifecycle, run by `make test` after the main suite because it
 takes the cluster down: `down` leaves nothing of ours on the host, `up` after `down`
-works, and `up` on a running cluster is a no-op that reports it. Needs root, as the
-local provider does; it ends with the cluster up again."""
+works, and `up` on a running cluster is a no-op that reports it; the kernel settings the
+cluster changed are back as they were after `down`. Needs root, as the local provider
+does; it ends with the cluster up again."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import time
 
 import pytest
 
+from kubefixtures.cluster.local.kernel import REQUIRED, KernelSettings
 from kubefixtures.cluster.local.provider import COMPONENTS, LocalProvider
 from kubefixtures.cluster.tools import find_tool
 
@@ -61,12 +64,24 @@ def run_pods(replicas: int = 3) -> None:
     )
 
 
+def recorded_kernel_settings(kernel: KernelSettings) -> dict[str, dict[str, str | None]]:
+    """What `up` recorded: each setting's value before and while the cluster runs."""
+    recorded: dict[str, dict[str, str | None]] = json.loads(kernel.record.read_text())
+    return recorded
+
+
 def test_down_leaves_nothing_behind_and_up_brings_it_back() -> None:
     provider = LocalProvider()
+    recorded = recorded_kernel_settings(provider.kernel)
+    assert {name: recorded[name]["ours"] for name in REQUIRED} == REQUIRED
     run_pods()
     down = cli("down")
     assert down.returncode == 0, down.stderr
     assert provider.leftovers() == []
+    # Every kernel setting the cluster (or a component of it) changed is as before `up`.
+    assert {name: provider.kernel.read(name) for name in recorded} == {
+        name: entry["before"] for name, entry in recorded.items()
+    }
     status = cli("status")
     assert status.returncode == 3
     assert "not running" in status.stdout
@@ -80,6 +95,7 @@ def test_up_clears_the_remains_of_a_killed_cluster() -> None:
     """As after a cancelled CI job or a restarted machine: processes gone, everything
     else (interfaces, mounts, iptables rules, pid files) still there."""
     provider = LocalProvider()
+    before_the_killed_cluster = recorded_kernel_settings(provider.kernel)
     run_pods()
     for name in COMPONENTS:
         pid = provider.supervisor.pid(name)
@@ -88,3 +104,9 @@ def test_up_clears_the_remains_of_a_killed_cluster() -> None:
     up = cli("up")
     assert up.returncode == 0, up.stderr
     assert "ready nodes: 1" in up.stdout
+    # The remains' kernel settings were put back before the new cluster recorded them:
+    # the record holds the host's own values, not the killed cluster's.
+    recorded = recorded_kernel_settings(provider.kernel)
+    assert {name: entry["before"] for name, entry in recorded.items()} == {
+        name: entry["before"] for name, entry in before_the_killed_cluster.items()
+    }
