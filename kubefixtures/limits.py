@@ -19,6 +19,7 @@ __all__ = [
     "MAX_RENDERED_BYTES",
     "MAX_SECONDS",
     "MAX_YAML_DEPTH",
+    "describe_size",
     "parse_count",
     "parse_seconds",
     "read_text",
@@ -40,7 +41,8 @@ MAX_RENDERED_BYTES = 16 * 1024 * 1024
 MAX_YAML_DEPTH = 100
 
 
-def _size(limit: int) -> str:
+def describe_size(limit: int) -> str:
+    """``16 MiB``, ``10 bytes``: a limit in messages."""
     return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
 
 
@@ -81,7 +83,7 @@ def read_text(path: str | os.PathLike[str], *, limit: int | None = MAX_FILE_BYTE
     with open(path, "rb") as stream:
         data = stream.read() if limit is None else stream.read(limit + 1)
     if limit is not None and len(data) > limit:
-        raise ValueError(f"is larger than {_size(limit)}")
+        raise ValueError(f"is larger than {describe_size(limit)}")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
