@@ -326,6 +326,10 @@ class _TokenFile:
                         f"{self._source}: cannot read the token file {self._path}: "
                         f"{error.strerror or error}"
                     ) from None
+                except UnicodeDecodeError:
+                    raise ClusterError(
+                        f"{self._source}: the token file {self._path} is not UTF-8 text"
+                    ) from None
                 self._read_at = time.monotonic()
             return f"Bearer {self._token}" if self._token else None
 

@@ -101,3 +101,13 @@ def test_updating_a_malformed_user_kubeconfig_is_one_line(
         assert message in str(caught.value)
         assert "\n" not in str(caught.value)
     assert user_config.read_bytes() == content  # left as it was
+
+
+def test_a_token_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_bytes(b"\xff\xfe")
+    path = tmp_path / "config"
+    path.write_text(VALID.replace("{token: abc}", f"{{tokenFile: {token}}}"))
+    with pytest.raises(ClusterError) as caught:
+        load_config(str(path)).authorization()
+    assert str(caught.value) == f"kubeconfig {path}: the token file {token} is not UTF-8 text"
