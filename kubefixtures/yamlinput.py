@@ -15,6 +15,7 @@ Errors are ``YAMLInputError(line, problem)``; the caller adds the file's name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -105,6 +106,22 @@ class _BoundedLoader(yaml.SafeLoader):
         return 2 + sum(self._sizes[id(key)] + self._sizes[id(value)] for key, value in node.value)
 
 
+def _as_string(loader: _BoundedLoader, node: Node) -> Any:
+    return loader.construct_yaml_str(node)
+
+
+def _as_mapping(loader: _BoundedLoader, node: Node) -> Any:
+    return loader.construct_yaml_map(node)
+
+
+# As Kubernetes reads YAML (sigs.k8s.io/yaml): an unquoted date is a string, not a datetime
+# that JSON cannot carry to the API server; !!binary keeps its base64 text.
+_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_string)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:binary", _as_string)
+# A !!set is a mapping whose values are null, as JSON has no sets.
+_BoundedLoader.add_constructor("tag:yaml.org,2002:set", _as_mapping)
+
+
 def _check_unique_keys(node: MappingNode) -> None:
     first_line: dict[tuple[str, str], int] = {}
     for key, _value in node.value:
@@ -119,16 +136,37 @@ def _check_unique_keys(node: MappingNode) -> None:
         first_line[identity] = line
 
 
+def _construct(loader: _BoundedLoader, node: Node) -> Any:
+    line = node.start_mark.line + 1
+    try:
+        document = loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except Exception:
+        # PyYAML's constructors fail with whatever Python raised (ValueError for !!int x,
+        # KeyError for !!bool maybe) on a value that does not fit an explicit tag.
+        problem = "invalid YAML: a value does not match its explicit tag"
+        raise YAMLInputError(line, problem) from None
+    try:
+        # What the API server will be sent: JSON, without NaN or infinities.
+        json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise YAMLInputError(line, f"cannot be sent as JSON: {error}") from None
+    return document
+
+
 def load_documents(
     text: str, *, budget: ExpansionBudget | None = None, unique_keys: bool = True
 ) -> Iterator[tuple[int, Any]]:
     """Every document of ``text``, as ``(line where it starts, Python value)``."""
-    loader = _BoundedLoader(text, budget or ExpansionBudget(), unique_keys)
+    loader: _BoundedLoader | None = None
     try:
+        # The reader refuses control characters as soon as it is made.
+        loader = _BoundedLoader(text, budget or ExpansionBudget(), unique_keys)
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
-                yield node.start_mark.line + 1, loader.construct_document(node)
+                yield node.start_mark.line + 1, _construct(loader, node)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "cannot be parsed"
@@ -136,7 +174,8 @@ def load_documents(
     except yaml.YAMLError as error:
         raise YAMLInputError(None, f"invalid YAML: {' '.join(str(error).split())}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_document(text: str, *, unique_keys: bool = False) -> Any:

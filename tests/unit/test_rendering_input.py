@@ -158,3 +158,31 @@ def test_helm_output_that_is_not_utf8_is_one_line(
     assert str(caught.value) == (
         f"{chart} (helm output line 8): helm template printed text that is not UTF-8"
     )
+
+
+def test_a_control_character_is_one_line(tmp_path: Path) -> None:
+    error = render_text(tmp_path, CONFIGMAP.format(name="x") + "  a: '\x00'\n")
+    assert error.location == str(tmp_path / "m.yaml")
+    assert error.problem.startswith("invalid YAML: unacceptable character #x0000")
+
+
+def test_dates_and_binary_stay_strings_as_kubernetes_reads_them() -> None:
+    text = CONFIGMAP.format(name="x") + "  day: 2024-01-01\n  raw: !!binary aGk=\n"
+    data = parse_manifests(text, "m.yaml")[0].manifest["data"]
+    assert data == {"day": "2024-01-01", "raw": "aGk="}
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("!!int x", "invalid YAML: a value does not match its explicit tag"),
+        ("!!bool maybe", "invalid YAML: a value does not match its explicit tag"),
+        (".nan", "cannot be sent as JSON: Out of range float values are not JSON compliant"),
+    ],
+)
+def test_values_json_cannot_carry_are_refused_before_apply(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    error = render_text(tmp_path, CONFIGMAP.format(name="x") + f"  a: {value}\n")
+    assert error.location == f"{tmp_path / 'm.yaml'}:1"
+    assert error.problem == problem
