@@ -8,6 +8,7 @@ from functools import partial
 from typing import TypeVar
 
 from kubefixtures.limits import parse_count, parse_seconds
+from kubefixtures.settings import parse_namespace_prefix
 
 T = TypeVar("T")
 
@@ -38,3 +39,4 @@ def _argument_type(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
 seconds = _argument_type(parse_seconds, "seconds")
 seconds_or_zero = _argument_type(partial(parse_seconds, zero_allowed=True), "seconds")
 count = _argument_type(parse_count, "count")
+namespace_prefix = _argument_type(parse_namespace_prefix, "namespace prefix")

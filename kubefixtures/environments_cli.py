@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from kubefixtures.cli_options import add_cluster_options, count, seconds
+from kubefixtures.cli_options import add_cluster_options, count, namespace_prefix, seconds
 from kubefixtures.errors import KubefixturesError
 
 __all__ = ["register"]
@@ -69,7 +69,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME=IMAGE",
         help="as --kubefixtures-image-overrides (repeatable)",
     )
-    up.add_argument("--namespace-prefix", default="kf", metavar="PREFIX")
+    up.add_argument("--namespace-prefix", type=namespace_prefix, default="kf", metavar="PREFIX")
     up.add_argument("--ready-timeout", type=seconds, default=180.0, metavar="S")
     up.add_argument(
         "--keep-for",

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 from kubefixtures.errors import SettingsError
 from kubefixtures.limits import parse_count, parse_seconds
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides"]
+__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides", "parse_namespace_prefix"]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
@@ -194,7 +194,7 @@ class Settings:
                 option = by_name[dest]
                 raise SettingsError(f"{option.flag} (ini {option.ini}): {error}") from None
 
-        prefix = parsed("kubefixtures_namespace_prefix", _namespace_prefix)
+        prefix = parsed("kubefixtures_namespace_prefix", parse_namespace_prefix)
         return cls(
             context=raw["kubefixtures_context"] or None,
             kubeconfig=raw["kubefixtures_kubeconfig"] or None,
@@ -239,7 +239,7 @@ def _flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use true or false)")
 
 
-def _namespace_prefix(text: str) -> str:
+def parse_namespace_prefix(text: str) -> str:
     if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", text):
         raise ValueError(
             f"{text!r} is not a usable namespace prefix "

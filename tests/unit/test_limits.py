@@ -94,6 +94,7 @@ def test_a_count_setting_is_range_checked_at_parse_time() -> None:
         ["up", "src", "--keep-for", "1e15"],
         ["up", "src", "--ready-timeout", "0"],
         ["diagnose", "ns", "--out", "d", "--log-lines", "-5"],
+        ["up", "src", "--namespace-prefix", "Bad_Prefix"],
     ],
     ids=" ".join,
 )
@@ -104,7 +105,7 @@ def test_commands_refuse_out_of_range_values_before_doing_anything(
         cli_main(arguments)
     assert exited.value.code == 2  # argparse: a usage error
     error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "out of range" in error
+    assert "out of range" in error or "not a usable namespace prefix" in error
     assert error.startswith("kubefixtures ")
 
 
