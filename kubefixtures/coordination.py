@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.limits import read_text
 
 __all__ = [
     "STATE_VERSION",
@@ -189,11 +190,14 @@ class Coordinator:
     def read(self) -> RunState:
         """The state as it is now (no lock: writes replace the file atomically)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            # No size limit: this run's workers wrote it, in a directory only they share.
+            text = read_text(self.path, limit=None)
         except FileNotFoundError:
             return RunState()
         except OSError as error:
             raise SharingError(f"{self.path}: cannot read the xdist state file: {error}") from None
+        except ValueError as error:  # not UTF-8
+            raise SharingError(f"{self.path}: the xdist state file {error}") from None
         try:
             return RunState.model_validate_json(text)
         except ValidationError as error:
@@ -226,6 +230,11 @@ class Coordinator:
             raise SharingError(
                 f"{self._lock.lock_file}: could not lock the xdist state file within "
                 f"{self._lock_timeout:.0f} s"
+            ) from None
+        except OSError as error:  # a read-only or full shared temp directory
+            where = error.filename or self.path
+            raise SharingError(
+                f"{where}: cannot update the xdist state file: {error.strerror or error}"
             ) from None
 
     # --- workers ----------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.limits import MAX_FILE_BYTES, read_text
 
 __all__ = [
     "DETAILS_VERSION",
@@ -121,9 +122,11 @@ class EnvironmentDetails(BaseModel):
     def read(cls, path: str | os.PathLike[str]) -> EnvironmentDetails:
         """Read a details file; errors name the file and the first bad field."""
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_text(path, limit=MAX_FILE_BYTES)
         except OSError as error:
             raise KubefixturesError(f"{path}: cannot read the details file: {error}") from None
+        except ValueError as error:  # not UTF-8, too large
+            raise KubefixturesError(f"{path}: the details file {error}") from None
         try:
             return cls.model_validate_json(text)
         except ValidationError as error:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from kubefixtures.cli_options import add_cluster_options
+from kubefixtures.cli_options import add_cluster_options, count, namespace_prefix, seconds
 from kubefixtures.errors import KubefixturesError
 
 __all__ = ["register"]
@@ -30,16 +30,6 @@ def _pair(text: str) -> tuple[str, str]:
     if not equals or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not a NAME=VALUE pair")
     return name.strip(), value
-
-
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return seconds
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,17 +69,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME=IMAGE",
         help="as --kubefixtures-image-overrides (repeatable)",
     )
-    up.add_argument("--namespace-prefix", default="kf", metavar="PREFIX")
-    up.add_argument("--ready-timeout", type=_seconds, default=180.0, metavar="S")
+    up.add_argument("--namespace-prefix", type=namespace_prefix, default="kf", metavar="PREFIX")
+    up.add_argument("--ready-timeout", type=seconds, default=180.0, metavar="S")
     up.add_argument(
         "--keep-for",
-        type=_seconds,
+        type=seconds,
         default=7200.0,
         metavar="S",
         help="seconds the environment is kept from the operator and `kubefixtures gc` "
         "after this command ends (default: %(default).0f)",
     )
-    up.add_argument("--lease-duration", type=_seconds, default=60.0, metavar="S")
+    up.add_argument("--lease-duration", type=seconds, default=60.0, metavar="S")
     add_cluster_options(up)
     up.set_defaults(handler=run_up)
 
@@ -118,7 +108,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--details", type=Path, metavar="FILE", help="a details file whose secrets to mask too"
     )
     diagnose.add_argument(
-        "--log-lines", type=int, default=None, metavar="N", help="last N lines (default: all)"
+        "--log-lines", type=count, default=None, metavar="N", help="last N lines (default: all)"
     )
     add_cluster_options(diagnose)
     diagnose.set_defaults(handler=run_diagnose)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.limits import parse_seconds
 
 if TYPE_CHECKING:
     import pytest
@@ -143,8 +144,11 @@ def _check_arguments(
         raise TypeError("environment() needs at least one source (a YAML file, dir or chart)")
     if scope not in _SCOPES:
         raise ValueError(f"environment(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}")
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"environment(timeout={timeout!r}): timeout must be more than 0 seconds")
+    if timeout is not None:
+        try:
+            parse_seconds(str(timeout))
+        except ValueError as error:
+            raise ValueError(f"environment(timeout={timeout!r}): {error}") from None
     reserved = sorted(set(values or {}) & set(_BUILTINS))
     if reserved:
         raise ValueError(

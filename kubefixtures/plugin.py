@@ -106,7 +106,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         try:
             join_worker(session.config)  # before any test: managers expect every worker
         except KubefixturesError as error:
-            state.write_line(f"kubefixtures: not sharing environments with other workers: {error}")
+            # A worker's own terminal output is never shown: the summary reaches the controller.
+            state.summary_lines.append(
+                f"kubefixtures: not sharing environments with other workers: {error}"
+            )
 
 
 def _provisions(config: pytest.Config) -> bool:

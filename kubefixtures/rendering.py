@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kubefixtures.errors import RenderError
+from kubefixtures.limits import MAX_FILE_BYTES, read_text
+from kubefixtures.yamlinput import ExpansionBudget, YAMLInputError, load_documents
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
@@ -55,6 +55,8 @@ _VALUE_PLACEHOLDER = re.compile(_NAME)
 _SECRET_PLACEHOLDER = re.compile(r"secret:([A-Za-z0-9][A-Za-z0-9_.-]*)")
 # `$${` is an escape; otherwise `${` starts a placeholder that must close on the same line.
 _TOKEN = re.compile(r"\$\$\{|\$\{(?P<body>[^}\n]*)(?P<close>\}?)")
+# What YAML reads as a line break (YAML 1.1 counts NEL, LS and PS too).
+_LINE_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 _HELM_TIMEOUT_SECONDS = 120
 _SECRET_LENGTH = 24
@@ -158,6 +160,14 @@ def substitute(text: str, file: str, lookup: Callable[[str], str | None]) -> str
         value = lookup(body)
         if value is None:
             raise RenderError(where, f"unknown placeholder {placeholder}")
+        if _LINE_BREAK.search(value):
+            # Substitution is textual: a line break would let a value add keys, list items
+            # or whole objects to the manifest instead of filling in one scalar.
+            raise RenderError(
+                where,
+                f"the value of {placeholder} spans several lines, which would change the "
+                "YAML around it; pass json.dumps(text) for multi-line text",
+            )
         return value
 
     return _TOKEN.sub(replace, text)
@@ -223,35 +233,25 @@ def parse_manifests(
     text: str,
     file: str,
     location_of: Callable[[int], str] | None = None,
+    budget: ExpansionBudget | None = None,
 ) -> list[RenderedObject]:
     """Every object in a multi-document YAML ``text`` (``kind: List`` items flattened).
 
     ``location_of(line)`` turns a 1-based line into the location shown in errors (Helm output
-    maps it back to the template it came from); by default ``file:line``.
+    maps it back to the template it came from); by default ``file:line``. The YAML is read
+    within kubefixtures.yamlinput's bounds (nesting, alias expansion against ``budget``,
+    no duplicate keys).
     """
 
     def where(line: int) -> str:
         return location_of(line) if location_of else f"{file}:{line}"
 
-    loader = yaml.SafeLoader(text)
     objects: list[RenderedObject] = []
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            line = node.start_mark.line + 1
-            document = loader.construct_document(node)
+        for line, document in load_documents(text, budget=budget):
             objects.extend(_objects_of(document, where(line)))
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = error.problem or error.context or "cannot be parsed"
-        raise RenderError(where(line), f"invalid YAML: {problem}") from None
-    except yaml.YAMLError as error:
-        raise RenderError(file, f"invalid YAML: {error}") from None
-    finally:
-        loader.dispose()
+    except YAMLInputError as error:
+        raise RenderError(where(error.line) if error.line else file, error.problem) from None
     return objects
 
 
@@ -286,10 +286,11 @@ def render_sources(sources: Sequence[Path], context: RenderContext) -> list[Rend
     """Render every source in order; raise RenderError on the first problem."""
     values = _resolve_values(context)
     lookup = _lookup_in(context, values)
+    budget = ExpansionBudget()  # for all the sources together
     objects: list[RenderedObject] = []
     for source in sources:
         if _is_chart(source):
-            objects.extend(_render_chart(source, context, values))
+            objects.extend(_render_chart(source, context, values, budget))
         elif source.is_dir():
             files = sorted(
                 path
@@ -301,9 +302,9 @@ def render_sources(sources: Sequence[Path], context: RenderContext) -> list[Rend
             if not files:
                 raise RenderError(str(source), "no .yaml, .yml or .json files in this directory")
             for path in files:
-                objects.extend(_render_file(path, lookup))
+                objects.extend(_render_file(path, lookup, budget))
         elif source.is_file():
-            objects.extend(_render_file(source, lookup))
+            objects.extend(_render_file(source, lookup, budget))
         else:
             raise RenderError(str(source), "no such file or directory")
     _check_duplicates(objects)
@@ -319,12 +320,16 @@ def _is_chart(source: Path) -> bool:
     )
 
 
-def _render_file(path: Path, lookup: Callable[[str], str | None]) -> list[RenderedObject]:
+def _render_file(
+    path: Path, lookup: Callable[[str], str | None], budget: ExpansionBudget
+) -> list[RenderedObject]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise RenderError(str(path), f"cannot be read: {error}") from None
-    return parse_manifests(substitute(text, str(path), lookup), str(path))
+        text = read_text(path, limit=MAX_FILE_BYTES)
+    except OSError as error:
+        raise RenderError(str(path), f"cannot be read: {error.strerror or error}") from None
+    except ValueError as error:  # not UTF-8, too large
+        raise RenderError(str(path), str(error)) from None
+    return parse_manifests(substitute(text, str(path), lookup), str(path), budget=budget)
 
 
 def _check_duplicates(objects: Sequence[RenderedObject]) -> None:
@@ -364,7 +369,9 @@ def find_helm() -> str:
     )
 
 
-def _render_chart(chart: Path, context: RenderContext, values: Any) -> list[RenderedObject]:
+def _render_chart(
+    chart: Path, context: RenderContext, values: Any, budget: ExpansionBudget
+) -> list[RenderedObject]:
     helm = find_helm()
     release = re.sub(r"[^a-z0-9-]+", "-", context.environment.lower()).strip("-")[:53] or "env"
     with tempfile.TemporaryDirectory(prefix="kubefixtures-helm-") as scratch:
@@ -381,8 +388,7 @@ def _render_chart(chart: Path, context: RenderContext, values: Any) -> list[Rend
         try:
             done = subprocess.run(
                 command,
-                capture_output=True,
-                text=True,
+                capture_output=True,  # bytes: templates may hold text that is not UTF-8
                 timeout=_HELM_TIMEOUT_SECONDS,
                 check=False,
             )
@@ -391,10 +397,18 @@ def _render_chart(chart: Path, context: RenderContext, values: Any) -> list[Rend
                 str(chart), f"helm template took more than {_HELM_TIMEOUT_SECONDS} s"
             ) from None
     if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        said = done.stderr.decode("utf-8", errors="replace")
+        lines = [line.strip() for line in said.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("Error")] or lines or ["no output"]
         raise RenderError(str(chart), f"helm template failed: {errors[-1]}")
-    return parse_manifests(done.stdout, str(chart), _helm_locator(done.stdout, chart))
+    try:
+        output = done.stdout.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = done.stdout.count(b"\n", 0, error.start) + 1
+        raise RenderError(
+            f"{chart} (helm output line {line})", "helm template printed text that is not UTF-8"
+        ) from None
+    return parse_manifests(output, str(chart), _helm_locator(output, chart), budget)
 
 
 def _helm_locator(output: str, chart: Path) -> Callable[[int], str]:

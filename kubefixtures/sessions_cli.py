@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from kubefixtures.cli_options import add_cluster_options
+from kubefixtures.cli_options import add_cluster_options, seconds_or_zero
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.lease import (
     DEFAULT_GRACE_SECONDS,
@@ -31,16 +31,6 @@ __all__ = ["register"]
 GC_COMPONENT = "kubefixtures-gc"
 
 
-def _grace(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 seconds or more")
-    return seconds
-
-
 def _selector_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument(
         "-l",
@@ -55,7 +45,7 @@ def _selector_option(parser: argparse.ArgumentParser, default: str | None = None
 def _grace_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
-        type=_grace,
+        type=seconds_or_zero,
         default=DEFAULT_GRACE_SECONDS,
         metavar="S",
         help="seconds a lease must have been expired (or a namespace without one must have "
@@ -98,7 +88,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     operator.add_argument(
         "--grace",
-        type=_grace,
+        type=seconds_or_zero,
         default=None,
         metavar="S",
         help=f"as for gc (default: $KUBEFIXTURES_OPERATOR_GRACE, else {DEFAULT_GRACE_SECONDS:.0f})",

@@ -15,8 +15,9 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from kubefixtures.errors import SettingsError
+from kubefixtures.limits import parse_count, parse_seconds
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides"]
+__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides", "parse_namespace_prefix"]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
@@ -193,23 +194,23 @@ class Settings:
                 option = by_name[dest]
                 raise SettingsError(f"{option.flag} (ini {option.ini}): {error}") from None
 
-        prefix = parsed("kubefixtures_namespace_prefix", _namespace_prefix)
+        prefix = parsed("kubefixtures_namespace_prefix", parse_namespace_prefix)
         return cls(
             context=raw["kubefixtures_context"] or None,
             kubeconfig=raw["kubefixtures_kubeconfig"] or None,
             namespace_prefix=prefix,
-            ready_timeout=parsed("kubefixtures_ready_timeout", _seconds),
+            ready_timeout=parsed("kubefixtures_ready_timeout", parse_seconds),
             keep_on_failure=parsed("kubefixtures_keep_on_failure", _flag),
             image_overrides=MappingProxyType(
                 parsed("kubefixtures_image_overrides", parse_image_overrides)
             ),
             wait_for_delete=parsed("kubefixtures_wait_for_delete", _flag),
             prestart=parsed("kubefixtures_prestart", _flag),
-            lease_duration=parsed("kubefixtures_lease_duration", _seconds),
-            keep_for=parsed("kubefixtures_keep_for", _seconds),
+            lease_duration=parsed("kubefixtures_lease_duration", parse_seconds),
+            keep_for=parsed("kubefixtures_keep_for", parse_seconds),
             reuse=parsed("kubefixtures_reuse", _flag),
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
-            log_lines=parsed("kubefixtures_log_lines", _count),
+            log_lines=parsed("kubefixtures_log_lines", parse_count),
         )
 
 
@@ -229,26 +230,6 @@ def _raw_value(config: _ConfigLike, option: Option) -> str:
     return text or option.default
 
 
-def _seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise ValueError(f"{text!r} must be more than 0 seconds")
-    return seconds
-
-
-def _count(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if count < 0:
-        raise ValueError(f"{text!r} must be 0 or more")
-    return count
-
-
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in _TRUE:
@@ -258,7 +239,7 @@ def _flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not a boolean (use true or false)")
 
 
-def _namespace_prefix(text: str) -> str:
+def parse_namespace_prefix(text: str) -> str:
     if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", text):
         raise ValueError(
             f"{text!r} is not a usable namespace prefix "

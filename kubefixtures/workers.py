@@ -38,7 +38,14 @@ def state_path(config: pytest.Config, run_id: str) -> Path:
         directory = Path(basetemp).parent
     else:  # a worker without a basetemp (not a popen gateway): per user, still private
         directory = Path(tempfile.gettempdir()) / f"kubefixtures-{os.getuid()}"
-        directory.mkdir(mode=0o700, exist_ok=True)
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+        except OSError as error:
+            from kubefixtures.errors import KubefixturesError
+
+            raise KubefixturesError(
+                f"{directory}: cannot create the xdist state directory: {error.strerror or error}"
+            ) from None
     return directory / f"kubefixtures-xdist-{run_id}.json"
 
 

@@ -9,7 +9,9 @@ from typing import Any
 import yaml
 
 from kubefixtures.errors import ClusterError
+from kubefixtures.limits import read_text
 from kubefixtures.private_files import write_private_file
+from kubefixtures.yamlinput import YAMLInputError, load_document
 
 SECTIONS = ("clusters", "users", "contexts")
 
@@ -24,13 +26,25 @@ def _load(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"apiVersion": "v1", "kind": "Config", "preferences": {}}
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ClusterError(f"{where}: not valid YAML, so its context cannot be updated") from None
+        loaded = load_document(read_text(path)) or {}
+    except YAMLInputError as error:
+        where = f"{path}:{error.line}" if error.line is not None else str(path)
+        raise ClusterError(
+            f"{where}: not valid YAML ({error.problem}), so its context cannot be updated"
+        ) from None
+    except ValueError as error:  # not UTF-8, too large
+        raise ClusterError(f"{path} {error}, so its context cannot be updated") from None
     if not isinstance(loaded, dict):
         raise ClusterError(f"{path}: not a kubeconfig (expected a mapping at the top)")
+    for section in SECTIONS:
+        entries = loaded.get(section) or []
+        if not isinstance(entries, list):
+            raise ClusterError(f"{path}: {section} is not a list, so its context cannot be updated")
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise ClusterError(
+                    f"{path}: {section}[{index}] is not a mapping, so its context cannot be updated"
+                )
     return loaded
 
 

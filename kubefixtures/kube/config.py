@@ -137,19 +137,68 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> Cl
 
 
 def _read(path: Path) -> JSON:
-    import yaml
+    from kubefixtures.limits import read_text
+    from kubefixtures.yamlinput import YAMLInputError, load_document
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ClusterError(f"kubeconfig {path}{line}: not valid YAML") from None
+        data = load_document(read_text(path)) or {}
+    except YAMLInputError as error:
+        line = f" line {error.line}" if error.line is not None else ""
+        raise ClusterError(f"kubeconfig {path}{line}: not valid YAML ({error.problem})") from None
     except OSError as error:
         raise ClusterError(f"kubeconfig {path}: {error.strerror or error}") from None
+    except ValueError as error:  # not UTF-8, too large
+        raise ClusterError(f"kubeconfig {path} {error}") from None
     if not isinstance(data, dict):
         raise ClusterError(f"kubeconfig {path}: not a kubeconfig (expected a mapping at the top)")
     return data
+
+
+def _entries(data: JSON, path: Path, section: str, key: str) -> list[tuple[str, JSON]]:
+    """The ``(name, body)`` of each entry of ``section`` (``users``: ``name`` and ``user``),
+    checked for the shapes the loader relies on; ClusterError naming the field otherwise."""
+    entries = data.get(section) or []
+    if not isinstance(entries, list):
+        raise ClusterError(f"kubeconfig {path}: {section} is not a list")
+    named = []
+    for index, entry in enumerate(entries):
+        field = f"{section}[{index}]"
+        if not isinstance(entry, dict):
+            raise ClusterError(f"kubeconfig {path}: {field} is not a mapping")
+        if "name" not in entry:
+            continue  # as before: an entry nothing can refer to
+        name = entry["name"]
+        if not isinstance(name, str):
+            raise ClusterError(f"kubeconfig {path}: {field}.name is not a string")
+        body = entry.get(key) or {}
+        if not isinstance(body, dict):
+            raise ClusterError(f"kubeconfig {path}: {field}.{key} ({name!r}) is not a mapping")
+        if key == "user":
+            _check_user(body, f"kubeconfig {path}: {field}.user ({name!r})")
+        for reference in ("cluster", "user") if key == "context" else ():
+            if not isinstance(body.get(reference, ""), str):
+                raise ClusterError(
+                    f"kubeconfig {path}: {field}.context.{reference} ({name!r}) is not a string"
+                )
+        named.append((name, body))
+    return named
+
+
+def _check_user(user: JSON, where: str) -> None:
+    """The parts of a user that are more than strings: an exec plugin's spec."""
+    spec = user.get("exec")
+    if spec is None:
+        return
+    if not isinstance(spec, dict):
+        raise ClusterError(f"{where}.exec is not a mapping")
+    if not isinstance(spec.get("args") or [], list):
+        raise ClusterError(f"{where}.exec.args is not a list")
+    variables = spec.get("env") or []
+    if not isinstance(variables, list):
+        raise ClusterError(f"{where}.exec.env is not a list")
+    for index, variable in enumerate(variables):
+        if not (isinstance(variable, dict) and "name" in variable and "value" in variable):
+            raise ClusterError(f"{where}.exec.env[{index}] is not a mapping of name and value")
 
 
 @dataclass
@@ -171,12 +220,10 @@ def _merge(documents: list[tuple[Path, JSON]]) -> _Merged:
             ("clusters", "cluster", merged.clusters),
             ("users", "user", merged.users),
         ):
-            for entry in data.get(section) or []:
-                if isinstance(entry, dict) and "name" in entry:
-                    target.setdefault(str(entry["name"]), (entry.get(key) or {}, path))
-        for entry in data.get("contexts") or []:
-            if isinstance(entry, dict) and "name" in entry:
-                merged.contexts.setdefault(str(entry["name"]), entry.get("context") or {})
+            for name, body in _entries(data, path, section, key):
+                target.setdefault(name, (body, path))
+        for name, body in _entries(data, path, "contexts", "context"):
+            merged.contexts.setdefault(name, body)
     return merged
 
 
@@ -278,6 +325,10 @@ class _TokenFile:
                     raise ClusterError(
                         f"{self._source}: cannot read the token file {self._path}: "
                         f"{error.strerror or error}"
+                    ) from None
+                except UnicodeDecodeError:
+                    raise ClusterError(
+                        f"{self._source}: the token file {self._path} is not UTF-8 text"
                     ) from None
                 self._read_at = time.monotonic()
             return f"Bearer {self._token}" if self._token else None

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.lease import DEFAULT_GRACE_SECONDS
+from kubefixtures.limits import MAX_SECONDS, parse_seconds
 
 __all__ = [
     "COMPONENT",
@@ -32,7 +33,7 @@ class OperatorConfigError(KubefixturesError):
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0)
+    grace_seconds: float = Field(default=DEFAULT_GRACE_SECONDS, ge=0, le=MAX_SECONDS)
     # A label selector that narrows what is watched (and so reaped), added to the managed
     # label: one operator per team or CI runner, or a test that must leave others alone.
     selector: str | None = None
@@ -53,9 +54,6 @@ class OperatorConfig(BaseModel):
 def parse_grace(text: str, where: str) -> float:
     """Seconds (``30``, ``2.5``) as a float; OperatorConfigError naming ``where`` otherwise."""
     try:
-        seconds = float(text)
-    except ValueError:
-        raise OperatorConfigError(f"{where}={text!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise OperatorConfigError(f"{where}={text!r} must be 0 seconds or more")
-    return seconds
+        return parse_seconds(text, zero_allowed=True)
+    except ValueError as error:
+        raise OperatorConfigError(f"{where}: {error}") from None

@@ -270,3 +270,29 @@ def test_exactly_one_of_many_processes_claiming_at_once_manages(state: Path) -> 
         for process in processes:
             process.join(60)
     assert sorted(roles) == ["attached"] * 5 + ["manager"]
+
+
+def test_a_state_file_that_is_not_utf8_is_a_one_line_error(state: Path) -> None:
+    state.write_bytes(b'{"version": 1, "workers": {"caf\xe9": {}}}')
+    with pytest.raises(SharingError) as caught:
+        worker(state, "gw0").claim(KEY)
+    assert str(caught.value) == f"{state}: the xdist state file is not UTF-8 text (line 1)"
+
+
+def test_an_unwritable_shared_directory_is_a_one_line_error(
+    state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in a read-only shared temp dir: the lock file and the state file cannot be made."""
+    real_open = os.open
+
+    def refusing_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(str(state.parent)) and flags & os.O_CREAT:
+            raise PermissionError(13, "Permission denied", str(path))
+        return int(real_open(path, flags, *args, **kwargs))
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    with pytest.raises(SharingError) as caught:
+        worker(state, "gw0").join()
+    assert str(caught.value) == (
+        f"{state}.lock: cannot update the xdist state file: Permission denied"
+    )

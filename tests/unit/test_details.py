@@ -109,3 +109,18 @@ def test_https_url_from_app_protocol() -> None:
     ports = [{"port": 443, "appProtocol": "https"}]
     service = {"metadata": {"name": "s"}, "spec": {"ports": ports}}
     assert service_details(service, "ns", {443: 5000}).url == "https://127.0.0.1:5000"
+
+
+def test_a_details_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "details.json"
+    path.write_bytes(b'{\n  "name": "caf\xe9"\n}\n')
+    with pytest.raises(KubefixturesError) as caught:
+        EnvironmentDetails.read(path)
+    assert str(caught.value) == f"{path}: the details file is not UTF-8 text (line 2)"
+
+
+def test_a_deeply_nested_details_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "details.json"
+    path.write_text("[" * 5000)
+    with pytest.raises(KubefixturesError, match=r"details\.json: details field \(file\): "):
+        EnvironmentDetails.read(path)

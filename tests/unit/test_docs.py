@@ -17,3 +17,16 @@ def test_every_option_is_documented_with_its_ini_key() -> None:
         assert f"`{option.ini}`" in rows[option.flag]
         if option.default:
             assert f"`{option.default}`" in rows[option.flag], option.flag
+
+
+def test_the_documented_limits_are_the_enforced_ones() -> None:
+    from kubefixtures import limits
+
+    security = (DOCS / "security.md").read_text()
+    options = (DOCS / "options.md").read_text()
+    for text in (security, options):
+        assert f"at most {limits.MAX_SECONDS} (365 days)" in text
+        assert f"from 0 to {limits.MAX_COUNT}" in text
+    assert f"{limits.MAX_FILE_BYTES // 2**20} MiB per file" in security
+    assert f"expand to at most {limits.MAX_RENDERED_BYTES // 2**20} MiB" in security
+    assert f"nesting at most {limits.MAX_YAML_DEPTH} levels" in security

@@ -81,7 +81,7 @@ def test_options_win_over_ini_keys() -> None:
             "--kubefixtures-ready-timeout (ini kubefixtures_ready_timeout): "
             "'soon' is not a number of seconds",
         ),
-        ("kubefixtures_ready_timeout", "0", "must be more than 0 seconds"),
+        ("kubefixtures_ready_timeout", "0", "seconds must be more than 0"),
         ("kubefixtures_keep_on_failure", "maybe", "'maybe' is not a boolean"),
         ("kubefixtures_image_overrides", "redis", "'redis' is not a NAME=IMAGE pair"),
         ("kubefixtures_namespace_prefix", "Bad_Prefix", "not a usable namespace prefix"),

@@ -48,7 +48,7 @@ def test_values_from_ini_keys() -> None:
     ("key", "value", "message"),
     [
         ("kubefixtures_keep_for", "2h", "--kubefixtures-keep-for (ini kubefixtures_keep_for): "),
-        ("kubefixtures_log_lines", "-1", "'-1' must be 0 or more"),
+        ("kubefixtures_log_lines", "-1", "'-1' is out of range: it must be from 0 to 1000000"),
         ("kubefixtures_log_lines", "many", "'many' is not a whole number"),
         ("kubefixtures_reuse", "maybe", "'maybe' is not a boolean"),
     ],
