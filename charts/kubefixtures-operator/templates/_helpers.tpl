@@ -60,3 +60,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "kubefixtures-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
+
+{{/*
+grace as the operator's --grace reads it: whole numbers in full (a values file's 1000000 is a
+float, which Go would print as 1e+06), fractions as they are.
+*/}}
+{{- define "kubefixtures-operator.grace" -}}
+{{- $grace := .Values.grace | float64 }}
+{{- if eq $grace (floor $grace) }}{{ int64 $grace }}{{ else }}{{ $grace }}{{ end }}
+{{- end }}
