@@ -311,7 +311,7 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "a pod label the chart owns": (
         {"podLabels": {"app.kubernetes.io/name": "other"}},
-        "podLabels",
+        "app.kubernetes.io/name",
     ),
 }
 
