@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 import kubefixtures
-from tests.unit.chart_support import (
+from tests.chart_support import (
     CHART,
     NAMESPACE,
     RELEASE,
     ROOT,
+    VALUE_SETS,
     by_kind,
     pod_spec,
     refusal,
@@ -115,45 +116,6 @@ def test_the_readme_gives_every_value_with_its_default() -> None:
 
 
 # --- helm lint and helm template with several value sets --------------------------------------
-
-VALUE_SETS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "existing service account, no RBAC": {
-        "rbac": {"create": False},
-        "serviceAccount": {"create": False, "name": "reaper"},
-    },
-    "custom image": {
-        "image": {
-            "repository": "registry.example.com:5000/kf/operator",
-            "tag": "9.9.9-rc1",
-            "pullPolicy": "Always",
-        },
-        "imagePullSecrets": [{"name": "registry-a"}, {"name": "registry-b"}],
-    },
-    "security contexts overridden": {
-        "podSecurityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
-        "securityContext": {"readOnlyRootFilesystem": None, "runAsUser": 1001},
-    },
-    "everything else": {
-        "grace": 2.5,
-        "selector": "kubefixtures.io/ci-job in (a, b)",
-        "verbose": True,
-        "fullnameOverride": "reaper",
-        "serviceAccount": {"annotations": {"iam.example.com/role": "reaper"}},
-        "reaper": {
-            "clusterScopedKinds": [
-                {"apiGroup": "apiextensions.k8s.io", "resource": "customresourcedefinitions"},
-                {"apiGroup": "", "resource": "persistentvolumes"},
-            ]
-        },
-        "resources": {"requests": {"cpu": 0.5, "memory": "64Mi"}},
-        "nodeSelector": {"kubernetes.io/os": "linux"},
-        "tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}],
-        "affinity": {"nodeAffinity": {}},
-        "podAnnotations": {"example.com/scrape": "false"},
-        "podLabels": {"team": "ci"},
-    },
-}
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())

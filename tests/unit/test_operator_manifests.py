@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from tests.unit.chart_support import MANIFESTS, NAMESPACE, RELEASE, by_kind, pod_spec, render
+from tests.chart_support import MANIFESTS, NAMESPACE, RELEASE, by_kind, pod_spec, render
 
 HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
 

@@ -18,11 +18,51 @@ import yaml
 
 from kubefixtures.cluster.tools import find_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "kubefixtures-operator"
 MANIFESTS = ROOT / "manifests" / "operator"
 RELEASE = "kubefixtures-operator"
 NAMESPACE = "kubefixtures-system"
+
+# Value sets the tests render, lint and (tests/integration/test_chart.py) dry-run on a cluster.
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "existing service account, no RBAC": {
+        "rbac": {"create": False},
+        "serviceAccount": {"create": False, "name": "reaper"},
+    },
+    "custom image": {
+        "image": {
+            "repository": "registry.example.com:5000/kf/operator",
+            "tag": "9.9.9-rc1",
+            "pullPolicy": "Always",
+        },
+        "imagePullSecrets": [{"name": "registry-a"}, {"name": "registry-b"}],
+    },
+    "security contexts overridden": {
+        "podSecurityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+        "securityContext": {"readOnlyRootFilesystem": None, "runAsUser": 1001},
+    },
+    "everything else": {
+        "grace": 2.5,
+        "selector": "kubefixtures.io/ci-job in (a, b)",
+        "verbose": True,
+        "fullnameOverride": "reaper",
+        "serviceAccount": {"annotations": {"iam.example.com/role": "reaper"}},
+        "reaper": {
+            "clusterScopedKinds": [
+                {"apiGroup": "apiextensions.k8s.io", "resource": "customresourcedefinitions"},
+                {"apiGroup": "", "resource": "persistentvolumes"},
+            ]
+        },
+        "resources": {"requests": {"cpu": 0.5, "memory": "64Mi"}},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"nodeAffinity": {}},
+        "podAnnotations": {"example.com/scrape": "false"},
+        "podLabels": {"team": "ci"},
+    },
+}
 
 
 def helm() -> Path:
@@ -36,13 +76,16 @@ def helm() -> Path:
 
 
 def run_helm(
-    command: str, values: Mapping[str, Any] | None = None, *args: str
+    command: str,
+    values: Mapping[str, Any] | None = None,
+    *args: str,
+    namespace: str = NAMESPACE,
 ) -> subprocess.CompletedProcess[str]:
     """``helm COMMAND`` on the chart, with ``values`` given as a values file on stdin."""
     argv = [str(helm()), command]
     if command == "template":
         argv.append(RELEASE)
-    argv += [str(CHART), "--namespace", NAMESPACE, "--values", "-", *args]
+    argv += [str(CHART), "--namespace", namespace, "--values", "-", *args]
     return subprocess.run(
         argv,
         input=yaml.safe_dump(dict(values or {})),
