@@ -199,6 +199,12 @@ def operator_image() -> None:
     assert load.returncode == 0, load.stderr
 
 
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
 class Release:
     def __init__(self, environment: str) -> None:
         self.environment = environment
@@ -230,27 +236,32 @@ class Release:
 
 @pytest.fixture(scope="module")
 def release(operator_image: None, kubefixtures_cluster: Cluster) -> Iterator[Release]:
-    """The operator, installed with helm into its own namespace, narrowed to this run."""
+    """The operator, installed with helm into its own namespace, narrowed to this run. The
+    namespace enforces the "restricted" Pod Security Standard, which the chart's default
+    security contexts promise to pass (--wait fails if the pod is refused)."""
     release = Release(unique_environment())
-    release.helm(
-        "install",
-        release.name,
-        str(CHART),
-        "--create-namespace",
-        f"--set=grace={GRACE_SECONDS}",
-        f"--set=selector={release.selector}",
-        "--set=verbose=true",
-        "--wait",
-        "--timeout=120s",
-    )
-    yield release
-    release.helm("uninstall", release.name, "--wait", check=False)
-    with contextlib.suppress(ApiError):
-        kubefixtures_cluster.delete_namespace(release.namespace)
-    selector = f"{ENVIRONMENT_LABEL}={release.environment}"
-    for item in kubefixtures_cluster.list_objects(NAMESPACE, None, selector)["items"]:
+    kubefixtures_cluster.create_namespace(release.namespace, RESTRICTED)
+    try:
+        release.helm(
+            "install",
+            release.name,
+            str(CHART),
+            f"--set=grace={GRACE_SECONDS}",
+            f"--set=selector={release.selector}",
+            "--set=verbose=true",
+            "--wait",
+            "--timeout=120s",
+        )
+        yield release
+    finally:
+        # Also after a failed install: its cluster-scoped RBAC objects go with the release.
+        release.helm("uninstall", release.name, "--wait", check=False)
         with contextlib.suppress(ApiError):
-            kubefixtures_cluster.delete_namespace(item["metadata"]["name"])
+            kubefixtures_cluster.delete_namespace(release.namespace)
+        selector = f"{ENVIRONMENT_LABEL}={release.environment}"
+        for item in kubefixtures_cluster.list_objects(NAMESPACE, None, selector)["items"]:
+            with contextlib.suppress(ApiError):
+                kubefixtures_cluster.delete_namespace(item["metadata"]["name"])
 
 
 VICTIM_APP = """

@@ -3,40 +3,13 @@ and the two install paths kept equal."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "kubefixtures-operator"
-MANIFESTS = ROOT / "manifests" / "operator"
+from tests.chart_support import MANIFESTS, NAMESPACE, RELEASE, by_kind, pod_spec, render
+
 HELM_ONLY_LABELS = ("helm.sh/chart", "app.kubernetes.io/managed-by")
-
-
-def helm() -> str:
-    found = shutil.which("helm") or shutil.which("helm", path=str(ROOT / ".venv" / "bin"))
-    if found is None:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("CI=true but helm is not installed")
-        pytest.skip("helm is not installed")
-    return found
-
-
-def render(*values: str, namespace: str = "kubefixtures-system") -> list[dict[str, Any]]:
-    command = [helm(), "template", "kubefixtures-operator", str(CHART), "-n", namespace]
-    for value in values:
-        command += ["--set", value]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(output) if doc]
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
 
 
 def without_helm_labels(doc: dict[str, Any]) -> dict[str, Any]:
@@ -83,17 +56,17 @@ def test_rbac_is_least_privilege() -> None:
     assert role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
     for binding in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
         (subject,) = binding["subjects"]
-        assert subject == {
-            "kind": "ServiceAccount",
-            "name": "kubefixtures-operator",
-            "namespace": "kubefixtures-system",
-        }
+        assert subject == {"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}
 
 
 def test_the_pod_is_hardened_and_configured_from_values() -> None:
-    (deployment,) = by_kind(render("grace=7", "selector=team=a", "verbose=true"), "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
+    pod = pod_spec(render({"grace": 7, "selector": "team=a", "verbose": True}))
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     (container,) = pod["containers"]
     assert container["args"] == [
         "--grace=7",
@@ -102,8 +75,11 @@ def test_the_pod_is_hardened_and_configured_from_values() -> None:
         "--verbose",
     ]
     assert container["imagePullPolicy"] == "IfNotPresent"
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     # Nothing the operator itself deploys may carry the label it reaps by.
     for doc in render():
