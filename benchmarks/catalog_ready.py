@@ -46,7 +46,8 @@ from kubefixtures.catalog.details import (
     S3Details,
 )
 from kubefixtures.details import Environment
-from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+from kubefixtures.provisioning.base import EnvironmentSpec
+from kubefixtures.provisioning.fresh import FreshProvisioning
 from kubefixtures.rendering import RenderContext, render_sources
 from kubefixtures.session import SessionState
 from kubefixtures.settings import Settings
@@ -88,7 +89,7 @@ def use_every_service(
 
 def run_kubefixtures(state: SessionState) -> float:
     spec = EnvironmentSpec(name="bench-catalog", sources=SOURCES, values=merged_values(None))
-    lifecycle = Lifecycle(spec, state)
+    lifecycle = FreshProvisioning(spec, state.view())
     started = time.monotonic()
     try:
         environment: Environment = lifecycle.setup()

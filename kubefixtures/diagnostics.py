@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import pytest
 
     from kubefixtures.kube import Cluster
-    from kubefixtures.lifecycle import Inspection
-    from kubefixtures.session import _Tracked
+    from kubefixtures.provisioning.base import Inspection
+    from kubefixtures.session import AliveEnvironment
 
 __all__ = [
     "MASK",
@@ -228,7 +228,9 @@ def report_sections(inspection: Inspection, log_lines: int) -> list[tuple[str, s
     return sections
 
 
-def add_to_report(report: pytest.TestReport, alive: Sequence[_Tracked], log_lines: int) -> None:
+def add_to_report(
+    report: pytest.TestReport, alive: Sequence[AliveEnvironment], log_lines: int
+) -> None:
     """Add the sections of every environment a failing test used to its report."""
     for tracked in alive:
         if tracked.provisioning is None:

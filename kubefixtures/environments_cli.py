@@ -136,7 +136,8 @@ def _default_name(source: Path) -> str:
 
 def run_up(arguments: argparse.Namespace) -> int:
     from kubefixtures.details import EnvironmentDetails
-    from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+    from kubefixtures.provisioning.base import EnvironmentSpec
+    from kubefixtures.provisioning.fresh import FreshProvisioning
     from kubefixtures.session import SessionState
     from kubefixtures.settings import Settings, parse_image_overrides
 
@@ -164,7 +165,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         sources=tuple(source.resolve() for source in arguments.sources),
         values=dict(arguments.values),
     )
-    lifecycle = Lifecycle(spec, session)
+    lifecycle = FreshProvisioning(spec, session.view())
     stop = threading.Event()
 
     def interrupted(signum: int, frame: FrameType | None) -> None:

@@ -39,7 +39,7 @@ def _start_importing() -> None:
     def load() -> None:
         import kubefixtures.kube.lease
         import kubefixtures.kube.waiter
-        import kubefixtures.sharing  # noqa: F401 - imported for its side effect: loaded
+        import kubefixtures.provisioning.dispatch  # noqa: F401 - imported for its side effect: loaded
 
     threading.Thread(target=load, name="kubefixtures-import", daemon=True).start()
 
@@ -79,9 +79,10 @@ def environment(
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
         # Imported here, when a test needs an environment, not when the conftest loads.
-        from kubefixtures.lifecycle import EnvironmentSpec
+        from kubefixtures.provisioning.base import EnvironmentSpec
+        from kubefixtures.provisioning.dispatch import provisioning_for
         from kubefixtures.session import session_state
-        from kubefixtures.sharing import provisioning_for
+        from kubefixtures.workers import coordinator
 
         for dependency in required:
             request.getfixturevalue(dependency)
@@ -93,7 +94,9 @@ def environment(
         claimed = session.claim(fixture)  # brought up in advance (see prestart)
         # Brought up here, shared with other xdist workers, or found in a details file.
         lifecycle = (
-            claimed[0] if claimed else provisioning_for(spec, session, request.config, scope)
+            claimed[0]
+            if claimed
+            else provisioning_for(spec, session.view(), coordinator(request.config), scope)
         )
         failure = None
         try:
@@ -186,9 +189,10 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 continue
             started.add(function)
             # Only now: a suite that uses no environment never imports any of this.
-            from kubefixtures.lifecycle import EnvironmentSpec
+            from kubefixtures.provisioning.base import EnvironmentSpec
+            from kubefixtures.provisioning.dispatch import provisioning_for
             from kubefixtures.session import session_state
-            from kubefixtures.sharing import provisioning_for
+            from kubefixtures.workers import coordinator
 
             session = session_state(config)
             spec = EnvironmentSpec(
@@ -197,7 +201,8 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 values=declaration.values,
                 timeout=declaration.timeout,
             )
-            session.prestart(function, provisioning_for(spec, session, config, "session"))
+            provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
+            session.prestart(function, provisioning)
 
 
 def _fixture_name(dependency: Any) -> str:

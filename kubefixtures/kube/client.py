@@ -75,6 +75,7 @@ POD = Resource("v1", "Pod", "pods", namespaced=True)
 EVENT = Resource("v1", "Event", "events", namespaced=True)
 ENDPOINT_SLICE = Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True)
 NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False)
+SECRET = Resource("v1", "Secret", "secrets", namespaced=True)
 
 
 def _status_message(body: bytes) -> tuple[str, str]:
@@ -232,6 +233,15 @@ class Cluster:
     ) -> JSON:
         query = [("labelSelector", label_selector)] if label_selector else []
         return self.request("GET", resource.collection_path(namespace), query=query)
+
+    def get_or_none(self, resource: Resource, namespace: str | None, name: str) -> JSON | None:
+        """The object, or None when the cluster has no such object."""
+        try:
+            return self.request("GET", resource.object_path(namespace, name))
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
 
     # --- discovery ------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ __all__ = [
     "LEASE",
     "LEASE_SELECTOR",
     "MANAGED_SELECTOR",
+    "LeaseEnd",
     "Outcome",
     "SessionLease",
     "connect",
@@ -61,6 +62,15 @@ _CONNECT_TIMEOUT = 5.0
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class LeaseEnd:
+    """How a session's hold on its Lease ended: a line for the run's summary (None when
+    there is nothing to say), and whether it reports a problem rather than a keep-until."""
+
+    line: str | None
+    problem: bool
 
 
 # --- the session side ------------------------------------------------------------------------
@@ -178,17 +188,25 @@ class SessionLease:
     def finish(self, keep_for: float | None = None) -> str | None:
         """Teardown: stop renewing and, with ``keep_for`` (seconds), mark the namespace to be
         kept that long. Returns a line for the run's summary, or None when all went well."""
+        return self.end(keep_for).line
+
+    def end(self, keep_for: float | None = None) -> LeaseEnd:
+        """``finish``, saying also whether its line reports a problem."""
         self.stop()
         if keep_for is None:
-            return self.trouble
+            return LeaseEnd(self.trouble, problem=self.trouble is not None)
         until = _now() + timedelta(seconds=keep_for)
         try:
             self.keep_until(until)
         except ClusterError as error:
-            return f"kubefixtures: {error}; the operator may delete it once its lease expires"
-        return (
+            return LeaseEnd(
+                f"kubefixtures: {error}; the operator may delete it once its lease expires",
+                problem=True,
+            )
+        return LeaseEnd(
             f"kubefixtures: namespace {self.namespace} is kept until {format_time(until)}; "
-            "then the operator or `kubefixtures gc` may delete it"
+            "then the operator or `kubefixtures gc` may delete it",
+            problem=False,
         )
 
     def start(self) -> None:

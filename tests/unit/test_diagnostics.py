@@ -14,7 +14,8 @@ from kubefixtures.details import Environment, EnvironmentDetails
 from kubefixtures.diagnostics import MASK, Masker, report_sections, write_bundle
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube import ApiError
-from kubefixtures.lifecycle import Inspection, secret_values
+from kubefixtures.provisioning.base import Inspection
+from kubefixtures.secrets import secret_values
 
 NS = "kf-shop-abc123"
 GENERATED = "Gx7generatedSecretValue1"

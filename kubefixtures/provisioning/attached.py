@@ -22,17 +22,21 @@ from typing import TYPE_CHECKING
 
 from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.lifecycle import LOCALHOST, EnvironmentSpec, Inspection, secret_values
+from kubefixtures.provisioning.base import (
+    DETAILS_VARIABLE,
+    LOCALHOST,
+    EnvironmentSpec,
+    Inspection,
+    SessionView,
+    inspect,
+)
 from kubefixtures.rendering import RenderContext, render_sources
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
     from kubefixtures.kube.portforward import ServicePortForward
-    from kubefixtures.session import SessionState
 
-__all__ = ["AttachedLifecycle", "find_details", "serving"]
-
-VARIABLE = "KUBEFIXTURES_DETAILS"
+__all__ = ["AttachedProvisioning", "find_details", "serving"]
 
 
 def find_details(files: str, name: str) -> tuple[Path, EnvironmentDetails]:
@@ -50,7 +54,7 @@ def find_details(files: str, name: str) -> tuple[Path, EnvironmentDetails]:
         found[details.name] = path
     names = ", ".join(repr(known) for known in sorted(found)) or "none"
     raise KubefixturesError(
-        f"{VARIABLE}={files}: no environment named {name!r} (the file(s) hold {names}); "
+        f"{DETAILS_VARIABLE}={files}: no environment named {name!r} (the file(s) hold {names}); "
         f"write one with `kubefixtures up SOURCE... --name {name} --details-out FILE`"
     )
 
@@ -73,11 +77,11 @@ def _free(port: int, host: str = LOCALHOST) -> bool:
     return True
 
 
-class AttachedLifecycle:
+class AttachedProvisioning:
     """An environment from a details file: found, checked, forwarded if need be; never
     created or deleted."""
 
-    def __init__(self, spec: EnvironmentSpec, session: SessionState, files: str) -> None:
+    def __init__(self, spec: EnvironmentSpec, session: SessionView, files: str) -> None:
         self.spec = spec
         self.session = session
         self.files = files
@@ -104,7 +108,7 @@ class AttachedLifecycle:
     def _render(self, details: EnvironmentDetails) -> list[dict[str, object]]:
         """The objects as the declaration renders them into the recorded namespace, with
         the recorded secrets (what ``Environment.objects`` shows)."""
-        from kubefixtures.reuse import KnownSecrets
+        from kubefixtures.provisioning.reused import KnownSecrets
 
         context = RenderContext(
             namespace=details.namespace,
@@ -175,7 +179,7 @@ class AttachedLifecycle:
     def report_ready(self) -> None:
         assert self.environment is not None
         again = f", {len(self.forwards)} port(s) forwarded again" if self.forwards else ""
-        self.session.write_line(
+        self.session.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r} from {self.path}: namespace "
             f"{self.environment.namespace}{again} ({time.monotonic() - self._started:.1f} s)"
         )
@@ -189,12 +193,7 @@ class AttachedLifecycle:
     def inspection(self) -> Inspection | None:
         if self.cluster is None or self.environment is None:
             return None
-        return Inspection(
-            cluster=self.cluster,
-            namespace=self.environment.namespace,
-            environment=self.spec.name,
-            masks=frozenset(secret_values(self.environment)),
-        )
+        return inspect(self.cluster, self.environment, self.spec.name)
 
     def teardown(self, *, keep: bool = False, why: str = "") -> None:
         """Stop the forwards this session started; the environment stays as it was."""
@@ -208,14 +207,9 @@ class AttachedLifecycle:
 
 
 def _check_namespace(cluster: Cluster, path: Path, details: EnvironmentDetails) -> None:
-    from kubefixtures.kube.client import NAMESPACE, ApiError
+    from kubefixtures.kube.client import NAMESPACE
 
-    try:
-        namespace = cluster.request("GET", NAMESPACE.object_path(None, details.namespace))
-    except ApiError as error:
-        if error.status != 404:
-            raise
-        namespace = None
+    namespace = cluster.get_or_none(NAMESPACE, None, details.namespace)
     if namespace is None or namespace["metadata"].get("deletionTimestamp"):
         state = "no longer exists" if namespace is None else "is being deleted"
         raise KubefixturesError(

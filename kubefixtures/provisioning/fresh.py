@@ -1,115 +1,106 @@
-"""The life of one environment: render -> connect -> create namespace -> apply -> wait ready
--> forward -> details, and the teardown that undoes it.
+"""The life of one environment in a namespace of its own: render -> connect -> choose the
+namespace -> apply -> wait ready -> forward -> details, and the teardown that undoes it.
 
 Every step is a method, so later features slot in between steps rather than into one long
-function: reuse (kubefixtures.reuse) chooses an existing namespace instead of a new one,
-sharing with xdist workers (kubefixtures.sharing) and details files (kubefixtures.attach)
-wrap or replace the whole. Anything that fails before the namespace exists leaves nothing
-behind; anything that fails after it stops the forwards and deletes (or, with
-keep-on-failure, keeps) the namespace.
+function. Where the namespace comes from is a strategy: a new one (``NewNamespace``), or one
+an earlier run left for reuse (kubefixtures.provisioning.reused). Sharing with xdist workers
+(provisioning.shared) wraps the whole; a details file (provisioning.attached) replaces it.
+Anything that fails before the namespace exists leaves nothing behind; anything that fails
+after it stops the forwards and deletes (or, with keep-on-failure, keeps) the namespace.
 
 Generated secrets used by the environment are also stored in the namespace, in the Secret
-``kubefixtures-secrets``: reuse renders the same values again from it, and ``kubefixtures
-diagnose`` masks them in what it writes. They are in the namespace's objects anyway.
+``kubefixtures-secrets`` (kubefixtures.secrets).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kubefixtures import naming
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.kubectl import kept_namespace_lines
 from kubefixtures.lease import holder_identity
+from kubefixtures.provisioning.base import (
+    EnvironmentSpec,
+    Inspection,
+    PortForward,
+    SessionView,
+    inspect,
+    service_details,
+    tcp_ports,
+)
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
+from kubefixtures.secrets import SECRETS_NAME, stored_secrets_manifest
 
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
     from kubefixtures.kube import Cluster, Resource
     from kubefixtures.kube.lease import SessionLease
-    from kubefixtures.session import SessionState
 
-__all__ = [
-    "SECRETS_NAME",
-    "EnvironmentSpec",
-    "Inspection",
-    "Lifecycle",
-    "PortForward",
-    "Provisioning",
-    "secret_values",
-    "service_details",
-]
+__all__ = ["Adopted", "FreshProvisioning", "NamespaceStrategy", "NewNamespace"]
 
-LOCALHOST = "127.0.0.1"
-SECRETS_NAME = "kubefixtures-secrets"  # the namespace's Secret holding its generated secrets
-SECRETS_KEY = "secrets.json"  # one key: secret names need not be valid Secret keys
 _FORWARD_GRACE = 5.0  # seconds a forward waits for a pod past the environment's deadline
 
 
 @dataclass(frozen=True)
-class EnvironmentSpec:
-    """What an ``environment(...)`` declaration asked for."""
+class Adopted:
+    """A namespace an earlier session left, and what rendering it again needs."""
 
-    name: str
-    sources: tuple[Path, ...]
-    values: Mapping[str, Any] = field(default_factory=dict)
-    timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class Inspection:
-    """Where to look when a test using an environment failed (diagnostics)."""
-
-    cluster: Cluster
     namespace: str
-    environment: str
-    masks: frozenset[str]  # secret values that must never be shown
+    session_id: str  # what ${session_id} rendered to for the session that created it
+    secrets: Secrets  # its generated secrets, as that session rendered them
 
 
-class Provisioning(Protocol):
-    """What an environment fixture needs of whatever provides its environment: a
-    ``Lifecycle``, or a wrapper that shares one (xdist) or attaches to one (details file)."""
+class NamespaceStrategy(Protocol):
+    """Where the environment's namespace comes from, and what becomes of it at the end."""
 
-    spec: EnvironmentSpec
+    def labels(self) -> Mapping[str, str]:
+        """Labels the strategy adds to a namespace it has the provisioning create."""
 
-    def setup(self) -> Environment: ...
+    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
+        """A namespace to adopt, or None for a new one (``connecting`` gives the cluster)."""
 
-    def report_ready(self) -> None: ...
+    def ready_line(self, namespace: str) -> str | None:
+        """A line to add to the environment's ready line, if any."""
 
-    def cancel(self) -> None: ...
-
-    def note_failure(self, test: str) -> None: ...
-
-    def teardown(self, *, keep: bool = False, why: str = "") -> None: ...
-
-    def inspection(self) -> Inspection | None: ...
+    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
+        """At a teardown that would delete the namespace: how long to leave it up instead,
+        and the summary line that says so; None to delete it."""
 
 
-class PortForward(Protocol):
-    """What the lifecycle needs of kubefixtures.kube.portforward.ServicePortForward."""
+class NewNamespace:
+    """The default: a new, unique namespace, deleted at the end."""
 
-    @property
-    def local_port(self) -> int: ...
+    def labels(self) -> Mapping[str, str]:
+        return {}
 
-    def start(self) -> Any: ...
+    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
+        return None
 
-    def stop(self) -> Any: ...
+    def ready_line(self, namespace: str) -> str | None:
+        return None
+
+    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
+        return None
 
 
-class Lifecycle:
-    """Brings one environment up (``setup``) and down (``teardown``)."""
+class FreshProvisioning:
+    """Brings one environment up (``setup``) and down (``teardown``) in its own namespace."""
 
-    def __init__(self, spec: EnvironmentSpec, session: SessionState) -> None:
+    def __init__(
+        self,
+        spec: EnvironmentSpec,
+        session: SessionView,
+        strategy: NamespaceStrategy | None = None,
+    ) -> None:
         self.spec = spec
         self.session = session
+        self.strategy: NamespaceStrategy = strategy or NewNamespace()
         self.settings = session.settings
         self.timeout = spec.timeout or self.settings.ready_timeout
         self.namespace: str | None = None
@@ -120,6 +111,8 @@ class Lifecycle:
         self._started = 0.0
         self._deadline = 0.0
         self._created = False
+        self._adopted = False
+        self._failed = False  # a setup that failed leaves nothing for a later run
         self._cancelled = threading.Event()
         self._forwards_lock = threading.Lock()
         self._forwards_stopped = False
@@ -144,7 +137,7 @@ class Lifecycle:
         # may run helm; neither creates anything.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
         try:
-            connecting: Future[Cluster] = pool.submit(self.session.cluster)
+            connecting: Future[Cluster] = pool.submit(self.session.cluster, None)
             namespace = self._choose_namespace(connecting)
             context = self._render(namespace)
             self.cluster = connecting.result()
@@ -165,12 +158,21 @@ class Lifecycle:
         return self.environment
 
     def _choose_namespace(self, connecting: Future[Cluster]) -> str:
-        """The namespace to bring the environment up in: a new, unique one."""
-        return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
+        """The namespace to bring the environment up in: the strategy's, or a new one."""
+        adopted = self.strategy.choose(connecting)
+        if adopted is None:
+            return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
+        self._adopted = True
+        self.secrets = adopted.secrets
+        self.render_session_id = adopted.session_id
+        return adopted.namespace
 
     def _prepare_namespace(self, cluster: Cluster, namespace: str) -> None:
-        """Make the namespace (and its Lease) exist: here, create both."""
-        self._create_namespace(cluster, namespace)
+        """Make the namespace and its Lease exist: create both, or hold an adopted one's."""
+        if self._adopted:
+            self._take_over_namespace(cluster, namespace)
+        else:
+            self._create_namespace(cluster, namespace)
 
     def _render(self, namespace: str) -> RenderContext:
         context = RenderContext(
@@ -178,7 +180,7 @@ class Lifecycle:
             session_id=self.render_session_id,
             environment=self.spec.name,
             values=self.spec.values,
-            secrets=self.secrets or self.session.secrets,
+            secrets=self.secrets or self.session.secrets(),
             image_overrides=self.settings.image_overrides,
         )
         self.objects = render_sources(self.spec.sources, context)
@@ -189,7 +191,10 @@ class Lifecycle:
         return cluster.resolve([(obj.api_version, obj.kind, obj.location) for obj in self.objects])
 
     def _namespace_labels(self) -> dict[str, str]:
-        return naming.namespace_labels(self.session.session_id, self.spec.name)
+        return {
+            **naming.namespace_labels(self.session.session_id, self.spec.name),
+            **self.strategy.labels(),
+        }
 
     def _create_namespace(self, cluster: Cluster, namespace: str) -> None:
         labels = self._namespace_labels()
@@ -206,10 +211,27 @@ class Lifecycle:
             holder_identity(self.session.session_id),
             self.settings.lease_duration,
             labels=labels,
-            warn=self.session.write_line,
+            warn=self.session.reporter.write_line,
         )
         self.lease.create()
         self.lease.start()
+
+    def _take_over_namespace(self, cluster: Cluster, namespace: str) -> None:
+        """An adopted namespace: this session holds (and renews) its Lease from now on."""
+        from kubefixtures.kube.lease import SessionLease
+
+        self.namespace = namespace
+        self._created = True
+        lease = SessionLease(
+            cluster,
+            namespace,
+            holder_identity(self.session.session_id),
+            self.settings.lease_duration,
+            warn=self.session.reporter.write_line,
+        )
+        lease.take_over()
+        self.lease = lease
+        lease.start()
 
     def _apply(self, cluster: Cluster, resources: Sequence[Resource]) -> None:
         assert self.namespace is not None
@@ -217,31 +239,14 @@ class Lifecycle:
             (resource, obj.manifest, obj.location)
             for resource, obj in zip(resources, self.objects, strict=True)
         ]
-        stored = self._secrets_manifest()
-        if stored is not None:
-            from kubefixtures.kube import Resource
-
-            secret = Resource("v1", "Secret", "secrets", namespaced=True)
-            items.append((secret, stored, f"(kubefixtures: Secret {SECRETS_NAME})"))
-        cluster.apply_all(items, self.namespace, self._deadline)
-
-    def _secrets_manifest(self) -> dict[str, Any] | None:
-        """The Secret that keeps this environment's generated secrets in its namespace."""
         context = self._context
-        if context is None or not context.used_secrets:
-            return None
-        values = {name: context.secrets.get(name) for name in sorted(context.used_secrets)}
-        encoded = base64.b64encode(json.dumps(values).encode()).decode()
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": SECRETS_NAME,
-                "labels": {naming.MANAGED_BY_LABEL: naming.MANAGED_BY_VALUE},
-            },
-            "data": {SECRETS_KEY: encoded},
-        }
+        if context is not None and context.used_secrets:
+            from kubefixtures.kube.client import SECRET
+
+            values = {name: context.secrets.get(name) for name in sorted(context.used_secrets)}
+            stored = stored_secrets_manifest(values)
+            items.append((SECRET, stored, f"(kubefixtures: Secret {SECRETS_NAME})"))
+        cluster.apply_all(items, self.namespace, self._deadline)
 
     def _wait_ready_and_forward(
         self, cluster: Cluster, resources: Sequence[Resource]
@@ -258,7 +263,7 @@ class Lifecycle:
         ]
         keys = [
             (name, int(port["port"])) for name, service in services.items()
-            for port in _tcp_ports(service)
+            for port in tcp_ports(service)
         ]  # fmt: skip
         pool = ThreadPoolExecutor(
             max_workers=max(1, min(len(keys), 16)), thread_name_prefix="kubefixtures-forward"
@@ -295,7 +300,7 @@ class Lifecycle:
             if obj.kind == "Service"
             and obj.api_version == "v1"
             and (obj.manifest.get("spec") or {}).get("type") != "ExternalName"
-            and _tcp_ports(obj.manifest)
+            and tcp_ports(obj.manifest)
         ]
 
     def _start_forward(self, cluster: Cluster, service: str, port: int) -> PortForward:
@@ -324,7 +329,7 @@ class Lifecycle:
             try:
                 forward.stop()
             except Exception as error:  # one stuck forward must not keep the namespace alive
-                self.session.write_line(f"kubefixtures: stopping a port-forward: {error}")
+                self.session.reporter.write_line(f"kubefixtures: stopping a port-forward: {error}")
 
     def _details(
         self, context: RenderContext, services: dict[str, ServiceDetails]
@@ -370,11 +375,14 @@ class Lifecycle:
             f"{name} {service.url or f'{service.host}:{service.port}'}"
             for name, service in details.services.items()
         )
-        self.session.write_line(
+        self.session.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r} ready in {details.ready_seconds:.1f} s: "
             f"namespace {details.namespace}, {len(details.objects)} objects"
             + (f", {services}" if services else "")
         )
+        note = self.strategy.ready_line(details.namespace)
+        if note is not None:
+            self.session.reporter.write_line(note)
 
     # --- while tests run ------------------------------------------------------------------------
 
@@ -386,12 +394,7 @@ class Lifecycle:
         is no namespace to look at)."""
         if self.cluster is None or self.namespace is None or self.environment is None:
             return None
-        return Inspection(
-            cluster=self.cluster,
-            namespace=self.namespace,
-            environment=self.spec.name,
-            masks=frozenset(secret_values(self.environment)),
-        )
+        return inspect(self.cluster, self.environment, self.spec.name)
 
     # --- teardown ---------------------------------------------------------------------------
 
@@ -402,6 +405,7 @@ class Lifecycle:
     def _abort(self, error: BaseException) -> None:
         """Undo a setup that failed part-way: keep the namespace only if asked to (and not
         when the setup was cancelled: nobody will look at it)."""
+        self._failed = True
         keep = (
             self.settings.keep_on_failure
             and isinstance(error, KubefixturesError)
@@ -411,7 +415,9 @@ class Lifecycle:
             self.teardown(keep=keep, why="its setup failed")
         except KubefixturesError as cleanup_error:
             # The setup error matters more; say what may be left behind, and go on.
-            self.session.write_line(f"kubefixtures: cleanup after a failed setup: {cleanup_error}")
+            self.session.reporter.write_line(
+                f"kubefixtures: cleanup after a failed setup: {cleanup_error}"
+            )
 
     def teardown(self, *, keep: bool = False, why: str = "") -> None:
         """Stop the forwards, then delete the namespace (or keep it and say how to look)."""
@@ -419,8 +425,20 @@ class Lifecycle:
         if not self._created or self.cluster is None or self.namespace is None:
             return
         if keep:
-            self.session.summary_lines.extend(self._kept_message(why))
+            for line in self._kept_message(why):
+                self.session.reporter.summary(line)
             self._finish_lease(keep_for=self.settings.keep_for)
+            return
+        left_up = (
+            None if self._failed else self.strategy.leave_up(self.namespace, self.cluster.context)
+        )
+        if left_up is not None:
+            keep_for, line = left_up
+            lease, self.lease = self.lease, None
+            ended = lease.end(keep_for) if lease is not None else None
+            if ended is not None and ended.problem and ended.line:  # marking it failed: why
+                self.session.reporter.summary(ended.line)
+            self.session.reporter.summary(line)
             return
         self._created = False
         self._finish_lease(keep_for=None)
@@ -438,7 +456,7 @@ class Lifecycle:
         lease, self.lease = self.lease, None
         line = lease.finish(keep_for) if lease is not None else None
         if line:
-            self.session.summary_lines.append(line)
+            self.session.reporter.summary(line)
 
     def _kept_message(self, why: str) -> list[str]:
         assert self.namespace is not None
@@ -462,63 +480,6 @@ def _pod_names(cluster: Cluster, namespace: str) -> list[str]:
     except KubefixturesError:
         return []
     return sorted(str(pod["metadata"]["name"]) for pod in pods)
-
-
-def secret_values(environment: Environment) -> set[str]:
-    """Values to mask wherever the environment's logs or events are shown: its generated
-    secrets, and the values of the Secrets among its objects."""
-    values = set(environment.secrets.values())
-    for obj in environment.objects:
-        if obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
-            continue
-        values.update(str(value) for value in (obj.get("stringData") or {}).values())
-        for value in (obj.get("data") or {}).values():
-            try:
-                values.add(base64.b64decode(str(value), validate=True).decode())
-            except (ValueError, UnicodeDecodeError):
-                continue
-    # Very short values would mask ordinary words all over the logs.
-    return {value for value in values if len(value) >= 4}
-
-
-def _tcp_ports(service: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    ports = (service.get("spec") or {}).get("ports") or []
-    return [port for port in ports if (port.get("protocol") or "TCP") == "TCP"]
-
-
-def _scheme(port: Mapping[str, Any]) -> str | None:
-    for hint in (str(port.get("name") or ""), str(port.get("appProtocol") or "")):
-        lowered = hint.lower()
-        for scheme in ("https", "http"):
-            if lowered == scheme or lowered.startswith(f"{scheme}-"):
-                return scheme
-    return None
-
-
-def service_details(
-    service: Mapping[str, Any], namespace: str, local_ports: Mapping[int, int]
-) -> ServiceDetails:
-    """ServiceDetails of a Service manifest whose ports are forwarded to ``local_ports``."""
-    from kubefixtures.details import ServiceDetails
-
-    ports = _tcp_ports(service)
-    url = None
-    for port in ports:
-        scheme = _scheme(port)
-        if scheme:
-            url = f"{scheme}://{LOCALHOST}:{local_ports[int(port['port'])]}"
-            break
-    return ServiceDetails(
-        name=service["metadata"]["name"],
-        namespace=namespace,
-        host=LOCALHOST,
-        port=local_ports[int(ports[0]["port"])],
-        ports={int(port["port"]): local_ports[int(port["port"])] for port in ports},
-        named_ports={
-            str(port["name"]): local_ports[int(port["port"])] for port in ports if port.get("name")
-        },
-        url=url,
-    )
 
 
 def _import_details() -> None:

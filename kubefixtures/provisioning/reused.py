@@ -21,27 +21,25 @@ that no run adopts within that time is reaped like any other leaked session.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures import naming
-from kubefixtures.errors import KubefixturesError
 from kubefixtures.kubectl import kubectl_prefix
-from kubefixtures.lease import LeaseState, format_time, holder_identity, lease_state
-from kubefixtures.lifecycle import SECRETS_KEY, SECRETS_NAME, Lifecycle
+from kubefixtures.lease import LeaseState, format_time, lease_state
+from kubefixtures.provisioning.fresh import Adopted
 from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
-    from kubefixtures.lifecycle import EnvironmentSpec
-    from kubefixtures.session import SessionState
+    from kubefixtures.provisioning.base import EnvironmentSpec, Reporter
     from kubefixtures.settings import Settings
 
-__all__ = ["REUSE_KEY_LABEL", "KnownSecrets", "ReusingLifecycle", "reuse_key"]
+__all__ = ["REUSE_KEY_LABEL", "KnownSecrets", "ReuseNamespace", "reuse_key"]
 
 REUSE_KEY_LABEL = "kubefixtures.io/reuse-key"
 _STAND_IN = "kubefixtures-reuse"  # the namespace and session id the key is computed with
@@ -81,39 +79,49 @@ def reuse_key(spec: EnvironmentSpec, settings: Settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-class ReusingLifecycle(Lifecycle):
-    """A Lifecycle that adopts the namespace a previous run left for it, and leaves its own
-    namespace up for the next run."""
+class ReuseNamespace:
+    """The namespace strategy of ``--kubefixtures-reuse``: adopt the namespace a previous
+    run left for this environment, and leave this one up for the next run."""
 
-    def __init__(self, spec: EnvironmentSpec, session: SessionState) -> None:
-        super().__init__(spec, session)
+    def __init__(
+        self, spec: EnvironmentSpec, settings: Settings, session_id: str, reporter: Reporter
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.session_id = session_id
+        self.reporter = reporter
         self.reuse_key = ""
-        self.reused = False
-        self._reusable = True  # False once setup failed: a broken environment goes
+        self.adopted: str | None = None  # the namespace of an earlier run, once adopted
 
-    # --- setup --------------------------------------------------------------------------------
+    def labels(self) -> Mapping[str, str]:
+        return {REUSE_KEY_LABEL: self.reuse_key}
 
-    def _choose_namespace(self, connecting: Future[Cluster]) -> str:
+    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
         self.reuse_key = reuse_key(self.spec, self.settings)  # while the cluster answers
         cluster = connecting.result()
         fresh, stale = self._candidates(cluster)
         for name in stale:
             self._replace(cluster, name)
         if not fresh:
-            return super()._choose_namespace(connecting)
-        namespace = fresh[0]
-        self.secrets = KnownSecrets(_stored_secrets(cluster, namespace["metadata"]["name"]))
-        labels = namespace["metadata"].get("labels") or {}
-        self.render_session_id = labels.get(naming.SESSION_LABEL) or self.session.session_id
-        self.reused = True
-        return str(namespace["metadata"]["name"])
+            return None
+        name = self.adopted = str(fresh[0]["metadata"]["name"])
+        labels = fresh[0]["metadata"].get("labels") or {}
+        from kubefixtures.kube.client import SECRET
+        from kubefixtures.secrets import SECRETS_NAME, stored_secrets
+
+        stored = stored_secrets(cluster.get_or_none(SECRET, name, SECRETS_NAME), name)
+        return Adopted(
+            namespace=name,
+            session_id=labels.get(naming.SESSION_LABEL) or self.session_id,
+            secrets=KnownSecrets(stored),
+        )
 
     def _candidates(self, cluster: Cluster) -> tuple[list[dict[str, Any]], list[str]]:
         """This user's namespaces of this environment left for reuse: those of the current
         key (newest first), and the names of stale ones (another key)."""
         from kubefixtures.kube.client import NAMESPACE
 
-        labels = self._namespace_labels()
+        labels = naming.namespace_labels(self.session_id, self.spec.name)
         selector = ",".join(
             [
                 f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY_VALUE}",
@@ -143,87 +151,31 @@ class ReusingLifecycle(Lifecycle):
         if session is None:
             return
         if lease_state(session, datetime.now(UTC)) is LeaseState.LIVE:
-            self.session.write_line(
+            self.reporter.write_line(
                 f"kubefixtures: environment {self.spec.name!r}: namespace {name} was left for "
                 "reuse with other manifests but is in use; left to its lease"
             )
             return
-        self.session.write_line(
+        self.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r}: its manifests changed; deleting "
             f"namespace {name} left by an earlier run"
         )
         cluster.delete_namespace(name)
 
-    def _namespace_labels(self) -> dict[str, str]:
-        return {**super()._namespace_labels(), REUSE_KEY_LABEL: self.reuse_key}
-
-    def _prepare_namespace(self, cluster: Cluster, namespace: str) -> None:
-        if not self.reused:
-            super()._prepare_namespace(cluster, namespace)
-            return
-        from kubefixtures.kube.lease import SessionLease
-
-        self.namespace = namespace
-        self._created = True
-        lease = SessionLease(
-            cluster,
-            namespace,
-            holder_identity(self.session.session_id),
-            self.settings.lease_duration,
-            warn=self.session.write_line,
+    def ready_line(self, namespace: str) -> str | None:
+        if self.adopted != namespace:
+            return None
+        return (
+            f"kubefixtures: environment {self.spec.name!r} reused namespace "
+            f"{namespace} (--kubefixtures-reuse)"
         )
-        lease.take_over()
-        self.lease = lease
-        lease.start()
 
-    def _abort(self, error: BaseException) -> None:
-        self._reusable = False
-        super()._abort(error)
-
-    def report_ready(self) -> None:
-        super().report_ready()
-        if self.reused:
-            self.session.write_line(
-                f"kubefixtures: environment {self.spec.name!r} reused namespace "
-                f"{self.namespace} (--kubefixtures-reuse)"
-            )
-
-    # --- teardown -----------------------------------------------------------------------------
-
-    def teardown(self, *, keep: bool = False, why: str = "") -> None:
-        if keep or not self._reusable or not self._created or self.namespace is None:
-            super().teardown(keep=keep, why=why)
-            return
-        until = format_time(datetime.now(UTC) + timedelta(seconds=self.settings.keep_for))
-        line = self.release(self.settings.keep_for)
-        if line is not None and "is kept until" not in line:  # marking it failed: say why
-            self.session.summary_lines.append(line)
-        kubectl = kubectl_prefix(
-            self.cluster.context if self.cluster else None, self.settings.kubeconfig
-        )
-        self.session.summary_lines.append(
+    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str]:
+        keep_for = self.settings.keep_for
+        until = format_time(datetime.now(UTC) + timedelta(seconds=keep_for))
+        kubectl = kubectl_prefix(context, self.settings.kubeconfig)
+        return keep_for, (
             f"kubefixtures: environment {self.spec.name!r} stays up in namespace "
-            f"{self.namespace} for the next --kubefixtures-reuse run, kept until {until} "
-            f"(`{kubectl} delete namespace {self.namespace}` removes it)"
+            f"{namespace} for the next --kubefixtures-reuse run, kept until {until} "
+            f"(`{kubectl} delete namespace {namespace}` removes it)"
         )
-
-
-def _stored_secrets(cluster: Cluster, namespace: str) -> dict[str, str]:
-    """The generated secrets kept in the namespace; none when it has no such Secret."""
-    from kubefixtures.kube.client import ApiError
-
-    try:
-        secret = cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{SECRETS_NAME}")
-    except ApiError as error:
-        if error.status == 404:
-            return {}
-        raise
-    try:
-        encoded = (secret.get("data") or {})[SECRETS_KEY]
-        values = json.loads(base64.b64decode(encoded))
-    except (KeyError, ValueError) as error:
-        raise KubefixturesError(
-            f"namespace {namespace}: Secret {SECRETS_NAME} is not what kubefixtures wrote "
-            f"({type(error).__name__}); delete the namespace to start afresh"
-        ) from None
-    return {str(name): str(value) for name, value in dict(values).items()}

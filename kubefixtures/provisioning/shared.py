@@ -1,74 +1,35 @@
-"""Which provisioning an environment fixture gets, and sharing one between xdist workers.
+"""A session-scoped environment shared by the pytest-xdist workers of a run.
 
-- ``KUBEFIXTURES_DETAILS`` is set: attach to the environments named in the details files
-  (kubefixtures.attach); nothing is created or deleted. Under xdist one worker attaches,
-  forwarding again the ports that no longer answer, and the others use its forwards.
-- On a pytest-xdist worker, a session-scoped environment is shared: the first worker to
-  need it brings it up (the manager), the others attach to the same namespace and use the
-  manager's port-forwards (kubefixtures.coordination holds the protocol). Narrower scopes
-  stay per worker: a module's tests are spread over workers anyway.
-- Otherwise: a ``Lifecycle`` of this session, or a reusing one with ``--kubefixtures-reuse``.
-
-Imported when a fixture first needs an environment, never at pytest start-up.
+The first worker to need it brings it up (the manager, with the provisioning it would have
+used alone), the others attach to the same namespace and use the manager's port-forwards
+(kubefixtures.coordination holds the protocol). A worker attached through a details file is
+shared the same way: a worker that forwarded a port again must keep serving it until the
+other workers are done with it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import TYPE_CHECKING, Any
 
-from kubefixtures.lifecycle import EnvironmentSpec, Inspection, Lifecycle, Provisioning
-from kubefixtures.workers import coordinator
+from kubefixtures.provisioning.base import (
+    EnvironmentSpec,
+    Inspection,
+    Provisioning,
+    SessionView,
+    inspect,
+)
 
 if TYPE_CHECKING:
-    import pytest
-
     from kubefixtures.coordination import Claim, Coordinator
     from kubefixtures.details import Environment
-    from kubefixtures.session import SessionState
 
-__all__ = [
-    "DETAILS_VARIABLE",
-    "SharedLifecycle",
-    "local_provisioning",
-    "provisioning_for",
-    "sharing_key",
-]
+__all__ = ["ATTACH_MARGIN", "SharedProvisioning", "sharing_key"]
 
-DETAILS_VARIABLE = "KUBEFIXTURES_DETAILS"
 # An attached worker waits for the manager's setup deadline plus this much: the manager
 # reports its own timeout first, with its reasons.
 ATTACH_MARGIN = 30.0
-
-
-def provisioning_for(
-    spec: EnvironmentSpec, session: SessionState, config: pytest.Config, scope: str
-) -> Provisioning:
-    """What brings up (or finds) the environment of one fixture."""
-    details = os.environ.get(DETAILS_VARIABLE, "").strip()
-    local: Provisioning
-    if details:
-        from kubefixtures.attach import AttachedLifecycle
-
-        # Shared like one brought up here: a worker that forwarded a port again must keep
-        # serving it until the other workers are done with it.
-        local = AttachedLifecycle(spec, session, details)
-    else:
-        local = local_provisioning(spec, session)
-    shared = coordinator(config)
-    if shared is not None and scope == "session":
-        return SharedLifecycle(local, session, shared)
-    return local
-
-
-def local_provisioning(spec: EnvironmentSpec, session: SessionState) -> Lifecycle:
-    if session.settings.reuse:
-        from kubefixtures.reuse import ReusingLifecycle
-
-        return ReusingLifecycle(spec, session)
-    return Lifecycle(spec, session)
 
 
 def sharing_key(spec: EnvironmentSpec) -> str:
@@ -82,13 +43,10 @@ def sharing_key(spec: EnvironmentSpec) -> str:
     return f"{spec.name}-{hashlib.sha256(declared.encode()).hexdigest()[:12]}"
 
 
-# --- one shared environment --------------------------------------------------------------------
-
-
-class SharedLifecycle:
+class SharedProvisioning:
     """A session-scoped environment shared by the xdist workers of a run."""
 
-    def __init__(self, local: Provisioning, session: SessionState, shared: Coordinator) -> None:
+    def __init__(self, local: Provisioning, session: SessionView, shared: Coordinator) -> None:
         self.spec = local.spec
         self.local = local
         self.session = session
@@ -127,7 +85,7 @@ class SharedLifecycle:
             return
         assert self.environment is not None
         assert self.claim is not None
-        self.session.write_line(
+        self.session.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r}: using namespace "
             f"{self.environment.namespace} of xdist worker {self.claim.manager}"
         )
@@ -143,14 +101,8 @@ class SharedLifecycle:
             return self.local.inspection()
         if self.environment is None:
             return None
-        from kubefixtures.lifecycle import secret_values
-
-        return Inspection(
-            cluster=self.session.cluster(self.environment.context),
-            namespace=self.environment.namespace,
-            environment=self.spec.name,
-            masks=frozenset(secret_values(self.environment)),
-        )
+        cluster = self.session.cluster(self.environment.context)
+        return inspect(cluster, self.environment, self.spec.name)
 
     def teardown(self, *, keep: bool = False, why: str = "") -> None:
         if not self.managing:
@@ -162,7 +114,7 @@ class SharedLifecycle:
         try:
             failed = self.coordinator.release(self.key)
         except SharingError as error:
-            self.session.write_line(f"kubefixtures: {error}")
+            self.session.reporter.write_line(f"kubefixtures: {error}")
             failed = []
         if self.session.settings.keep_on_failure and failed:
             keep, why = True, f"{len(failed)} failed test(s), first {failed[0]}"
