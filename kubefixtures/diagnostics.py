@@ -34,7 +34,7 @@ from kubefixtures.errors import KubefixturesError
 if TYPE_CHECKING:
     import pytest
 
-    from kubefixtures.kube import Cluster
+    from kubefixtures.kube import Cluster, Resource
     from kubefixtures.provisioning.base import Inspection
     from kubefixtures.session import AliveEnvironment
 
@@ -90,8 +90,7 @@ def _event_time(event: Mapping[str, Any]) -> str:
 
 
 def _events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    listing = cluster.request("GET", f"/api/v1/namespaces/{namespace}/events", timeout=_TIMEOUT)
-    return sorted(listing.get("items") or [], key=_event_time)
+    return sorted(cluster.events(namespace, timeout=_TIMEOUT), key=_event_time)
 
 
 def _event_line(event: Mapping[str, Any]) -> str:
@@ -117,8 +116,8 @@ def events_text(cluster: Cluster, namespace: str, limit: int | None = None) -> s
 
 
 def _pods(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    listing = cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods", timeout=_TIMEOUT)
-    return sorted(listing.get("items") or [], key=lambda pod: str(pod["metadata"]["name"]))
+    pods = cluster.pods(namespace, timeout=_TIMEOUT)
+    return sorted(pods, key=lambda pod: str(pod["metadata"]["name"]))
 
 
 @dataclass(frozen=True)
@@ -147,14 +146,14 @@ def _log_requests(pods: Sequence[Mapping[str, Any]]) -> list[_LogRequest]:
 
 
 def _log(cluster: Cluster, namespace: str, request: _LogRequest, tail: int | None) -> str:
-    query: list[tuple[str, Any]] = [("container", request.container)]
-    if tail is not None:
-        query.append(("tailLines", tail))
-    if request.previous:
-        query.append(("previous", "true"))
     try:
-        text = cluster.request_text(
-            f"/api/v1/namespaces/{namespace}/pods/{request.pod}/log", query=query, timeout=_TIMEOUT
+        text = cluster.log(
+            namespace,
+            request.pod,
+            request.container,
+            tail=tail,
+            previous=request.previous,
+            timeout=_TIMEOUT,
         )
     except KubefixturesError as error:  # e.g. a container still waiting to start
         return f"(no log: {error})"
@@ -173,9 +172,8 @@ def _logs(
 def namespace_secret_values(cluster: Cluster, namespace: str) -> set[str]:
     """The decoded values of every Secret in the namespace; kubefixtures' own Secret
     holds a JSON object of the generated secrets, whose values count too."""
-    listing = cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets", timeout=_TIMEOUT)
     values: set[str] = set()
-    for secret in listing.get("items") or []:
+    for secret in cluster.secrets(namespace, timeout=_TIMEOUT):
         for encoded in (secret.get("data") or {}).values():
             try:
                 decoded = base64.b64decode(str(encoded), validate=True).decode()
@@ -259,37 +257,15 @@ class Bundle:
     errors: tuple[str, ...]
 
 
-def _namespaced_resources(cluster: Cluster) -> list[tuple[str, str, str]]:
-    """``(path prefix, plural, file stem)`` of every namespaced kind that can be listed,
-    in each API group's preferred version."""
-    versions = ["/api/v1"]
-    groups = cluster.request("GET", "/apis", timeout=_TIMEOUT).get("groups") or []
-    versions += [
-        f"/apis/{group['preferredVersion']['groupVersion']}"
-        for group in groups
-        if group.get("preferredVersion")
-    ]
-
-    def resources(prefix: str) -> list[tuple[str, str, str]]:
-        try:
-            listing = cluster.request("GET", prefix, timeout=_TIMEOUT)
-        except KubefixturesError:  # an aggregated API that is down: skip it
-            return []
-        group = prefix.removeprefix("/apis/").rpartition("/")[0] if prefix != "/api/v1" else ""
-        found = []
-        for entry in listing.get("resources") or []:
-            name = str(entry.get("name", ""))
-            if "/" in name or name in _SKIPPED or not entry.get("namespaced"):
-                continue
-            if "list" not in (entry.get("verbs") or []):
-                continue
-            if group == "events.k8s.io":
-                continue
-            found.append((prefix, name, f"{name}.{group}" if group else name))
-        return found
-
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        return [item for found in pool.map(resources, versions) for item in found]
+def _namespaced_resources(cluster: Cluster) -> list[tuple[Resource, str]]:
+    """Every namespaced kind worth writing, with its file stem (``plural.group``)."""
+    found = []
+    for resource in cluster.listable_namespaced_resources(timeout=_TIMEOUT):
+        if resource.plural in _SKIPPED or resource.group == "events.k8s.io":
+            continue
+        stem = f"{resource.plural}.{resource.group}" if resource.group else resource.plural
+        found.append((resource, stem))
+    return found
 
 
 def _mask_secret_object(item: dict[str, Any]) -> dict[str, Any]:
@@ -319,16 +295,8 @@ def write_bundle(
     """Write the namespace's objects, describe-like text, logs and events under ``out``."""
     import yaml
 
-    from kubefixtures.kube.client import NAMESPACE, ApiError
-
-    try:
-        cluster.request("GET", NAMESPACE.object_path(None, namespace), timeout=_TIMEOUT)
-    except ApiError as error:
-        if error.status == 404:
-            raise KubefixturesError(
-                f"namespace {namespace} does not exist on {cluster.description}"
-            ) from None
-        raise
+    if cluster.namespace(namespace, timeout=_TIMEOUT) is None:
+        raise KubefixturesError(f"namespace {namespace} does not exist on {cluster.description}")
     masker = Masker({*masks, *namespace_secret_values(cluster, namespace)})
     errors: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
@@ -341,16 +309,13 @@ def write_bundle(
     # Objects, one file per kind.
     listed: dict[str, list[dict[str, Any]]] = {}
 
-    def list_kind(item: tuple[str, str, str]) -> tuple[str, list[dict[str, Any]]]:
-        prefix, plural, stem = item
+    def list_kind(item: tuple[Resource, str]) -> tuple[str, list[dict[str, Any]]]:
+        resource, stem = item
         try:
-            listing = cluster.request(
-                "GET", f"{prefix}/namespaces/{namespace}/{plural}", timeout=_TIMEOUT
-            )
+            return stem, cluster.items(resource, namespace, timeout=_TIMEOUT)
         except KubefixturesError as error:
             errors.append(f"listing {stem}: {error}")
             return stem, []
-        return stem, list(listing.get("items") or [])
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         for stem, items in pool.map(list_kind, _namespaced_resources(cluster)):

@@ -206,7 +206,6 @@ def run_up(arguments: argparse.Namespace) -> int:
 
 def run_down(arguments: argparse.Namespace) -> int:
     from kubefixtures.details import EnvironmentDetails
-    from kubefixtures.kube.client import NAMESPACE, ApiError
     from kubefixtures.kube.lease import connect
     from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL
 
@@ -215,11 +214,8 @@ def run_down(arguments: argparse.Namespace) -> int:
     details = EnvironmentDetails.read(path)
     cluster = connect(arguments.kubeconfig, arguments.context or details.context)
     try:
-        try:
-            namespace = cluster.request("GET", NAMESPACE.object_path(None, details.namespace))
-        except ApiError as error:
-            if error.status != 404:
-                raise
+        namespace = cluster.namespace(details.namespace)
+        if namespace is None:
             path.unlink(missing_ok=True)
             print(f"namespace {details.namespace} is already gone; removed {path}")
             return 0

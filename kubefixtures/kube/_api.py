@@ -17,20 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from kubefixtures.kube._pferrors import (
+from kubefixtures.kube.config import ClusterConfig, as_cluster_config
+from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     PortForwardError,
     PortForwardForbiddenError,
+    PortForwardNotFound,
 )
-from kubefixtures.kube.config import ClusterConfig, as_cluster_config
 
 log = logging.getLogger("kubefixtures.portforward")
 
 JSON = dict[str, Any]
-
-
-class NotFoundError(PortForwardError):
-    """The object asked for does not exist (404)."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +161,7 @@ def _raise_for_status(status: int, body: bytes, what: str) -> None:
         return
     message = status_message(body, f"HTTP {status}")
     if status == 404:
-        raise NotFoundError(f"{what} not found")
+        raise PortForwardNotFound(f"{what} not found")
     if status == 401:
         raise ApiServerUnreachableError(
             f"the Kubernetes API server rejected our credentials (401): {message}"

@@ -16,7 +16,7 @@ import time
 from functools import partial
 from typing import Any, Literal
 
-from kubefixtures.kube._api import ApiClient, ApiEndpoint, NotFoundError, pod_portforward_path
+from kubefixtures.kube._api import ApiClient, ApiEndpoint, pod_portforward_path
 from kubefixtures.kube._endpoints import (
     JSON,
     SERVICE_NAME_LABEL,
@@ -28,16 +28,17 @@ from kubefixtures.kube._endpoints import (
     resolve_service_port,
 )
 from kubefixtures.kube._local import LocalConnection
-from kubefixtures.kube._pferrors import (
-    NoReadyEndpointsError,
-    PortForwardError,
-    PortForwardForbiddenError,
-    ServiceNotFoundError,
-    TunnelError,
-)
 from kubefixtures.kube._tunnel import SpdyTunnel
 from kubefixtures.kube._v4 import V4Connection
 from kubefixtures.kube._wsconn import open_websocket
+from kubefixtures.kube.errors import (
+    NoReadyEndpointsError,
+    PortForwardError,
+    PortForwardForbiddenError,
+    PortForwardNotFound,
+    ServiceNotFoundError,
+    TunnelError,
+)
 
 log = logging.getLogger("kubefixtures.portforward")
 
@@ -121,7 +122,7 @@ class AsyncServicePortForward:
         path = f"/api/v1/namespaces/{self.namespace}/services/{self.service}"
         try:
             self._service = await self._api.get(path, what=self.what)
-        except NotFoundError:
+        except PortForwardNotFound:
             raise ServiceNotFoundError(f"{self.what} not found") from None
         try:
             self._service_port = resolve_service_port(self._service, self.port)
@@ -250,7 +251,7 @@ class AsyncServicePortForward:
             target = await self._ready_target()
             try:
                 connection: V4Connection = await self._open_v4(target, local)
-            except NotFoundError:
+            except PortForwardNotFound:
                 await self._wait_for_change(0.5)
                 continue
             except TunnelError as error:

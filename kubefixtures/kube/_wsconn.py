@@ -11,10 +11,11 @@ import logging
 from typing import Any
 
 from kubefixtures.kube import _wsframe as ws
-from kubefixtures.kube._api import ApiEndpoint, NotFoundError, status_message
-from kubefixtures.kube._pferrors import (
+from kubefixtures.kube._api import ApiEndpoint, status_message
+from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     PortForwardForbiddenError,
+    PortForwardNotFound,
     TunnelError,
 )
 
@@ -257,5 +258,5 @@ def _upgrade_error(error: TunnelError, what: str, endpoint: ApiEndpoint) -> Exce
             f"the Kubernetes API server at {endpoint.url} rejected our credentials (401): {error}"
         )
     if error.status == 404:
-        return NotFoundError(f"{what} not found: {error}")
+        return PortForwardNotFound(f"{what} not found: {error}")
     return TunnelError(f"port-forward upgrade to {what} failed: {error}", error.status)

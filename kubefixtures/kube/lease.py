@@ -18,6 +18,7 @@ from typing import Any
 
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube.client import NAMESPACE, ApiError, Cluster, Resource
+from kubefixtures.kube.errors import Conflict, NotFound
 from kubefixtures.lease import (
     DEFAULT_LEASE_SECONDS,
     KEEP_UNTIL_ANNOTATION,
@@ -154,12 +155,12 @@ class SessionLease:
                     }
                 }
             )
-        except ApiError as error:
-            if error.status != 404:
-                raise ClusterError(
-                    f"taking over lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
-                ) from None
+        except NotFound:
             self.create()  # someone deleted it: a namespace in use must have one
+        except ApiError as error:
+            raise ClusterError(
+                f"taking over lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
+            ) from None
         self._last_renewed = time.monotonic()
 
     def _patch(self, patch: Mapping[str, Any]) -> None:
@@ -310,7 +311,7 @@ class SessionLease:
 
 
 def _is_not_found(error: BaseException) -> bool:
-    return isinstance(error, ApiError) and error.status == 404
+    return isinstance(error, NotFound)
 
 
 # --- the reaper side -------------------------------------------------------------------------
@@ -329,21 +330,12 @@ def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluste
     return cluster
 
 
-def _get(cluster: Cluster, path: str) -> dict[str, Any] | None:
-    try:
-        return cluster.request("GET", path)
-    except ApiError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def read_session(cluster: Cluster, name: str) -> SessionNamespace | None:
     """The namespace ``name`` and its Lease as they are now, or None when it is gone."""
-    namespace = _get(cluster, NAMESPACE.object_path(None, name))
+    namespace = cluster.namespace(name)
     if namespace is None:
         return None
-    lease = _get(cluster, LEASE.object_path(name, LEASE_NAME))
+    lease = cluster.get_or_none(LEASE, name, LEASE_NAME)
     return namespace_from_object(namespace, lease_from_object(lease) if lease else None)
 
 
@@ -393,9 +385,9 @@ def delete_session(cluster: Cluster, session: SessionNamespace) -> bool:
                 "preconditions": preconditions,
             },
         )
+    except (NotFound, Conflict):
+        return False
     except ApiError as error:
-        if error.status in (404, 409):
-            return False
         raise ClusterError(f"deleting namespace {session.name} failed: {error}") from None
     return True
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures.kube import _loop
 from kubefixtures.kube._forwarder import AsyncServicePortForward, Transport
-from kubefixtures.kube._pferrors import (
+from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     NoReadyEndpointsError,
     PortForwardError,

@@ -20,11 +20,11 @@ from kubefixtures.kube.client import (
     ENDPOINT_SLICE,
     EVENT,
     POD,
-    ApiError,
     Cluster,
     Resource,
     WatchStream,
 )
+from kubefixtures.kube.errors import Forbidden, Unauthorized
 from kubefixtures.readiness import (
     WATCHED_KINDS,
     Readiness,
@@ -148,7 +148,7 @@ class _Watcher(threading.Thread):
             except Exception as error:  # a dying watch thread would hide what it saw
                 if self._stopping.is_set():
                     return
-                if isinstance(error, ApiError) and error.status in (401, 403):
+                if isinstance(error, Unauthorized | Forbidden):
                     with self._state.changed:
                         self._state.errors.append(f"watching {self._resource.plural}: {error}")
                         self._state.changed.notify_all()

@@ -13,7 +13,7 @@ import pytest
 from kubefixtures.details import Environment, EnvironmentDetails
 from kubefixtures.diagnostics import MASK, Masker, report_sections, write_bundle
 from kubefixtures.errors import ClusterError
-from kubefixtures.kube import ApiError
+from kubefixtures.kube import ApiError, Cluster
 from kubefixtures.provisioning.base import Inspection
 from kubefixtures.secrets import secret_values
 
@@ -76,13 +76,15 @@ SECRETS = [
 ]
 
 
-class FakeCluster:
+class FakeCluster(Cluster):
+    """The real Cluster's helpers over a fake API: requests answer from routes."""
+
     description = "context fake (https://fake)"
     context = "fake"
 
-    def __init__(self) -> None:
-        self.pods = [pod("web-1", restarts=2), pod("worker-1", waiting=True)]
-        self.logs = {
+    def __init__(self) -> None:  # no connection: request() and request_text() are replaced
+        self.pod_items = [pod("web-1", restarts=2), pod("worker-1", waiting=True)]
+        self.container_logs = {
             ("web-1", "app", False): f"serving\nconnected with {GENERATED}\n",
             ("web-1", "app", True): f"crashed: bad password {USER_PASSWORD}\n",
         }
@@ -93,7 +95,7 @@ class FakeCluster:
         routes: dict[str, dict[str, Any]] = {
             f"/api/v1/namespaces/{NS}": {"metadata": {"name": NS}},
             f"/api/v1/namespaces/{NS}/events": {"items": EVENTS},
-            f"/api/v1/namespaces/{NS}/pods": {"items": self.pods},
+            f"/api/v1/namespaces/{NS}/pods": {"items": self.pod_items},
             f"/api/v1/namespaces/{NS}/secrets": {"items": SECRETS},
             "/apis": {"groups": [{"preferredVersion": {"groupVersion": "apps/v1"}}]},
             "/api/v1": {
@@ -127,9 +129,9 @@ class FakeCluster:
         name = path.split("/")[-2]
         options = dict(query)
         key = (name, options["container"], options.get("previous") == "true")
-        if key not in self.logs:
+        if key not in self.container_logs:
             raise ApiError(400, "BadRequest", f'container "{key[1]}" is waiting to start')
-        return self.logs[key]
+        return self.container_logs[key]
 
 
 def inspection(cluster: FakeCluster, masks: frozenset[str] = frozenset()) -> Inspection:
