@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from kubefixtures.kube._wsconn import WRITE_HIGH_WATER
+from kubefixtures.kube.portforward._wsconn import WRITE_HIGH_WATER
 
 
 class Sink(Protocol):

@@ -10,14 +10,14 @@ import asyncio
 import logging
 from typing import Any
 
-from kubefixtures.kube import _wsframe as ws
-from kubefixtures.kube._api import ApiEndpoint, status_message
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     PortForwardForbiddenError,
     PortForwardNotFound,
     TunnelError,
 )
+from kubefixtures.kube.portforward import _wsframe as ws
+from kubefixtures.kube.portforward._api import ApiEndpoint, status_message
 
 log = logging.getLogger("kubefixtures.portforward")
 

@@ -12,10 +12,10 @@ import asyncio
 import logging
 from typing import Protocol
 
-from kubefixtures.kube import _spdy as spdy
-from kubefixtures.kube._endpoints import Target
-from kubefixtures.kube._local import LocalConnection
-from kubefixtures.kube._wsconn import WebSocketProtocol
+from kubefixtures.kube.portforward import _spdy as spdy
+from kubefixtures.kube.portforward._endpoints import Target
+from kubefixtures.kube.portforward._local import LocalConnection
+from kubefixtures.kube.portforward._wsconn import WebSocketProtocol
 
 log = logging.getLogger("kubefixtures.portforward")
 

@@ -40,8 +40,6 @@ from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from kubefixtures.kube import _loop
-from kubefixtures.kube._forwarder import AsyncServicePortForward, Transport
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     NoReadyEndpointsError,
@@ -50,6 +48,8 @@ from kubefixtures.kube.errors import (
     ServiceNotFoundError,
     TunnelError,
 )
+from kubefixtures.kube.portforward import _loop
+from kubefixtures.kube.portforward._forwarder import AsyncServicePortForward, Transport
 
 if TYPE_CHECKING:
     from kubefixtures.kube.config import ClusterConfig

@@ -18,10 +18,10 @@ import asyncio
 import logging
 import struct
 
-from kubefixtures.kube import _wsframe as ws
-from kubefixtures.kube._endpoints import Target
-from kubefixtures.kube._local import LocalConnection
-from kubefixtures.kube._wsconn import WebSocketProtocol
+from kubefixtures.kube.portforward import _wsframe as ws
+from kubefixtures.kube.portforward._endpoints import Target
+from kubefixtures.kube.portforward._local import LocalConnection
+from kubefixtures.kube.portforward._wsconn import WebSocketProtocol
 
 log = logging.getLogger("kubefixtures.portforward")
 

@@ -16,8 +16,16 @@ import time
 from functools import partial
 from typing import Any, Literal
 
-from kubefixtures.kube._api import ApiClient, ApiEndpoint, pod_portforward_path
-from kubefixtures.kube._endpoints import (
+from kubefixtures.kube.errors import (
+    NoReadyEndpointsError,
+    PortForwardError,
+    PortForwardForbiddenError,
+    PortForwardNotFound,
+    ServiceNotFoundError,
+    TunnelError,
+)
+from kubefixtures.kube.portforward._api import ApiClient, ApiEndpoint, pod_portforward_path
+from kubefixtures.kube.portforward._endpoints import (
     JSON,
     SERVICE_NAME_LABEL,
     ServicePort,
@@ -27,18 +35,10 @@ from kubefixtures.kube._endpoints import (
     ready_targets,
     resolve_service_port,
 )
-from kubefixtures.kube._local import LocalConnection
-from kubefixtures.kube._tunnel import SpdyTunnel
-from kubefixtures.kube._v4 import V4Connection
-from kubefixtures.kube._wsconn import open_websocket
-from kubefixtures.kube.errors import (
-    NoReadyEndpointsError,
-    PortForwardError,
-    PortForwardForbiddenError,
-    PortForwardNotFound,
-    ServiceNotFoundError,
-    TunnelError,
-)
+from kubefixtures.kube.portforward._local import LocalConnection
+from kubefixtures.kube.portforward._tunnel import SpdyTunnel
+from kubefixtures.kube.portforward._v4 import V4Connection
+from kubefixtures.kube.portforward._wsconn import open_websocket
 
 log = logging.getLogger("kubefixtures.portforward")
 
