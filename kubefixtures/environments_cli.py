@@ -206,13 +206,13 @@ def run_up(arguments: argparse.Namespace) -> int:
 
 def run_down(arguments: argparse.Namespace) -> int:
     from kubefixtures.details import EnvironmentDetails
-    from kubefixtures.kube.lease import connect
+    from kubefixtures.kube.client import Cluster
     from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL
 
     started = time.monotonic()
     path: Path = arguments.file
     details = EnvironmentDetails.read(path)
-    cluster = connect(arguments.kubeconfig, arguments.context or details.context)
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context or details.context)
     try:
         namespace = cluster.namespace(details.namespace)
         if namespace is None:
@@ -243,7 +243,7 @@ def run_down(arguments: argparse.Namespace) -> int:
 
 def run_diagnose(arguments: argparse.Namespace) -> int:
     from kubefixtures.diagnostics import write_bundle
-    from kubefixtures.kube.lease import connect
+    from kubefixtures.kube.client import Cluster
 
     masks: set[str] = set()
     context = arguments.context
@@ -254,7 +254,7 @@ def run_diagnose(arguments: argparse.Namespace) -> int:
         masks = {value.get_secret_value() for value in details.secrets.values()}
         context = context or details.context
     started = time.monotonic()
-    cluster = connect(arguments.kubeconfig, context)
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, context)
     try:
         bundle = write_bundle(
             cluster, arguments.namespace, arguments.out, masks=masks, log_lines=arguments.log_lines

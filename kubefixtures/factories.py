@@ -37,9 +37,7 @@ def _start_importing() -> None:
     instead of delaying the first environment. Nothing here talks to a cluster."""
 
     def load() -> None:
-        import kubefixtures.kube.lease
-        import kubefixtures.kube.waiter
-        import kubefixtures.provisioning.dispatch  # noqa: F401 - imported for its side effect: loaded
+        pass
 
     threading.Thread(target=load, name="kubefixtures-import", daemon=True).start()
 

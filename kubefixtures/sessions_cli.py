@@ -1,6 +1,6 @@
 """`kubefixtures gc | status | operator`: the sessions on a cluster, and reaping the leaked ones.
 
-``gc`` makes the operator's decision once (``kubefixtures.lease.decide``), for clusters
+``gc`` makes the operator's decision once (``kubefixtures.leases.policy.decide``), for clusters
 without the operator: from a laptop, or a CI cron job. ``status`` shows every session
 namespace for whoever runs a shared cluster. ``operator`` runs the kopf operator; kopf is
 imported only then.
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from kubefixtures.cli_options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.lease import (
+from kubefixtures.leases.policy import (
     DEFAULT_GRACE_SECONDS,
     LeaseState,
     SessionNamespace,
@@ -120,10 +120,11 @@ def _error(message: str) -> int:
 
 
 def run_gc(arguments: argparse.Namespace) -> int:
-    from kubefixtures.kube.lease import connect, list_sessions, recheck_and_delete
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.reaping import list_sessions, recheck_and_delete
 
     started = time.monotonic()
-    cluster = connect(arguments.kubeconfig, arguments.context)
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
     try:
         sessions = list_sessions(cluster, arguments.selector)
         now = datetime.now(UTC)
@@ -215,9 +216,10 @@ def status_rows(
 
 
 def run_status(arguments: argparse.Namespace) -> int:
-    from kubefixtures.kube.lease import connect, list_sessions
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.reaping import list_sessions
 
-    cluster = connect(arguments.kubeconfig, arguments.context)
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
     try:
         sessions = list_sessions(cluster, arguments.selector)
     finally:

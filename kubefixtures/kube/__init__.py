@@ -7,7 +7,7 @@ The port forwarder lives beside it in ``portforward``.
 
 from __future__ import annotations
 
-from kubefixtures.kube.client import ApiError, Cluster, Resource, WatchStream
-from kubefixtures.kube.waiter import Tracked, wait_ready
+from kubefixtures.kube.client import Cluster, Resource, WatchStream
+from kubefixtures.kube.errors import ApiError
 
-__all__ = ["ApiError", "Cluster", "Resource", "Tracked", "WatchStream", "wait_ready"]
+__all__ = ["ApiError", "Cluster", "Resource", "WatchStream"]

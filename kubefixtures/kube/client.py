@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 from kubefixtures.errors import ApplyError, ClusterError, KubefixturesError
 from kubefixtures.kube._http import Connections, Response, Stream
 from kubefixtures.kube.config import ClusterConfig, describe, load_config
-from kubefixtures.kube.errors import ApiError, Forbidden, NotFound
+from kubefixtures.kube.errors import ApiError, Conflict, Forbidden, NotFound
 
 __all__ = ["ApiError", "Cluster", "Resource", "WatchStream"]
 
@@ -67,6 +67,7 @@ EVENT = Resource("v1", "Event", "events", namespaced=True)
 ENDPOINT_SLICE = Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True)
 NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False)
 SECRET = Resource("v1", "Secret", "secrets", namespaced=True)
+LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases", namespaced=True)
 
 
 def _status_message(body: bytes) -> tuple[str, str]:
@@ -120,6 +121,18 @@ class Cluster:
             cluster.close()
             raise
         cluster._connections.warm(_WARM_CONNECTIONS, _CONNECT_TIMEOUT)
+        return cluster
+
+    @classmethod
+    def connect_to_read(cls, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+        """A connection for commands that only read or delete what exists (reapers,
+        ``status``, ``down``): the cluster must answer, no right to create is checked."""
+        cluster = cls(load_config(kubeconfig, context))
+        try:
+            cluster.check_reachable()
+        except ClusterError:
+            cluster.close()
+            raise
         return cluster
 
     def check_access(self) -> None:
@@ -225,12 +238,60 @@ class Cluster:
         namespace: str | None,
         label_selector: str | None = None,
         *,
+        field_selector: str | None = None,
         timeout: float | tuple[float, float] | None = None,
     ) -> JSON:
         query = [("labelSelector", label_selector)] if label_selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         return self.request(
             "GET", resource.collection_path(namespace), query=query, timeout=timeout
         )
+
+    def create(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        body: Mapping[str, Any],
+        timeout: float | tuple[float, float] | None = None,
+    ) -> JSON:
+        return self.request("POST", resource.collection_path(namespace), body=body, timeout=timeout)
+
+    def merge_patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        timeout: float | tuple[float, float] | None = None,
+    ) -> JSON:
+        return self.request(
+            "PATCH",
+            resource.object_path(namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+            timeout=timeout,
+        )
+
+    def delete_unchanged(
+        self, resource: Resource, namespace: str | None, name: str, preconditions: Mapping[str, str]
+    ) -> bool:
+        """Delete the object only if it still matches ``preconditions`` (uid,
+        resourceVersion); False when it changed meanwhile or is gone already."""
+        try:
+            self.request(
+                "DELETE",
+                resource.object_path(namespace, name),
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": "Background",
+                    "preconditions": dict(preconditions),
+                },
+            )
+        except (NotFound, Conflict):
+            return False
+        return True
 
     def get_or_none(
         self,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from kubefixtures import naming
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.kubectl import kept_namespace_lines
-from kubefixtures.lease import holder_identity
+from kubefixtures.leases.policy import holder_identity
 from kubefixtures.provisioning.base import (
     EnvironmentSpec,
     Inspection,
@@ -40,7 +40,7 @@ from kubefixtures.secrets import SECRETS_NAME, stored_secrets_manifest
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
     from kubefixtures.kube import Cluster, Resource
-    from kubefixtures.kube.lease import SessionLease
+    from kubefixtures.leases.renewal import SessionLease
 
 __all__ = ["Adopted", "FreshProvisioning", "NamespaceStrategy", "NewNamespace"]
 
@@ -203,7 +203,7 @@ class FreshProvisioning:
         self._created = True
         # Before anything is applied: a session killed from here on leaves a namespace whose
         # lease expires, and the operator (or `kubefixtures gc`) reaps it.
-        from kubefixtures.kube.lease import SessionLease
+        from kubefixtures.leases.renewal import SessionLease
 
         self.lease = SessionLease(
             cluster,
@@ -218,7 +218,7 @@ class FreshProvisioning:
 
     def _take_over_namespace(self, cluster: Cluster, namespace: str) -> None:
         """An adopted namespace: this session holds (and renews) its Lease from now on."""
-        from kubefixtures.kube.lease import SessionLease
+        from kubefixtures.leases.renewal import SessionLease
 
         self.namespace = namespace
         self._created = True
@@ -253,7 +253,7 @@ class FreshProvisioning:
     ) -> dict[str, ServiceDetails]:
         """Wait for readiness while the forwards start: each waits for ready endpoints of its
         own, so that forwarding costs nothing once the pods are ready."""
-        from kubefixtures.kube import Tracked, wait_ready  # lazy, like all of kube
+        from kubefixtures.readiness.wait import Tracked, wait_ready  # lazy: kube with it
 
         assert self.namespace is not None
         services = {service["metadata"]["name"]: service for service in self._services()}

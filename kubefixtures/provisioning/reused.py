@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures import naming
 from kubefixtures.kubectl import kubectl_prefix
-from kubefixtures.lease import LeaseState, format_time, lease_state
+from kubefixtures.leases.policy import LeaseState, format_time, lease_state
 from kubefixtures.provisioning.fresh import Adopted
 from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
@@ -145,7 +145,7 @@ class ReuseNamespace:
 
     def _replace(self, cluster: Cluster, name: str) -> None:
         """Delete a stale reused namespace, unless a session is using it right now."""
-        from kubefixtures.kube.lease import read_session
+        from kubefixtures.leases.reaping import read_session
 
         session = read_session(cluster, name)
         if session is None:

@@ -1,6 +1,6 @@
 """Is this Kubernetes object ready, and if not, why? Pure functions over JSON objects.
 
-The watcher (kubefixtures/kube/waiter.py) feeds them what it sees; keeping the rules here,
+The wait (kubefixtures.readiness.wait) feeds them what the watches see; keeping the rules here,
 away from the API, lets unit tests cover every case without a cluster. The rules follow
 ``kubectl rollout status`` and ``kubectl wait``: a workload is ready when its controller has
 seen the latest spec and enough replicas are available; a Pod when its Ready condition is
