@@ -18,12 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kubefixtures {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from kubefixtures import environments_cli, sessions_cli
-    from kubefixtures.cluster import cli as cluster_cli
+    from kubefixtures.cli import cluster, environments, sessions
 
-    cluster_cli.register(commands)
-    environments_cli.register(commands)
-    sessions_cli.register(commands)
+    cluster.register(commands)
+    environments.register(commands)
+    sessions.register(commands)
     return parser
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from kubefixtures.cli_options import add_cluster_options
+from kubefixtures.cli.options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
 
 __all__ = ["register"]

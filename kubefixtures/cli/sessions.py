@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from kubefixtures.cli_options import add_cluster_options
+from kubefixtures.cli.options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.leases.policy import (
     DEFAULT_GRACE_SECONDS,
