@@ -15,9 +15,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from kubefixtures.cli.options import add_cluster_options
-from kubefixtures.errors import KubefixturesError
+from kubefixtures.leases.options import (
+    OPERATOR_DESCRIPTION,
+    OPERATOR_HELP,
+    add_grace_option,
+    add_operator_arguments,
+    add_selector_option,
+)
 from kubefixtures.leases.policy import (
-    DEFAULT_GRACE_SECONDS,
     LeaseState,
     SessionNamespace,
     decide,
@@ -31,38 +36,6 @@ __all__ = ["register"]
 GC_COMPONENT = "kubefixtures-gc"
 
 
-def _grace(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 seconds or more")
-    return seconds
-
-
-def _selector_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    parser.add_argument(
-        "-l",
-        "--selector",
-        default=default,
-        metavar="SELECTOR",
-        help="only namespaces that also match this label selector, e.g. "
-        "kubefixtures.io/user=ci (the managed-by label is always required)",
-    )
-
-
-def _grace_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--grace",
-        type=_grace,
-        default=DEFAULT_GRACE_SECONDS,
-        metavar="S",
-        help="seconds a lease must have been expired (or a namespace without one must have "
-        "existed) before the namespace is deleted (default: %(default).0f)",
-    )
-
-
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gc = commands.add_parser(
         "gc",
@@ -74,8 +47,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     gc.add_argument(
         "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
     )
-    _grace_option(gc)
-    _selector_option(gc)
+    add_grace_option(gc)
+    add_selector_option(gc)
     add_cluster_options(gc)
     gc.set_defaults(handler=run_gc)
 
@@ -85,29 +58,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="One line per namespace managed by kubefixtures: owner, host, age, lease "
         "state and keep-until.",
     )
-    _grace_option(status)
-    _selector_option(status)
+    add_grace_option(status)
+    add_selector_option(status)
     add_cluster_options(status)
     status.set_defaults(handler=run_status)
 
-    operator = commands.add_parser(
-        "operator",
-        help="run the garbage-collecting operator (kopf) until interrupted",
-        description="Watch managed namespaces and their leases; delete a namespace once its "
-        "lease expired more than --grace seconds ago. Needs the 'operator' extra (kopf).",
-    )
-    operator.add_argument(
-        "--grace",
-        type=_grace,
-        default=None,
-        metavar="S",
-        help=f"as for gc (default: $KUBEFIXTURES_OPERATOR_GRACE, else {DEFAULT_GRACE_SECONDS:.0f})",
-    )
-    _selector_option(operator)
-    operator.add_argument(
-        "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
-    )
-    operator.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+    operator = commands.add_parser("operator", help=OPERATOR_HELP, description=OPERATOR_DESCRIPTION)
+    add_operator_arguments(operator)
     operator.set_defaults(handler=run_operator)
 
 
@@ -241,19 +198,7 @@ def run_status(arguments: argparse.Namespace) -> int:
 
 def run_operator(arguments: argparse.Namespace) -> int:
     try:
-        from kubefixtures.operator.config import OperatorConfig
-
-        config = OperatorConfig.from_env()
-        updates: dict[str, object] = {}
-        if arguments.grace is not None:
-            updates["grace_seconds"] = arguments.grace
-        if arguments.selector:
-            updates["selector"] = arguments.selector
-        config = config.model_copy(update=updates)
-    except KubefixturesError as error:
-        return _error(str(error))
-    try:
-        from kubefixtures.operator.main import run  # imports kopf
+        from kubefixtures.operator.main import start  # imports kopf
     except ImportError as error:
         return _error(f"the operator needs kopf: pip install 'kubefixtures[operator]' ({error})")
-    return run(config, liveness=arguments.liveness, verbose=arguments.verbose)
+    return start(arguments)

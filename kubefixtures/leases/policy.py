@@ -33,6 +33,7 @@ __all__ = [
     "SessionNamespace",
     "decide",
     "format_time",
+    "grace_seconds",
     "holder_identity",
     "lease_from_object",
     "lease_state",
@@ -46,6 +47,17 @@ DEFAULT_LEASE_SECONDS = 60.0
 # Long enough to absorb clock skew between the session's machine and the reaper's, and an
 # API server that was briefly unreachable; short enough that a leak goes within minutes.
 DEFAULT_GRACE_SECONDS = 60.0
+
+
+def grace_seconds(text: str) -> float:
+    """A grace period as given on a command line or in a variable: seconds, 0 or more."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise ValueError(f"{text!r} must be 0 seconds or more")
+    return seconds
 
 
 class LeaseState(enum.StrEnum):

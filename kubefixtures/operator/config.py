@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.leases.policy import DEFAULT_GRACE_SECONDS
+from kubefixtures.leases.policy import DEFAULT_GRACE_SECONDS, grace_seconds
 
 __all__ = [
     "COMPONENT",
@@ -53,9 +53,6 @@ class OperatorConfig(BaseModel):
 def parse_grace(text: str, where: str) -> float:
     """Seconds (``30``, ``2.5``) as a float; OperatorConfigError naming ``where`` otherwise."""
     try:
-        seconds = float(text)
-    except ValueError:
-        raise OperatorConfigError(f"{where}={text!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise OperatorConfigError(f"{where}={text!r} must be 0 seconds or more")
-    return seconds
+        return grace_seconds(text)
+    except ValueError as error:
+        raise OperatorConfigError(f"{where}={error}") from None
