@@ -39,7 +39,7 @@ import yaml
 
 from kubefixtures.catalog import SERVICES, manifests
 from kubefixtures.catalog._sources import merged_values
-from kubefixtures.catalog.details import (
+from kubefixtures.catalog.connections import (
     HttpStubDetails,
     PostgresDetails,
     RedisDetails,

@@ -80,7 +80,7 @@ def environment(
         from kubefixtures.provisioning.base import EnvironmentSpec
         from kubefixtures.provisioning.dispatch import provisioning_for
         from kubefixtures.session import session_state
-        from kubefixtures.workers import coordinator
+        from kubefixtures.xdist.workers import coordinator
 
         for dependency in required:
             request.getfixturevalue(dependency)
@@ -190,7 +190,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
             from kubefixtures.provisioning.base import EnvironmentSpec
             from kubefixtures.provisioning.dispatch import provisioning_for
             from kubefixtures.session import session_state
-            from kubefixtures.workers import coordinator
+            from kubefixtures.xdist.workers import coordinator
 
             session = session_state(config)
             spec = EnvironmentSpec(

@@ -101,7 +101,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         factories.prestart(session.items, session.config)
     if on_worker and state is not None and factories.declared() and _provisions(session.config):
         from kubefixtures.errors import KubefixturesError
-        from kubefixtures.workers import join_worker
+        from kubefixtures.xdist.workers import join_worker
 
         try:
             join_worker(session.config)  # before any test: managers expect every worker
@@ -124,7 +124,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     # Before this worker's last teardown, which may be where it tears down environments
     # it manages: other workers' managers need not wait for it any more.
     if nextitem is None and hasattr(item.config, "workerinput"):
-        from kubefixtures.workers import finish_worker
+        from kubefixtures.xdist.workers import finish_worker
 
         finish_worker(item.config)
 
@@ -169,7 +169,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     config = session.config
     workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # a worker stopped early (-x) did not say so yet
-        from kubefixtures.workers import finish_worker
+        from kubefixtures.xdist.workers import finish_worker
 
         finish_worker(config)
     try:

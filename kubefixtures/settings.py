@@ -8,6 +8,7 @@ pydantic model keeps that start-up cheap.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from kubefixtures.errors import SettingsError
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides"]
+__all__ = ["OPTIONS", "Option", "Settings", "defaults", "parse_image_overrides", "parse_seconds"]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
@@ -159,23 +160,39 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
+class _Unset:
+    """A config that sets no option and no ini key: every setting at its default."""
+
+    def getoption(self, name: str) -> Any:
+        return None
+
+    def getini(self, name: str) -> Any:
+        return None
+
+
+@functools.cache
+def defaults() -> Settings:
+    """Every setting at its default: the defaults are written once, in ``OPTIONS``."""
+    return Settings.from_config(_Unset())
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Every kubefixtures setting, resolved and typed."""
+    """Every kubefixtures setting, resolved and typed (a field not given: its default)."""
 
-    context: str | None = None
-    kubeconfig: str | None = None
-    namespace_prefix: str = "kf"
-    ready_timeout: float = 180.0
-    keep_on_failure: bool = False
+    context: str | None = field(default_factory=lambda: defaults().context)
+    kubeconfig: str | None = field(default_factory=lambda: defaults().kubeconfig)
+    namespace_prefix: str = field(default_factory=lambda: defaults().namespace_prefix)
+    ready_timeout: float = field(default_factory=lambda: defaults().ready_timeout)
+    keep_on_failure: bool = field(default_factory=lambda: defaults().keep_on_failure)
     image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    wait_for_delete: bool = False
-    prestart: bool = True
-    lease_duration: float = 60.0
-    keep_for: float = 7200.0
-    reuse: bool = False
-    diagnostics: bool = True
-    log_lines: int = 50
+    wait_for_delete: bool = field(default_factory=lambda: defaults().wait_for_delete)
+    prestart: bool = field(default_factory=lambda: defaults().prestart)
+    lease_duration: float = field(default_factory=lambda: defaults().lease_duration)
+    keep_for: float = field(default_factory=lambda: defaults().keep_for)
+    reuse: bool = field(default_factory=lambda: defaults().reuse)
+    diagnostics: bool = field(default_factory=lambda: defaults().diagnostics)
+    log_lines: int = field(default_factory=lambda: defaults().log_lines)
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -198,15 +215,15 @@ class Settings:
             context=raw["kubefixtures_context"] or None,
             kubeconfig=raw["kubefixtures_kubeconfig"] or None,
             namespace_prefix=prefix,
-            ready_timeout=parsed("kubefixtures_ready_timeout", _seconds),
+            ready_timeout=parsed("kubefixtures_ready_timeout", parse_seconds),
             keep_on_failure=parsed("kubefixtures_keep_on_failure", _flag),
             image_overrides=MappingProxyType(
                 parsed("kubefixtures_image_overrides", parse_image_overrides)
             ),
             wait_for_delete=parsed("kubefixtures_wait_for_delete", _flag),
             prestart=parsed("kubefixtures_prestart", _flag),
-            lease_duration=parsed("kubefixtures_lease_duration", _seconds),
-            keep_for=parsed("kubefixtures_keep_for", _seconds),
+            lease_duration=parsed("kubefixtures_lease_duration", parse_seconds),
+            keep_for=parsed("kubefixtures_keep_for", parse_seconds),
             reuse=parsed("kubefixtures_reuse", _flag),
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", _count),
@@ -229,7 +246,7 @@ def _raw_value(config: _ConfigLike, option: Option) -> str:
     return text or option.default
 
 
-def _seconds(text: str) -> float:
+def parse_seconds(text: str) -> float:
     try:
         seconds = float(text)
     except ValueError:

@@ -113,7 +113,7 @@ def local_service(
     def fixture(request: pytest.FixtureRequest) -> Iterator[LocalService]:
         fixture_name = request.fixturename or name or "local_service"
         values = {root: request.getfixturevalue(root) for root in fixtures}
-        from kubefixtures.catalog.details import secret_values
+        from kubefixtures.catalog.connections import secret_values
 
         secrets = tuple(secret_values(*values.values()))
         port = _free_port()

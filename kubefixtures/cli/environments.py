@@ -21,6 +21,7 @@ from types import FrameType
 
 from kubefixtures.cli.options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.settings import defaults, parse_seconds
 
 __all__ = ["register"]
 
@@ -34,12 +35,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 def _seconds(text: str) -> float:
     try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 seconds")
-    return seconds
+        return parse_seconds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,17 +77,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME=IMAGE",
         help="as --kubefixtures-image-overrides (repeatable)",
     )
-    up.add_argument("--namespace-prefix", default="kf", metavar="PREFIX")
-    up.add_argument("--ready-timeout", type=_seconds, default=180.0, metavar="S")
+    default = defaults()  # of the --kubefixtures-* options
+    up.add_argument("--namespace-prefix", default=default.namespace_prefix, metavar="PREFIX")
+    up.add_argument("--ready-timeout", type=_seconds, default=default.ready_timeout, metavar="S")
     up.add_argument(
         "--keep-for",
         type=_seconds,
-        default=7200.0,
+        default=default.keep_for,
         metavar="S",
         help="seconds the environment is kept from the operator and `kubefixtures gc` "
         "after this command ends (default: %(default).0f)",
     )
-    up.add_argument("--lease-duration", type=_seconds, default=60.0, metavar="S")
+    up.add_argument("--lease-duration", type=_seconds, default=default.lease_duration, metavar="S")
     add_cluster_options(up)
     up.set_defaults(handler=run_up)
 

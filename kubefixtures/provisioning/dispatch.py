@@ -25,7 +25,7 @@ from kubefixtures.provisioning.base import (
 from kubefixtures.provisioning.fresh import FreshProvisioning
 
 if TYPE_CHECKING:
-    from kubefixtures.coordination import Coordinator
+    from kubefixtures.xdist.state import Coordinator
 
 __all__ = ["local_provisioning", "provisioning_for"]
 

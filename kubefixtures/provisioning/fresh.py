@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kubefixtures import naming
+from kubefixtures.commands_for_people import kept_namespace_lines
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.kubectl import kept_namespace_lines
 from kubefixtures.leases.policy import holder_identity
 from kubefixtures.provisioning.base import (
     EnvironmentSpec,

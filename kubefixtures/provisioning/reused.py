@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures import naming
-from kubefixtures.kubectl import kubectl_prefix
+from kubefixtures.commands_for_people import kubectl_prefix
 from kubefixtures.leases.policy import LeaseState, format_time, lease_state
 from kubefixtures.provisioning.fresh import Adopted
 from kubefixtures.rendering import RenderContext, Secrets, render_sources

@@ -2,7 +2,7 @@
 
 The first worker to need it brings it up (the manager, with the provisioning it would have
 used alone), the others attach to the same namespace and use the manager's port-forwards
-(kubefixtures.coordination holds the protocol). A worker attached through a details file is
+(kubefixtures.xdist.state holds the protocol). A worker attached through a details file is
 shared the same way: a worker that forwarded a port again must keep serving it until the
 other workers are done with it.
 """
@@ -22,8 +22,8 @@ from kubefixtures.provisioning.base import (
 )
 
 if TYPE_CHECKING:
-    from kubefixtures.coordination import Claim, Coordinator
     from kubefixtures.details import Environment
+    from kubefixtures.xdist.state import Claim, Coordinator
 
 __all__ = ["ATTACH_MARGIN", "SharedProvisioning", "sharing_key"]
 
@@ -108,7 +108,7 @@ class SharedProvisioning:
         if not self.managing:
             self.coordinator.detach(self.key)
             return
-        from kubefixtures.coordination import SharingError
+        from kubefixtures.xdist.state import SharingError
 
         # Every worker's failures are in the file (note_failure), this one's included.
         try:

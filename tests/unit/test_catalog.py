@@ -24,7 +24,7 @@ from kubefixtures.catalog import (
     manifests,
 )
 from kubefixtures.catalog._sources import merged_values
-from kubefixtures.catalog.details import secret_values
+from kubefixtures.catalog.connections import secret_values
 from kubefixtures.catalog.images import _check_ref, _default_ref, archive_ref
 from kubefixtures.catalog.local import _referenced_fixtures, _tail, mask
 from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails

@@ -2,7 +2,7 @@
 the first test, and saying when it runs no more tests.
 
 The plugin calls these from hooks on every xdist worker, so this module stays light: the
-protocol (kubefixtures.coordination: pydantic, filelock) is imported only by workers of a
+protocol (kubefixtures.xdist.state: pydantic, filelock) is imported only by workers of a
 suite that declares environments.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from kubefixtures.coordination import Coordinator
+    from kubefixtures.xdist.state import Coordinator
 
 __all__ = ["coordinator", "finish_worker", "join_worker", "state_path"]
 
@@ -51,7 +51,7 @@ def join_worker(config: pytest.Config) -> None:
     if not run_id:
         config.stash[_COORDINATOR] = None
         return
-    from kubefixtures.coordination import Coordinator
+    from kubefixtures.xdist.state import Coordinator
 
     shared = Coordinator(
         state_path(config, run_id),

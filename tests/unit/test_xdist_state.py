@@ -1,4 +1,4 @@
-"""The xdist state-file protocol (kubefixtures.coordination), without pytest-xdist or a cluster:
+"""The xdist state-file protocol (kubefixtures.xdist.state), without pytest-xdist or a cluster:
 several Coordinators on one file play the workers; fake clocks keep the waits instant."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.coordination import Coordinator, ProcessRef, SharingError
+from kubefixtures.xdist.state import Coordinator, ProcessRef, SharingError
 
 KEY = "shop-0123456789ab"
 

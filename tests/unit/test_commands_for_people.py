@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from kubefixtures.kubectl import MAX_POD_LINES, kept_namespace_lines, kubectl_prefix
+from kubefixtures.commands_for_people import MAX_POD_LINES, kept_namespace_lines, kubectl_prefix
 
 HOME_CONFIG = str(Path.home() / ".kube" / "config")
 
