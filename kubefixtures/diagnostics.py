@@ -18,10 +18,6 @@ that would hide the test's own failure.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.secrets import MASK, Masker, namespace_secret_values
 
 if TYPE_CHECKING:
     import pytest
@@ -39,41 +36,22 @@ if TYPE_CHECKING:
     from kubefixtures.session import AliveEnvironment
 
 __all__ = [
-    "MASK",
     "Bundle",
-    "Masker",
     "add_to_report",
     "events_text",
-    "namespace_secret_values",
     "report_sections",
     "write_bundle",
 ]
 
-MASK = "********"
 REPORT_EVENTS = 30  # events in a failing test's report (the most recent ones)
 _TIMEOUT = (5.0, 15.0)  # connect, read: diagnostics must not hold a test run up for long
 _WORKERS = 8
-_MIN_SECRET = 4  # shorter values would mask ordinary words everywhere
 _SKIPPED = {  # not objects one inspects, or shown in events.txt instead
     "events",
     "bindings",
     "localsubjectaccessreviews",
     "pods/log",
 }
-
-
-class Masker:
-    """Replaces every known secret value in a text (longest first, so that a secret that
-    contains another one is masked whole)."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values = sorted({value for value in secrets if len(value) >= _MIN_SECRET}, key=len)
-        self._pattern = (
-            re.compile("|".join(re.escape(value) for value in reversed(values))) if values else None
-        )
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub(MASK, text) if self._pattern is not None else text
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -169,31 +147,6 @@ def _logs(
         return list(pool.map(lambda request: _log(cluster, namespace, request, tail), requests))
 
 
-def namespace_secret_values(cluster: Cluster, namespace: str) -> set[str]:
-    """The decoded values of every Secret in the namespace; kubefixtures' own Secret
-    holds a JSON object of the generated secrets, whose values count too."""
-    values: set[str] = set()
-    for secret in cluster.secrets(namespace, timeout=_TIMEOUT):
-        for encoded in (secret.get("data") or {}).values():
-            try:
-                decoded = base64.b64decode(str(encoded), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                continue
-            values.add(decoded)
-            values.update(_json_strings(decoded))
-    return values
-
-
-def _json_strings(text: str) -> list[str]:
-    if not text.startswith("{"):
-        return []
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return []
-    return [str(value) for value in data.values()] if isinstance(data, dict) else []
-
-
 # --- a failing test's report ---------------------------------------------------------------------
 
 
@@ -203,7 +156,7 @@ def report_sections(inspection: Inspection, log_lines: int) -> list[tuple[str, s
     cluster, namespace = inspection.cluster, inspection.namespace
     prefix = f"kubefixtures {inspection.environment} ({namespace})"
     try:
-        masker = Masker(inspection.masks | namespace_secret_values(cluster, namespace))
+        masker = Masker(inspection.masks | namespace_secret_values(cluster, namespace, _TIMEOUT))
     except KubefixturesError as error:
         return [(f"{prefix}: diagnostics", f"could not read the namespace: {error}")]
     sections = []
@@ -297,7 +250,7 @@ def write_bundle(
 
     if cluster.namespace(namespace, timeout=_TIMEOUT) is None:
         raise KubefixturesError(f"namespace {namespace} does not exist on {cluster.description}")
-    masker = Masker({*masks, *namespace_secret_values(cluster, namespace)})
+    masker = Masker({*masks, *namespace_secret_values(cluster, namespace, _TIMEOUT)})
     errors: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
 

@@ -8,7 +8,7 @@ properties, not fields, for the same reason.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -19,7 +19,7 @@ from kubefixtures.errors import KubefixturesError
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, ServiceDetails
 
-__all__ = ["HttpStubDetails", "PostgresDetails", "RedisDetails", "S3Details", "secret_values"]
+__all__ = ["HttpStubDetails", "PostgresDetails", "RedisDetails", "S3Details"]
 
 # ${secret:NAME} of each catalog manifest.
 REDIS_PASSWORD = "catalog-redis-password"
@@ -174,29 +174,3 @@ class HttpStubDetails(_Details):
                 port: service.ports[port] for port in IMPOSTER_PORTS if port in service.ports
             },
         )
-
-
-def secret_values(*objects: Any) -> list[str]:
-    """Every secret held by these objects (details models, at any depth): what
-    ``local_service`` masks in the output it shows."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
-    for obj in objects:
-        walk(obj)
-        details = getattr(obj, "details", None)  # an Environment: its generated secrets
-        if isinstance(details, BaseModel):
-            walk(details)
-    return [value for value in found if value]

@@ -38,11 +38,11 @@ from typing import Any
 import pytest
 
 from kubefixtures.factories import Scope
+from kubefixtures.secrets import Masker
 
 __all__ = ["LocalService", "local_service", "report_sections"]
 
 _OUTPUT_TAIL_CHARS = 20_000
-_MASK = "*****"
 _running: dict[str, LocalService] = {}  # fixture name -> service, for failing reports
 _running_lock = threading.Lock()
 
@@ -67,16 +67,11 @@ class LocalService:
             text = self.log.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
-        return mask(text, self.masked)
+        # Every value: these are whole passwords and keys, however short.
+        return Masker(self.masked, shortest=1)(text)
 
     def running(self) -> bool:
         return self.process.poll() is None
-
-
-def mask(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, _MASK)
-    return text
 
 
 def local_service(
@@ -113,9 +108,9 @@ def local_service(
     def fixture(request: pytest.FixtureRequest) -> Iterator[LocalService]:
         fixture_name = request.fixturename or name or "local_service"
         values = {root: request.getfixturevalue(root) for root in fixtures}
-        from kubefixtures.catalog.connections import secret_values
+        from kubefixtures.secrets import secret_values
 
-        secrets = tuple(secret_values(*values.values()))
+        secrets = tuple(sorted(secret_values(*values.values())))
         port = _free_port()
         filled = _fill(templates, {**values, "port": port}, fixture_name)
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from kubefixtures.details import Environment, EnvironmentDetails
-from kubefixtures.diagnostics import MASK, Masker, report_sections, write_bundle
+from kubefixtures.diagnostics import report_sections, write_bundle
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube import ApiError, Cluster
 from kubefixtures.provisioning.base import Inspection
-from kubefixtures.secrets import secret_values
+from kubefixtures.secrets import MASK, Masker, secret_values
 
 NS = "kf-shop-abc123"
 GENERATED = "Gx7generatedSecretValue1"
