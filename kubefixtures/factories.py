@@ -11,14 +11,15 @@ once pytest is configured, and nothing is created before a collected test uses t
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kubefixtures.callers import caller_directory
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.naming import BUILTIN_PLACEHOLDERS
 
 if TYPE_CHECKING:
     import pytest
@@ -27,7 +28,6 @@ __all__ = ["declared", "environment", "prestart"]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
-_BUILTINS = ("environment", "namespace", "session_id")  # kept in step with rendering.py
 _declarations: list[object] = []  # every environment() fixture declared in this process
 
 
@@ -66,7 +66,7 @@ def environment(
     ``prestart``), since it has to wait for them.
     """
     _check_arguments(sources, values, scope, timeout)
-    base = _caller_directory()
+    base = caller_directory()
     paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
     frozen_values = dict(values or {})
     required = tuple(_fixture_name(dependency) for dependency in requires)
@@ -146,7 +146,7 @@ def _check_arguments(
         raise ValueError(f"environment(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}")
     if timeout is not None and not timeout > 0:
         raise ValueError(f"environment(timeout={timeout!r}): timeout must be more than 0 seconds")
-    reserved = sorted(set(values or {}) & set(_BUILTINS))
+    reserved = sorted(set(values or {}) & set(BUILTIN_PLACEHOLDERS))
     if reserved:
         raise ValueError(
             f"environment(values=...): {', '.join(reserved)} are built-in placeholders "
@@ -207,10 +207,3 @@ def _fixture_name(dependency: Any) -> str:
     if not isinstance(dependency, str) or not dependency.isidentifier():
         raise TypeError(f"environment(requires=...): {dependency!r} is not a fixture name")
     return dependency
-
-
-def _caller_directory() -> Path:
-    """The directory of the module that called ``environment`` (sources are relative to it)."""
-    frame = sys._getframe(2)
-    module_file = frame.f_globals.get("__file__")
-    return Path(module_file).resolve().parent if module_file else Path.cwd()

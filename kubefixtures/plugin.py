@@ -141,10 +141,10 @@ def pytest_runtest_makereport(
         fixtures = getattr(item, "fixturenames", ())
         if state is not None and report.failed:
             state.record_failure(item.nodeid, fixtures)
-            if state.settings.diagnostics:
-                from kubefixtures.diagnostics import add_to_report
+            from kubefixtures.reporting import add_to_report
 
-                add_to_report(report, state.alive(fixtures), state.settings.log_lines)
+            alive = state.alive(fixtures) if state.settings.diagnostics else []
+            add_to_report(report, fixtures, alive, state.settings.log_lines)
         if state is not None and report.when == "teardown":
             state.flush()  # lines from background threads, shown between tests
     return report

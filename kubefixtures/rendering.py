@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from kubefixtures.errors import RenderError
+from kubefixtures.naming import BUILTIN_PLACEHOLDERS
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
@@ -47,8 +48,6 @@ __all__ = [
     "render_sources",
     "substitute",
 ]
-
-BUILTIN_PLACEHOLDERS = ("environment", "namespace", "session_id")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*"
 _VALUE_PLACEHOLDER = re.compile(_NAME)

@@ -27,17 +27,18 @@ import signal
 import socket
 import string
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubefixtures.callers import caller_directory
 from kubefixtures.factories import Scope
+from kubefixtures.reporting import add_report_source
 from kubefixtures.secrets import Masker
 
 __all__ = ["LocalService", "local_service", "report_sections"]
@@ -101,8 +102,7 @@ def local_service(
         )
     if not timeout > 0 or not stop_timeout > 0:
         raise ValueError("local_service(): timeout and stop_timeout must be more than 0 seconds")
-    frame = sys._getframe(1)
-    base = Path(frame.f_globals.get("__file__") or Path.cwd() / "conftest.py").resolve().parent
+    base = caller_directory()
     workdir = (base / cwd) if cwd is not None else None
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[LocalService]:
@@ -123,7 +123,7 @@ def local_service(
             raise
         with _running_lock:
             _running[fixture_name] = service
-        _ensure_reporter(request.config)
+        add_report_source(report_sections)  # its output in a failing test's report
         try:
             yield service
         finally:
@@ -307,29 +307,3 @@ def report_sections(fixture_names: Sequence[str]) -> list[tuple[str, str]]:
         (f"local_service {service.name} output", _tail(service.output(), _OUTPUT_TAIL_CHARS))
         for service in services
     ]
-
-
-_REPORTER = "kubefixtures-local-services"
-
-
-class _Reporter:
-    """Adds the output of the local services a failing test used to its report.
-
-    Registered by the first local_service fixture that starts, so that a run without local
-    services has no such hook at all.
-    """
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if report.failed:
-            for title, text in report_sections(getattr(item, "fixturenames", ())):
-                report.sections.append((title, text))
-        return report
-
-
-def _ensure_reporter(config: pytest.Config) -> None:
-    if not config.pluginmanager.has_plugin(_REPORTER):
-        config.pluginmanager.register(_Reporter(), _REPORTER)

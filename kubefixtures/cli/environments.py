@@ -241,8 +241,8 @@ def run_down(arguments: argparse.Namespace) -> int:
 
 
 def run_diagnose(arguments: argparse.Namespace) -> int:
-    from kubefixtures.diagnostics import write_bundle
     from kubefixtures.kube.client import Cluster
+    from kubefixtures.reporting import write_bundle
 
     masks: set[str] = set()
     context = arguments.context

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from kubefixtures.kube.pods import container_statuses, describe_pod
+
 __all__ = [
     "WATCHED_KINDS",
     "Readiness",
@@ -214,54 +216,11 @@ _RULES: dict[str, Callable[[Object], Readiness]] = {
 
 def pod_is_hopeless(pod: Object) -> bool:
     """True when a container waits for a reason that waiting cannot fix (a bad image name)."""
-    for container in _container_statuses(pod):
+    for container in container_statuses(pod):
         waiting = (container.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in _HOPELESS_REASONS:
             return True
     return False
-
-
-def _container_statuses(pod: Object) -> Iterable[Mapping[str, Any]]:
-    status = _status(pod)
-    yield from status.get("initContainerStatuses") or []
-    yield from status.get("containerStatuses") or []
-
-
-def describe_pod(pod: Object) -> str:
-    """One line: phase, scheduling problem, and per container why it is not ready."""
-    status = _status(pod)
-    parts = [str(status.get("phase") or "Pending")]
-    scheduled = _condition(pod, "PodScheduled")
-    if scheduled is not None and scheduled.get("status") == "False":
-        parts.append(f"unschedulable: {scheduled.get('message') or scheduled.get('reason') or '?'}")
-    if status.get("reason"):
-        parts.append(f"{status['reason']}: {status.get('message', '')}".strip(": "))
-    for container in _container_statuses(pod):
-        name = container.get("name", "?")
-        state = container.get("state") or {}
-        restarts = int(container.get("restartCount") or 0)
-        if "waiting" in state:
-            waiting = state["waiting"] or {}
-            text = f"container {name} waiting: {waiting.get('reason', 'unknown reason')}"
-            if waiting.get("message"):
-                text += f" ({waiting['message']})"
-        elif "terminated" in state:
-            terminated = state["terminated"] or {}
-            text = (
-                f"container {name} terminated: {terminated.get('reason', '')} "
-                f"exit code {terminated.get('exitCode', '?')}"
-            )
-        elif not container.get("ready"):
-            text = f"container {name} running but not ready"
-        else:
-            continue
-        if restarts:
-            last = (container.get("lastState") or {}).get("terminated") or {}
-            text += f", {restarts} restarts"
-            if last:
-                text += f" (last exit code {last.get('exitCode', '?')} {last.get('reason', '')})"
-        parts.append(text.strip())
-    return "; ".join(parts)
 
 
 def describe_events(events: Iterable[Object], limit: int = 3) -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubefixtures.kube.pods import describe_container
+
 JSON = dict[str, Any]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -145,21 +147,9 @@ def _pod_reason(pod: JSON, port: ServicePort) -> str:
     phase = status.get("phase", "Unknown")
     details: list[str] = []
     for container in status.get("containerStatuses") or []:
-        state = container.get("state") or {}
-        if "waiting" in state:
-            waiting = state["waiting"]
-            text = f"container {container.get('name')} waiting: {waiting.get('reason', '?')}"
-            if waiting.get("message"):
-                text += f" ({_first_line(waiting['message'])})"
+        text = describe_container(container)
+        if text is not None:
             details.append(text)
-        elif "terminated" in state:
-            terminated = state["terminated"]
-            details.append(
-                f"container {container.get('name')} terminated: {terminated.get('reason', '?')}"
-                f" (exit code {terminated.get('exitCode')})"
-            )
-        elif not container.get("ready"):
-            details.append(f"container {container.get('name')} running but not ready")
     if not details:
         for condition in status.get("conditions") or []:
             if condition.get("status") != "True" and condition.get("reason"):
@@ -169,8 +159,3 @@ def _pod_reason(pod: JSON, port: ServicePort) -> str:
         + ("; " + "; ".join(details) if details else "")
         + ")"
     )
-
-
-def _first_line(text: str, limit: int = 120) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"

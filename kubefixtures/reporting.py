@@ -1,5 +1,8 @@
 """What went on in an environment, for a failing test's report and for CI artifacts.
 
+- ``add_to_report``: the one failing-test report hook (the plugin calls it): the sections
+  of every environment the test used, then those of every source registered with
+  ``add_report_source`` (the catalog's local services register their output there).
 - ``report_sections``: the namespace's recent events and the last N log lines of every
   pod's containers (and of the previous container when one restarted), as
   ``(title, text)`` sections that pytest shows under a failing test.
@@ -18,7 +21,8 @@ that would hide the test's own failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -179,10 +183,27 @@ def report_sections(inspection: Inspection, log_lines: int) -> list[tuple[str, s
     return sections
 
 
+SectionSource = Callable[[Sequence[str]], list[tuple[str, str]]]
+_sources: list[SectionSource] = []  # what else a failing test's report shows
+_sources_lock = threading.Lock()
+
+
+def add_report_source(source: SectionSource) -> None:
+    """From now on, add ``source(fixture_names)``, ``(title, text)`` sections about the
+    fixtures a failing test used, to its report (once, however often it is added)."""
+    with _sources_lock:
+        if source not in _sources:
+            _sources.append(source)
+
+
 def add_to_report(
-    report: pytest.TestReport, alive: Sequence[AliveEnvironment], log_lines: int
+    report: pytest.TestReport,
+    fixture_names: Sequence[str],
+    alive: Sequence[AliveEnvironment],
+    log_lines: int,
 ) -> None:
-    """Add the sections of every environment a failing test used to its report."""
+    """Add the sections of every environment a failing test used (``alive``: none when
+    diagnostics are off), then those of the registered sources, to its report."""
     for tracked in alive:
         if tracked.provisioning is None:
             continue
@@ -194,6 +215,10 @@ def add_to_report(
             continue
         if inspection is not None:
             report.sections.extend(report_sections(inspection, log_lines))
+    with _sources_lock:
+        sources = list(_sources)
+    for source in sources:
+        report.sections.extend(source(fixture_names))
 
 
 # --- the bundle ---------------------------------------------------------------------------------

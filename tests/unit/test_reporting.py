@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from kubefixtures.details import Environment, EnvironmentDetails
-from kubefixtures.diagnostics import report_sections, write_bundle
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube import ApiError, Cluster
 from kubefixtures.provisioning.base import Inspection
+from kubefixtures.reporting import report_sections, write_bundle
 from kubefixtures.secrets import MASK, Masker, secret_values
 
 NS = "kf-shop-abc123"
