@@ -279,19 +279,27 @@ class Cluster:
         """Delete the object only if it still matches ``preconditions`` (uid,
         resourceVersion); False when it changed meanwhile or is gone already."""
         try:
-            self.request(
-                "DELETE",
-                resource.object_path(namespace, name),
-                body={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "propagationPolicy": "Background",
-                    "preconditions": dict(preconditions),
-                },
-            )
+            self._delete(resource, namespace, name, preconditions)
         except (NotFound, Conflict):
             return False
         return True
+
+    def _delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        preconditions: Mapping[str, str] | None = None,
+    ) -> None:
+        """Delete in the background: what the object owns goes after it."""
+        options: JSON = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if preconditions is not None:
+            options["preconditions"] = dict(preconditions)
+        self.request("DELETE", resource.object_path(namespace, name), body=options)
 
     def get_or_none(
         self,
@@ -457,15 +465,7 @@ class Cluster:
     def delete_namespace(self, name: str, wait: bool = False, timeout: float = 120.0) -> None:
         """Ask for the namespace's deletion; with ``wait``, return once it is gone."""
         try:
-            self.request(
-                "DELETE",
-                NAMESPACE.object_path(None, name),
-                body={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "propagationPolicy": "Background",
-                },
-            )
+            self._delete(NAMESPACE, None, name)
         except NotFound:
             return
         except ApiError as error:

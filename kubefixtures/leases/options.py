@@ -41,24 +41,21 @@ def add_selector_option(parser: argparse.ArgumentParser, default: str | None = N
     )
 
 
-def add_grace_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--grace",
-        type=_grace,
-        default=DEFAULT_GRACE_SECONDS,
-        metavar="S",
-        help="seconds a lease must have been expired (or a namespace without one must have "
-        "existed) before the namespace is deleted (default: %(default).0f)",
-    )
+def add_grace_option(
+    parser: argparse.ArgumentParser,
+    default: float | None = DEFAULT_GRACE_SECONDS,
+    help_text: str = "seconds a lease must have been expired (or a namespace without one must "
+    "have existed) before the namespace is deleted (default: %(default).0f)",
+) -> None:
+    parser.add_argument("--grace", type=_grace, default=default, metavar="S", help=help_text)
 
 
 def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--grace",
-        type=_grace,
+    add_grace_option(
+        parser,
         default=None,
-        metavar="S",
-        help=f"as for gc (default: $KUBEFIXTURES_OPERATOR_GRACE, else {DEFAULT_GRACE_SECONDS:.0f})",
+        help_text="as for gc (default: $KUBEFIXTURES_OPERATOR_GRACE, else "
+        f"{DEFAULT_GRACE_SECONDS:.0f})",
     )
     add_selector_option(parser)
     parser.add_argument(
