@@ -3,7 +3,7 @@ kubefixtures, against the shell baseline, in the same run; and the images' sizes
 
     .venv/bin/python benchmarks/catalog_ready.py [--repeats 5] [--images DIR]
 
-kubefixtures: ``Lifecycle.setup()`` of one environment made of the four catalog manifests
+kubefixtures: ``FreshProvisioning.setup()`` of one environment made of the four catalog manifests
 (what ``catalog("redis", "postgres", "s3", "http_stub")`` runs): namespace, server-side
 apply, watch-based readiness, a port-forward per Service port; then one real request per
 service (redis PING, a PostgreSQL query, S3 ListBuckets, Mountebank GET /imposters) counts
