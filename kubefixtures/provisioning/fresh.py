@@ -473,10 +473,8 @@ class FreshProvisioning:
 
 def _pod_names(cluster: Cluster, namespace: str) -> list[str]:
     """The namespace's pods (for `kubectl logs` lines); none when they cannot be listed."""
-    from kubefixtures.kube.client import POD
-
     try:
-        pods = cluster.list_objects(POD, namespace).get("items") or []
+        pods = cluster.pods(namespace)
     except KubefixturesError:
         return []
     return sorted(str(pod["metadata"]["name"]) for pod in pods)
