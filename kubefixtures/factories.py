@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from kubefixtures.callers import caller_directory
+from kubefixtures.declarations import BUILTIN_PLACEHOLDERS, caller_directory
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.naming import BUILTIN_PLACEHOLDERS
 
 if TYPE_CHECKING:
     import pytest

@@ -16,7 +16,6 @@ import string
 from collections.abc import Mapping
 
 __all__ = [
-    "BUILTIN_PLACEHOLDERS",
     "CI_JOB_LABEL",
     "ENVIRONMENT_LABEL",
     "HOST_LABEL",
@@ -31,9 +30,6 @@ __all__ = [
     "namespace_name",
     "new_session_id",
 ]
-
-# ${...} placeholders every environment gets; environment(values=...) may not set them.
-BUILTIN_PLACEHOLDERS = ("environment", "namespace", "session_id")
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "kubefixtures"

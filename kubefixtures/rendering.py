@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
+from kubefixtures.declarations import BUILTIN_PLACEHOLDERS
 from kubefixtures.errors import RenderError
-from kubefixtures.naming import BUILTIN_PLACEHOLDERS
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",

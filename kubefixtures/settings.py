@@ -8,29 +8,38 @@ pydantic model keeps that start-up cheap.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from kubefixtures.errors import SettingsError
 
-__all__ = ["OPTIONS", "Option", "Settings", "defaults", "parse_image_overrides", "parse_seconds"]
+__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides", "parse_seconds"]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its name (``ready-timeout``), kind, default and help text."""
+    """One setting: its name (``ready-timeout``), kind and help text; its default is the
+    ``Settings`` field's, written once there."""
 
     name: str
     kind: Kind
-    default: str
     help: str
     metavar: str = ""
+
+    @property
+    def default(self) -> str:
+        """The default as an option or an ini key would spell it."""
+        value = Settings.__dataclass_fields__[self.name.replace("-", "_")].default
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return "" if value is None or value is MISSING else str(value)
 
     @property
     def placeholder(self) -> str:
@@ -59,41 +68,35 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "context",
         "string",
-        "",
         "kubeconfig context to use (default: the current context)",
         metavar="NAME",
     ),
     Option(
         "kubeconfig",
         "string",
-        "",
         "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster config)",
         metavar="PATH",
     ),
     Option(
         "namespace-prefix",
         "string",
-        "kf",
         "prefix of the namespaces kubefixtures creates",
         metavar="PREFIX",
     ),
     Option(
         "ready-timeout",
         "seconds",
-        "180",
         "seconds an environment may take to come up (apply, readiness, port-forwards)",
     ),
     Option(
         "keep-on-failure",
         "flag",
-        "false",
         "keep an environment's namespace when a test that used it failed, and print how to "
         "inspect it",
     ),
     Option(
         "image-overrides",
         "pairs",
-        "",
         "replace container images: NAME=IMAGE pairs separated by spaces, commas or new lines "
         "(repeatable, added to the ini key's); NAME is an exact reference (redis:7) or a "
         "repository (redis, any tag)",
@@ -101,48 +104,41 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "prestart",
         "flag",
-        "true",
         "once tests are collected, start bringing up the session-scoped environments they "
         "use, in the background (false: bring each up when a test first needs it)",
     ),
     Option(
         "wait-for-delete",
         "flag",
-        "false",
         "at teardown, wait until the namespace is really gone (default: ask for deletion only)",
     ),
     Option(
         "lease-duration",
         "seconds",
-        "60",
         "seconds a session's lease lasts without renewal (renewed every third of it); the "
         "operator or `kubefixtures gc` may delete a namespace whose lease expired",
     ),
     Option(
         "keep-for",
         "seconds",
-        "7200",
         "seconds a namespace left up on purpose (keep-on-failure, reuse) is protected from "
         "the operator and `kubefixtures gc` after the session ends (a keep-until annotation)",
     ),
     Option(
         "reuse",
         "flag",
-        "false",
         "keep environments between runs and use them again while their rendered manifests "
         "are unchanged (a changed manifest replaces the environment)",
     ),
     Option(
         "diagnostics",
         "flag",
-        "true",
         "add the environment's recent events and its pods' last log lines to the report of "
         "a failing test",
     ),
     Option(
         "log-lines",
         "count",
-        "50",
         "log lines per container in a failing test's report (0: events only)",
     ),
 )
@@ -160,39 +156,23 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 
-class _Unset:
-    """A config that sets no option and no ini key: every setting at its default."""
-
-    def getoption(self, name: str) -> Any:
-        return None
-
-    def getini(self, name: str) -> Any:
-        return None
-
-
-@functools.cache
-def defaults() -> Settings:
-    """Every setting at its default: the defaults are written once, in ``OPTIONS``."""
-    return Settings.from_config(_Unset())
-
-
 @dataclass(frozen=True)
 class Settings:
-    """Every kubefixtures setting, resolved and typed (a field not given: its default)."""
+    """Every kubefixtures setting, resolved and typed; the defaults are written here only."""
 
-    context: str | None = field(default_factory=lambda: defaults().context)
-    kubeconfig: str | None = field(default_factory=lambda: defaults().kubeconfig)
-    namespace_prefix: str = field(default_factory=lambda: defaults().namespace_prefix)
-    ready_timeout: float = field(default_factory=lambda: defaults().ready_timeout)
-    keep_on_failure: bool = field(default_factory=lambda: defaults().keep_on_failure)
+    context: str | None = None
+    kubeconfig: str | None = None
+    namespace_prefix: str = "kf"
+    ready_timeout: float = 180.0
+    keep_on_failure: bool = False
     image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    wait_for_delete: bool = field(default_factory=lambda: defaults().wait_for_delete)
-    prestart: bool = field(default_factory=lambda: defaults().prestart)
-    lease_duration: float = field(default_factory=lambda: defaults().lease_duration)
-    keep_for: float = field(default_factory=lambda: defaults().keep_for)
-    reuse: bool = field(default_factory=lambda: defaults().reuse)
-    diagnostics: bool = field(default_factory=lambda: defaults().diagnostics)
-    log_lines: int = field(default_factory=lambda: defaults().log_lines)
+    wait_for_delete: bool = False
+    prestart: bool = True
+    lease_duration: float = 60.0
+    keep_for: float = 7200.0
+    reuse: bool = False
+    diagnostics: bool = True
+    log_lines: int = 50
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:

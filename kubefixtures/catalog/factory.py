@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubefixtures.callers import caller_directory
 from kubefixtures.catalog._sources import SERVICES, manifests, merged_values
+from kubefixtures.declarations import caller_directory
 from kubefixtures.factories import Scope, environment
 
 __all__ = ["catalog"]

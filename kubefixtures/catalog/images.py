@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.callers import caller_directory
+from kubefixtures.declarations import caller_directory
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.factories import Scope
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.callers import caller_directory
+from kubefixtures.declarations import caller_directory
 from kubefixtures.factories import Scope
 from kubefixtures.reporting import add_report_source
 from kubefixtures.secrets import Masker

@@ -21,7 +21,7 @@ from types import FrameType
 
 from kubefixtures.cli.options import add_cluster_options
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.settings import defaults, parse_seconds
+from kubefixtures.settings import Settings, parse_seconds
 
 __all__ = ["register"]
 
@@ -77,7 +77,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME=IMAGE",
         help="as --kubefixtures-image-overrides (repeatable)",
     )
-    default = defaults()  # of the --kubefixtures-* options
+    default = Settings()  # the defaults of the --kubefixtures-* options
     up.add_argument("--namespace-prefix", default=default.namespace_prefix, metavar="PREFIX")
     up.add_argument("--ready-timeout", type=_seconds, default=default.ready_timeout, metavar="S")
     up.add_argument(
@@ -138,7 +138,7 @@ def run_up(arguments: argparse.Namespace) -> int:
     from kubefixtures.provisioning.base import EnvironmentSpec
     from kubefixtures.provisioning.fresh import FreshProvisioning
     from kubefixtures.session import SessionState
-    from kubefixtures.settings import Settings, parse_image_overrides
+    from kubefixtures.settings import parse_image_overrides
 
     for source in arguments.sources:
         if not source.exists():
