@@ -80,6 +80,10 @@ lint: $(VENV_STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+.PHONY: unit
+unit: $(VENV_STAMP) ## the tests that need no cluster (unit and plugin), in under a minute
+	$(BIN)/pytest -p no:cacheprovider -n 2 tests/unit tests/plugin
+
 .PHONY: test
 test: lint cluster ## the whole suite against the real cluster, the example, then the cluster's own lifecycle
 	$(BIN)/pytest -p no:cacheprovider tests

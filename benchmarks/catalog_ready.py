@@ -3,7 +3,7 @@ kubefixtures, against the shell baseline, in the same run; and the images' sizes
 
     .venv/bin/python benchmarks/catalog_ready.py [--repeats 5] [--images DIR]
 
-kubefixtures: ``Lifecycle.setup()`` of one environment made of the four catalog manifests
+kubefixtures: ``FreshProvisioning.setup()`` of one environment made of the four catalog manifests
 (what ``catalog("redis", "postgres", "s3", "http_stub")`` runs): namespace, server-side
 apply, watch-based readiness, a port-forward per Service port; then one real request per
 service (redis PING, a PostgreSQL query, S3 ListBuckets, Mountebank GET /imposters) counts
@@ -39,14 +39,15 @@ import yaml
 
 from kubefixtures.catalog import SERVICES, manifests
 from kubefixtures.catalog._sources import merged_values
-from kubefixtures.catalog.details import (
+from kubefixtures.catalog.connections import (
     HttpStubDetails,
     PostgresDetails,
     RedisDetails,
     S3Details,
 )
 from kubefixtures.details import Environment
-from kubefixtures.lifecycle import EnvironmentSpec, Lifecycle
+from kubefixtures.provisioning.base import EnvironmentSpec
+from kubefixtures.provisioning.fresh import FreshProvisioning
 from kubefixtures.rendering import RenderContext, render_sources
 from kubefixtures.session import SessionState
 from kubefixtures.settings import Settings
@@ -88,7 +89,7 @@ def use_every_service(
 
 def run_kubefixtures(state: SessionState) -> float:
     spec = EnvironmentSpec(name="bench-catalog", sources=SOURCES, values=merged_values(None))
-    lifecycle = Lifecycle(spec, state)
+    lifecycle = FreshProvisioning(spec, state.view())
     started = time.monotonic()
     try:
         environment: Environment = lifecycle.setup()

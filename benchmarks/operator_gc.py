@@ -55,9 +55,8 @@ from aiohttp import web
 
 from kubefixtures import naming
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.client import NAMESPACE, _load_configuration
-from kubefixtures.kube.lease import LEASE
-from kubefixtures.lease import LEASE_NAME, format_time
+from kubefixtures.kube.client import LEASE, NAMESPACE, _load_configuration
+from kubefixtures.leases.policy import LEASE_NAME, format_time
 
 ROOT = Path(__file__).resolve().parents[1]
 KUBEFIXTURES = str(ROOT / ".venv" / "bin" / "kubefixtures")

@@ -11,13 +11,13 @@ once pytest is configured, and nothing is created before a collected test uses t
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kubefixtures.declarations import BUILTIN_PLACEHOLDERS, caller_directory
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.limits import parse_seconds
 
@@ -28,7 +28,6 @@ __all__ = ["declared", "environment", "prestart"]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
-_BUILTINS = ("environment", "namespace", "session_id")  # kept in step with rendering.py
 _declarations: list[object] = []  # every environment() fixture declared in this process
 
 
@@ -38,9 +37,7 @@ def _start_importing() -> None:
     instead of delaying the first environment. Nothing here talks to a cluster."""
 
     def load() -> None:
-        import kubefixtures.kube.lease
-        import kubefixtures.kube.waiter
-        import kubefixtures.sharing  # noqa: F401 - imported for its side effect: loaded
+        pass
 
     threading.Thread(target=load, name="kubefixtures-import", daemon=True).start()
 
@@ -69,7 +66,7 @@ def environment(
     ``prestart``), since it has to wait for them.
     """
     _check_arguments(sources, values, scope, timeout)
-    base = _caller_directory()
+    base = caller_directory()
     paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
     frozen_values = dict(values or {})
     required = tuple(_fixture_name(dependency) for dependency in requires)
@@ -80,9 +77,10 @@ def environment(
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
         # Imported here, when a test needs an environment, not when the conftest loads.
-        from kubefixtures.lifecycle import EnvironmentSpec
+        from kubefixtures.provisioning.base import EnvironmentSpec
+        from kubefixtures.provisioning.dispatch import provisioning_for
         from kubefixtures.session import session_state
-        from kubefixtures.sharing import provisioning_for
+        from kubefixtures.xdist.workers import coordinator
 
         for dependency in required:
             request.getfixturevalue(dependency)
@@ -94,7 +92,9 @@ def environment(
         claimed = session.claim(fixture)  # brought up in advance (see prestart)
         # Brought up here, shared with other xdist workers, or found in a details file.
         lifecycle = (
-            claimed[0] if claimed else provisioning_for(spec, session, request.config, scope)
+            claimed[0]
+            if claimed
+            else provisioning_for(spec, session.view(), coordinator(request.config), scope)
         )
         failure = None
         try:
@@ -149,7 +149,7 @@ def _check_arguments(
             parse_seconds(str(timeout))
         except ValueError as error:
             raise ValueError(f"environment(timeout={timeout!r}): {error}") from None
-    reserved = sorted(set(values or {}) & set(_BUILTINS))
+    reserved = sorted(set(values or {}) & set(BUILTIN_PLACEHOLDERS))
     if reserved:
         raise ValueError(
             f"environment(values=...): {', '.join(reserved)} are built-in placeholders "
@@ -190,9 +190,10 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 continue
             started.add(function)
             # Only now: a suite that uses no environment never imports any of this.
-            from kubefixtures.lifecycle import EnvironmentSpec
+            from kubefixtures.provisioning.base import EnvironmentSpec
+            from kubefixtures.provisioning.dispatch import provisioning_for
             from kubefixtures.session import session_state
-            from kubefixtures.sharing import provisioning_for
+            from kubefixtures.xdist.workers import coordinator
 
             session = session_state(config)
             spec = EnvironmentSpec(
@@ -201,17 +202,11 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 values=declaration.values,
                 timeout=declaration.timeout,
             )
-            session.prestart(function, provisioning_for(spec, session, config, "session"))
+            provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
+            session.prestart(function, provisioning)
 
 
 def _fixture_name(dependency: Any) -> str:
     if not isinstance(dependency, str) or not dependency.isidentifier():
         raise TypeError(f"environment(requires=...): {dependency!r} is not a fixture name")
     return dependency
-
-
-def _caller_directory() -> Path:
-    """The directory of the module that called ``environment`` (sources are relative to it)."""
-    frame = sys._getframe(2)
-    module_file = frame.f_globals.get("__file__")
-    return Path(module_file).resolve().parent if module_file else Path.cwd()

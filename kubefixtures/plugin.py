@@ -101,7 +101,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         factories.prestart(session.items, session.config)
     if on_worker and state is not None and factories.declared() and _provisions(session.config):
         from kubefixtures.errors import KubefixturesError
-        from kubefixtures.workers import join_worker
+        from kubefixtures.xdist.workers import join_worker
 
         try:
             join_worker(session.config)  # before any test: managers expect every worker
@@ -127,7 +127,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     # Before this worker's last teardown, which may be where it tears down environments
     # it manages: other workers' managers need not wait for it any more.
     if nextitem is None and hasattr(item.config, "workerinput"):
-        from kubefixtures.workers import finish_worker
+        from kubefixtures.xdist.workers import finish_worker
 
         finish_worker(item.config)
 
@@ -144,10 +144,10 @@ def pytest_runtest_makereport(
         fixtures = getattr(item, "fixturenames", ())
         if state is not None and report.failed:
             state.record_failure(item.nodeid, fixtures)
-            if state.settings.diagnostics:
-                from kubefixtures.diagnostics import add_to_report
+            from kubefixtures.reporting import add_to_report
 
-                add_to_report(report, state.alive(fixtures), state.settings.log_lines)
+            alive = state.alive(fixtures) if state.settings.diagnostics else []
+            add_to_report(report, fixtures, alive, state.settings.log_lines)
         if state is not None and report.when == "teardown":
             state.flush()  # lines from background threads, shown between tests
     return report
@@ -172,7 +172,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     config = session.config
     workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
     if workeroutput is not None:  # a worker stopped early (-x) did not say so yet
-        from kubefixtures.workers import finish_worker
+        from kubefixtures.xdist.workers import finish_worker
 
         finish_worker(config)
     try:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubefixtures.declarations import BUILTIN_PLACEHOLDERS
 from kubefixtures.errors import RenderError
 from kubefixtures.limits import MAX_FILE_BYTES, read_text
 from kubefixtures.yamlinput import ExpansionBudget, YAMLInputError, load_documents
@@ -47,8 +48,6 @@ __all__ = [
     "render_sources",
     "substitute",
 ]
-
-BUILTIN_PLACEHOLDERS = ("environment", "namespace", "session_id")
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_-]*)*"
 _VALUE_PLACEHOLDER = re.compile(_NAME)

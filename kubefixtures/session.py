@@ -24,15 +24,15 @@ from kubefixtures.settings import Settings
 if TYPE_CHECKING:
     from kubefixtures.details import Environment
     from kubefixtures.kube import Cluster
-    from kubefixtures.lifecycle import Provisioning
+    from kubefixtures.provisioning.base import Provisioning, SessionView
     from kubefixtures.rendering import Secrets
 
 T = TypeVar("T")
 
-__all__ = ["SESSION_KEY", "SessionState", "session_state"]
+__all__ = ["SESSION_KEY", "AliveEnvironment", "SessionState", "session_state"]
 
 
-class _Tracked:
+class AliveEnvironment:
     """An environment alive in this session, as far as failure tracking is concerned."""
 
     def __init__(self, fixture_name: str, provisioning: Provisioning | None = None) -> None:
@@ -54,7 +54,7 @@ class SessionState:
         self._secrets: Secrets | None = None
         self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
         self._closed = False
-        self._alive: list[_Tracked] = []
+        self._alive: list[AliveEnvironment] = []
         self.summary_lines: list[str] = []  # printed at the end of the run (kept namespaces)
 
     @property
@@ -86,6 +86,23 @@ class SessionState:
                 self._clusters[key] = Cluster.connect(*key)
             return self._clusters[key]
 
+    def view(self) -> SessionView:
+        """What a provisioning may use of this session."""
+        from kubefixtures.provisioning.base import SessionView
+
+        return SessionView(
+            settings=self.settings,
+            session_id=self.session_id,
+            cluster=self.cluster,
+            secrets=lambda: self.secrets,
+            reporter=self,
+        )
+
+    def summary(self, line: str) -> None:
+        """A line for the end of the run (a kept namespace, how to look at it)."""
+        with self._lock:
+            self.summary_lines.append(line)
+
     def write_line(self, line: str) -> None:
         """Show ``line`` on the terminal: now from the main thread; from another thread
         (a background setup, a lease renewer) at the next ``flush()`` by the main thread,
@@ -106,19 +123,21 @@ class SessionState:
 
     # --- failure tracking for keep-on-failure ------------------------------------------------
 
-    def track(self, fixture_name: str, provisioning: Provisioning | None = None) -> _Tracked:
-        tracked = _Tracked(fixture_name, provisioning)
+    def track(
+        self, fixture_name: str, provisioning: Provisioning | None = None
+    ) -> AliveEnvironment:
+        tracked = AliveEnvironment(fixture_name, provisioning)
         with self._lock:
             self._alive.append(tracked)
         return tracked
 
-    def alive(self, fixture_names: Iterable[str]) -> list[_Tracked]:
+    def alive(self, fixture_names: Iterable[str]) -> list[AliveEnvironment]:
         """The alive environments among ``fixture_names`` (a test's fixtures)."""
         used = set(fixture_names)
         with self._lock:
             return [tracked for tracked in self._alive if tracked.fixture_name in used]
 
-    def untrack(self, tracked: _Tracked) -> None:
+    def untrack(self, tracked: AliveEnvironment) -> None:
         with self._lock:
             if tracked in self._alive:
                 self._alive.remove(tracked)

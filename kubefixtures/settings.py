@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
@@ -24,13 +24,23 @@ Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its name (``ready-timeout``), kind, default and help text."""
+    """One setting: its name (``ready-timeout``), kind and help text; its default is the
+    ``Settings`` field's, written once there."""
 
     name: str
     kind: Kind
-    default: str
     help: str
     metavar: str = ""
+
+    @property
+    def default(self) -> str:
+        """The default as an option or an ini key would spell it."""
+        value = Settings.__dataclass_fields__[self.name.replace("-", "_")].default
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return "" if value is None or value is MISSING else str(value)
 
     @property
     def placeholder(self) -> str:
@@ -59,41 +69,35 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "context",
         "string",
-        "",
         "kubeconfig context to use (default: the current context)",
         metavar="NAME",
     ),
     Option(
         "kubeconfig",
         "string",
-        "",
         "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster config)",
         metavar="PATH",
     ),
     Option(
         "namespace-prefix",
         "string",
-        "kf",
         "prefix of the namespaces kubefixtures creates",
         metavar="PREFIX",
     ),
     Option(
         "ready-timeout",
         "seconds",
-        "180",
         "seconds an environment may take to come up (apply, readiness, port-forwards)",
     ),
     Option(
         "keep-on-failure",
         "flag",
-        "false",
         "keep an environment's namespace when a test that used it failed, and print how to "
         "inspect it",
     ),
     Option(
         "image-overrides",
         "pairs",
-        "",
         "replace container images: NAME=IMAGE pairs separated by spaces, commas or new lines "
         "(repeatable, added to the ini key's); NAME is an exact reference (redis:7) or a "
         "repository (redis, any tag)",
@@ -101,48 +105,41 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "prestart",
         "flag",
-        "true",
         "once tests are collected, start bringing up the session-scoped environments they "
         "use, in the background (false: bring each up when a test first needs it)",
     ),
     Option(
         "wait-for-delete",
         "flag",
-        "false",
         "at teardown, wait until the namespace is really gone (default: ask for deletion only)",
     ),
     Option(
         "lease-duration",
         "seconds",
-        "60",
         "seconds a session's lease lasts without renewal (renewed every third of it); the "
         "operator or `kubefixtures gc` may delete a namespace whose lease expired",
     ),
     Option(
         "keep-for",
         "seconds",
-        "7200",
         "seconds a namespace left up on purpose (keep-on-failure, reuse) is protected from "
         "the operator and `kubefixtures gc` after the session ends (a keep-until annotation)",
     ),
     Option(
         "reuse",
         "flag",
-        "false",
         "keep environments between runs and use them again while their rendered manifests "
         "are unchanged (a changed manifest replaces the environment)",
     ),
     Option(
         "diagnostics",
         "flag",
-        "true",
         "add the environment's recent events and its pods' last log lines to the report of "
         "a failing test",
     ),
     Option(
         "log-lines",
         "count",
-        "50",
         "log lines per container in a failing test's report (0: events only)",
     ),
 )
@@ -162,7 +159,7 @@ _FALSE = frozenset({"0", "false", "no", "off", ""})
 
 @dataclass(frozen=True)
 class Settings:
-    """Every kubefixtures setting, resolved and typed."""
+    """Every kubefixtures setting, resolved and typed; the defaults are written here only."""
 
     context: str | None = None
     kubeconfig: str | None = None

@@ -21,7 +21,7 @@ from kubefixtures.catalog.images import AppImage, app_image
 from kubefixtures.catalog.local import LocalService, local_service
 
 if TYPE_CHECKING:
-    from kubefixtures.catalog.details import (
+    from kubefixtures.catalog.connections import (
         HttpStubDetails,
         PostgresDetails,
         RedisDetails,
@@ -46,10 +46,10 @@ __all__ = [
 ]
 
 _LAZY = {
-    "HttpStubDetails": "kubefixtures.catalog.details",
-    "PostgresDetails": "kubefixtures.catalog.details",
-    "RedisDetails": "kubefixtures.catalog.details",
-    "S3Details": "kubefixtures.catalog.details",
+    "HttpStubDetails": "kubefixtures.catalog.connections",
+    "PostgresDetails": "kubefixtures.catalog.connections",
+    "RedisDetails": "kubefixtures.catalog.connections",
+    "S3Details": "kubefixtures.catalog.connections",
     "HttpStub": "kubefixtures.catalog.stub",
     "Imposter": "kubefixtures.catalog.stub",
 }

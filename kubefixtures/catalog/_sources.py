@@ -11,8 +11,8 @@ from typing import Any
 
 __all__ = ["DEFAULT_VALUES", "SERVICES", "manifests", "merged_values"]
 
-# Catalog name (as in fixtures and values) -> directory under manifests/catalog/, which is
-# also the name of its Kubernetes Service.
+# Catalog name (as in fixtures and values) -> directory under manifests/ (beside this
+# module), which is also the name of its Kubernetes Service.
 SERVICES: Mapping[str, str] = {
     "redis": "redis",
     "postgres": "postgres",
@@ -26,8 +26,7 @@ DEFAULT_VALUES: Mapping[str, Mapping[str, str]] = {
     "s3": {"access_key": "kubefixtures", "region": "us-east-1"},
 }
 
-_PACKAGED = Path(__file__).resolve().parent / "manifests"  # inside an installed wheel
-_CHECKOUT = Path(__file__).resolve().parents[2] / "manifests" / "catalog"  # a source tree
+_MANIFESTS = Path(__file__).resolve().parent / "manifests"  # in the package, checkout or wheel
 
 
 def manifests(service: str) -> Path:
@@ -36,14 +35,13 @@ def manifests(service: str) -> Path:
         raise ValueError(
             f"unknown catalog service {service!r}; the catalog has {', '.join(SERVICES)}"
         )
-    for root in (_PACKAGED, _CHECKOUT):
-        directory = root / SERVICES[service]
-        if directory.is_dir():
-            return directory
-    raise FileNotFoundError(
-        f"the manifests of catalog service {service!r} are missing (looked in {_PACKAGED} "
-        f"and {_CHECKOUT}); reinstall kubefixtures"
-    )
+    directory = _MANIFESTS / SERVICES[service]
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"the manifests of catalog service {service!r} are missing ({directory}); "
+            "reinstall kubefixtures"
+        )
+    return directory
 
 
 def merged_values(values: Mapping[str, Any] | None) -> dict[str, Any]:

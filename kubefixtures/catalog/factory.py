@@ -14,12 +14,12 @@ the tests are collected, shared by xdist workers the same way, and torn down the
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kubefixtures.catalog._sources import SERVICES, manifests, merged_values
+from kubefixtures.declarations import caller_directory
 from kubefixtures.factories import Scope, environment
 
 __all__ = ["catalog"]
@@ -51,7 +51,7 @@ def catalog(
         raise ValueError(f"catalog(): a service is named twice in {services!r}")
     if not services and not sources:
         raise TypeError("catalog() needs at least one service or source")
-    base = _caller_directory()
+    base = caller_directory()
     own = [path if path.is_absolute() else base / path for path in map(Path, sources)]
     return environment(
         *(manifests(service) for service in services),
@@ -62,9 +62,3 @@ def catalog(
         timeout=timeout,
         requires=requires,
     )
-
-
-def _caller_directory() -> Path:
-    frame = sys._getframe(2)
-    module_file = frame.f_globals.get("__file__")
-    return Path(module_file).resolve().parent if module_file else Path.cwd()

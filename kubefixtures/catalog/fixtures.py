@@ -18,7 +18,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubefixtures.catalog.details import HttpStubDetails, PostgresDetails, RedisDetails, S3Details
+from kubefixtures.catalog.connections import (
+    HttpStubDetails,
+    PostgresDetails,
+    RedisDetails,
+    S3Details,
+)
 from kubefixtures.catalog.factory import catalog
 from kubefixtures.catalog.stub import HttpStub
 from kubefixtures.details import Environment

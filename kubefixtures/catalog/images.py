@@ -24,7 +24,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from kubefixtures.declarations import caller_directory
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.factories import Scope
 
@@ -71,8 +71,7 @@ def app_image(
     """
     if (build is None) == (image is None):
         raise TypeError("app_image() takes exactly one of build=PATH or image=REF")
-    frame = sys._getframe(1)
-    base = Path(frame.f_globals.get("__file__") or Path.cwd() / "conftest.py").resolve().parent
+    base = caller_directory()
     context = archive = None
     if build is not None:
         context = base / build

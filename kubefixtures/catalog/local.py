@@ -27,22 +27,23 @@ import signal
 import socket
 import string
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubefixtures.declarations import caller_directory
 from kubefixtures.factories import Scope
+from kubefixtures.reporting import add_report_source
+from kubefixtures.secrets import Masker
 
 __all__ = ["LocalService", "local_service", "report_sections"]
 
 _OUTPUT_TAIL_CHARS = 20_000
-_MASK = "*****"
 _running: dict[str, LocalService] = {}  # fixture name -> service, for failing reports
 _running_lock = threading.Lock()
 
@@ -67,16 +68,11 @@ class LocalService:
             text = self.log.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
-        return mask(text, self.masked)
+        # Every value: these are whole passwords and keys, however short.
+        return Masker(self.masked, shortest=1)(text)
 
     def running(self) -> bool:
         return self.process.poll() is None
-
-
-def mask(text: str, secrets: Sequence[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, _MASK)
-    return text
 
 
 def local_service(
@@ -106,16 +102,15 @@ def local_service(
         )
     if not timeout > 0 or not stop_timeout > 0:
         raise ValueError("local_service(): timeout and stop_timeout must be more than 0 seconds")
-    frame = sys._getframe(1)
-    base = Path(frame.f_globals.get("__file__") or Path.cwd() / "conftest.py").resolve().parent
+    base = caller_directory()
     workdir = (base / cwd) if cwd is not None else None
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[LocalService]:
         fixture_name = request.fixturename or name or "local_service"
         values = {root: request.getfixturevalue(root) for root in fixtures}
-        from kubefixtures.catalog.details import secret_values
+        from kubefixtures.secrets import secret_values
 
-        secrets = tuple(secret_values(*values.values()))
+        secrets = tuple(sorted(secret_values(*values.values())))
         port = _free_port()
         filled = _fill(templates, {**values, "port": port}, fixture_name)
         factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
@@ -128,7 +123,7 @@ def local_service(
             raise
         with _running_lock:
             _running[fixture_name] = service
-        _ensure_reporter(request.config)
+        add_report_source(report_sections)  # its output in a failing test's report
         try:
             yield service
         finally:
@@ -312,29 +307,3 @@ def report_sections(fixture_names: Sequence[str]) -> list[tuple[str, str]]:
         (f"local_service {service.name} output", _tail(service.output(), _OUTPUT_TAIL_CHARS))
         for service in services
     ]
-
-
-_REPORTER = "kubefixtures-local-services"
-
-
-class _Reporter:
-    """Adds the output of the local services a failing test used to its report.
-
-    Registered by the first local_service fixture that starts, so that a run without local
-    services has no such hook at all.
-    """
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if report.failed:
-            for title, text in report_sections(getattr(item, "fixturenames", ())):
-                report.sections.append((title, text))
-        return report
-
-
-def _ensure_reporter(config: pytest.Config) -> None:
-    if not config.pluginmanager.has_plugin(_REPORTER):
-        config.pluginmanager.register(_Reporter(), _REPORTER)

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from kubefixtures.catalog.details import HttpStubDetails
+from kubefixtures.catalog.connections import HttpStubDetails
 from kubefixtures.errors import KubefixturesError
 
 __all__ = ["HttpStub", "Imposter"]

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from kubefixtures.errors import ApplyError, ClusterError
+from kubefixtures.errors import ApplyError, ClusterError, KubefixturesError
 from kubefixtures.kube._http import Connections, Response, Stream
 from kubefixtures.kube.config import ClusterConfig, describe, load_config
+from kubefixtures.kube.errors import ApiError, Conflict, Forbidden, NotFound
 
 __all__ = ["ApiError", "Cluster", "Resource", "WatchStream"]
 
@@ -36,16 +37,6 @@ _WARM_CONNECTIONS = _APPLY_WORKERS + 4
 _TRANSIENT_APPLY_MARKERS = ("serviceaccount", "service account")
 
 JSON = dict[str, Any]
-
-
-class ApiError(ClusterError):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -75,6 +66,8 @@ POD = Resource("v1", "Pod", "pods", namespaced=True)
 EVENT = Resource("v1", "Event", "events", namespaced=True)
 ENDPOINT_SLICE = Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True)
 NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False)
+SECRET = Resource("v1", "Secret", "secrets", namespaced=True)
+LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases", namespaced=True)
 
 
 def _status_message(body: bytes) -> tuple[str, str]:
@@ -128,6 +121,18 @@ class Cluster:
             cluster.close()
             raise
         cluster._connections.warm(_WARM_CONNECTIONS, _CONNECT_TIMEOUT)
+        return cluster
+
+    @classmethod
+    def connect_to_read(cls, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+        """A connection for commands that only read or delete what exists (reapers,
+        ``status``, ``down``): the cluster must answer, no right to create is checked."""
+        cluster = cls(load_config(kubeconfig, context))
+        try:
+            cluster.check_reachable()
+        except ClusterError:
+            cluster.close()
+            raise
         return cluster
 
     def check_access(self) -> None:
@@ -228,10 +233,137 @@ class Cluster:
         return WatchStream(stream)
 
     def list_objects(
-        self, resource: Resource, namespace: str | None, label_selector: str | None = None
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None = None,
+        *,
+        field_selector: str | None = None,
+        timeout: float | tuple[float, float] | None = None,
     ) -> JSON:
         query = [("labelSelector", label_selector)] if label_selector else []
-        return self.request("GET", resource.collection_path(namespace), query=query)
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        return self.request(
+            "GET", resource.collection_path(namespace), query=query, timeout=timeout
+        )
+
+    def create(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        body: Mapping[str, Any],
+        timeout: float | tuple[float, float] | None = None,
+    ) -> JSON:
+        return self.request("POST", resource.collection_path(namespace), body=body, timeout=timeout)
+
+    def merge_patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        timeout: float | tuple[float, float] | None = None,
+    ) -> JSON:
+        return self.request(
+            "PATCH",
+            resource.object_path(namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+            timeout=timeout,
+        )
+
+    def delete_unchanged(
+        self, resource: Resource, namespace: str | None, name: str, preconditions: Mapping[str, str]
+    ) -> bool:
+        """Delete the object only if it still matches ``preconditions`` (uid,
+        resourceVersion); False when it changed meanwhile or is gone already."""
+        try:
+            self._delete(resource, namespace, name, preconditions)
+        except (NotFound, Conflict):
+            return False
+        return True
+
+    def _delete(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        preconditions: Mapping[str, str] | None = None,
+    ) -> None:
+        """Delete in the background: what the object owns goes after it."""
+        options: JSON = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if preconditions is not None:
+            options["preconditions"] = dict(preconditions)
+        self.request("DELETE", resource.object_path(namespace, name), body=options)
+
+    def get_or_none(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> JSON | None:
+        """The object, or None when the cluster has no such object."""
+        try:
+            return self.request("GET", resource.object_path(namespace, name), timeout=timeout)
+        except NotFound:
+            return None
+
+    def namespace(
+        self, name: str, timeout: float | tuple[float, float] | None = None
+    ) -> JSON | None:
+        """The Namespace ``name``, or None when there is none."""
+        return self.get_or_none(NAMESPACE, None, name, timeout)
+
+    def items(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None = None,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> list[JSON]:
+        """The objects of a list (``list_objects`` without the list around them)."""
+        listing = self.list_objects(resource, namespace, label_selector, timeout=timeout)
+        return list(listing.get("items") or [])
+
+    def events(
+        self, namespace: str, timeout: float | tuple[float, float] | None = None
+    ) -> list[JSON]:
+        return self.items(EVENT, namespace, timeout=timeout)
+
+    def pods(
+        self, namespace: str, timeout: float | tuple[float, float] | None = None
+    ) -> list[JSON]:
+        return self.items(POD, namespace, timeout=timeout)
+
+    def secrets(
+        self, namespace: str, timeout: float | tuple[float, float] | None = None
+    ) -> list[JSON]:
+        return self.items(SECRET, namespace, timeout=timeout)
+
+    def log(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        tail: int | None = None,
+        previous: bool = False,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> str:
+        """A container's log (its last ``tail`` lines; of its previous instance)."""
+        query: list[tuple[str, Any]] = [("container", container)]
+        if tail is not None:
+            query.append(("tailLines", tail))
+        if previous:
+            query.append(("previous", "true"))
+        path = f"{POD.object_path(namespace, pod)}/log"
+        return self.request_text(path, query=query, timeout=timeout)
 
     # --- discovery ------------------------------------------------------------------------
 
@@ -257,13 +389,40 @@ class Cluster:
         path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
         try:
             resources = list(self.request("GET", path).get("resources") or [])
-        except ApiError as error:
-            if error.status != 404:
-                raise
+        except NotFound:
             resources = []
         with self._lock:
             self._resource_lists[api_version] = resources
         return resources
+
+    def listable_namespaced_resources(
+        self, timeout: float | tuple[float, float] | None = None
+    ) -> list[Resource]:
+        """Every namespaced kind that can be listed, in each API group's preferred version
+        (the kinds of an aggregated API that does not answer are left out)."""
+        groups = self.request("GET", "/apis", timeout=timeout).get("groups") or []
+        versions = ["v1"] + [
+            str(group["preferredVersion"]["groupVersion"])
+            for group in groups
+            if group.get("preferredVersion")
+        ]
+
+        def listable(api_version: str) -> list[Resource]:
+            path = f"/apis/{api_version}" if "/" in api_version else f"/api/{api_version}"
+            try:
+                listing = self.request("GET", path, timeout=timeout)
+            except KubefixturesError:  # an aggregated API that is down: skip it
+                return []
+            return [
+                Resource(api_version, str(entry.get("kind", "")), str(entry["name"]), True)
+                for entry in listing.get("resources") or []
+                if "/" not in str(entry.get("name", ""))
+                and entry.get("namespaced")
+                and "list" in (entry.get("verbs") or [])
+            ]
+
+        with ThreadPoolExecutor(max_workers=_APPLY_WORKERS) as pool:
+            return [resource for found in pool.map(listable, versions) for resource in found]
 
     def resolve(self, objects: Sequence[tuple[str, str, str]]) -> list[Resource]:
         """Resources for ``(api_version, kind, location)`` triples, all looked up at once.
@@ -306,19 +465,11 @@ class Cluster:
     def delete_namespace(self, name: str, wait: bool = False, timeout: float = 120.0) -> None:
         """Ask for the namespace's deletion; with ``wait``, return once it is gone."""
         try:
-            self.request(
-                "DELETE",
-                NAMESPACE.object_path(None, name),
-                body={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "propagationPolicy": "Background",
-                },
-            )
-        except ApiError as error:
-            if error.status != 404:
-                raise ClusterError(f"deleting namespace {name} failed: {error}") from None
+            self._delete(NAMESPACE, None, name)
+        except NotFound:
             return
+        except ApiError as error:
+            raise ClusterError(f"deleting namespace {name} failed: {error}") from None
         if wait:
             self._wait_gone(NAMESPACE, None, name, timeout)
 
@@ -369,7 +520,7 @@ class Cluster:
                     content_type="application/apply-patch+yaml",
                 )
             except ApiError as error:
-                transient = error.status == 403 and any(
+                transient = isinstance(error, Forbidden) and any(
                     marker in error.message.lower() for marker in _TRANSIENT_APPLY_MARKERS
                 )
                 if not transient or time.monotonic() + delay > deadline:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.lease import DEFAULT_GRACE_SECONDS
+from kubefixtures.leases.policy import DEFAULT_GRACE_SECONDS
 from kubefixtures.limits import MAX_SECONDS, parse_seconds
 
 __all__ = [

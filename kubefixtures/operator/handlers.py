@@ -13,8 +13,9 @@ from typing import Any
 
 import kopf
 
-from kubefixtures.kube.lease import connect, managed_selector
-from kubefixtures.lease import LEASE_NAME
+from kubefixtures.kube.client import Cluster
+from kubefixtures.leases.policy import LEASE_NAME
+from kubefixtures.leases.reaping import managed_selector
 from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
 from kubefixtures.operator.reaper import Reaper
@@ -35,7 +36,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
     settings.peering.standalone = True  # one replica; no peering objects to read or write
     settings.peering.mandatory = False
     settings.scanning.disabled = True  # no watching of CRDs: it would need more RBAC
-    settings.posting.enabled = False  # our own Events, one per deletion (see kube.lease)
+    settings.posting.enabled = False  # our own Events, one per deletion (see leases.reaping)
     settings.persistence.finalizer = UNUSED_FINALIZER
     settings.posting.reporting_component = COMPONENT
     # Server-side filtering: only our namespaces and our Leases ever reach this process,
@@ -55,7 +56,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # kopf logs every handled watch event at INFO: with hundreds of sessions renewing their
     # Leases that would be a line every few milliseconds. Deletions are logged by the reaper.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    cluster = await asyncio.to_thread(connect)
+    cluster = await asyncio.to_thread(Cluster.connect_to_read)
     reaper = Reaper(cluster, config)
     memo["reaper"] = reaper
     reaper.start()

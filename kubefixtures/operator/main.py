@@ -1,13 +1,48 @@
-"""``kubefixtures operator``: configure logging and run the kopf operator until SIGTERM."""
+"""Run the kopf operator until SIGTERM: ``python -m kubefixtures.operator [OPTIONS]`` (the
+operator image's entry point) and ``kubefixtures operator [OPTIONS]`` both end here."""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
+
 import kopf
 
+from kubefixtures.errors import KubefixturesError
+from kubefixtures.leases.options import OPERATOR_DESCRIPTION, add_operator_arguments
 from kubefixtures.operator import handlers  # noqa: F401 - registers the handlers
 from kubefixtures.operator.config import OperatorConfig
 
-__all__ = ["run"]
+__all__ = ["main", "run", "start"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kubefixtures.operator``: parse the options, then ``start``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kubefixtures.operator", description=OPERATOR_DESCRIPTION
+    )
+    add_operator_arguments(parser)
+    try:
+        return start(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        return 130
+
+
+def start(arguments: argparse.Namespace) -> int:
+    """The settings from the environment, overridden by the options; then ``run``."""
+    try:
+        config = OperatorConfig.from_env()
+        updates: dict[str, object] = {}
+        if arguments.grace is not None:
+            updates["grace_seconds"] = arguments.grace
+        if arguments.selector:
+            updates["selector"] = arguments.selector
+        config = config.model_copy(update=updates)
+    except KubefixturesError as error:
+        print(f"kubefixtures: error: {error}", file=sys.stderr)
+        return 1
+    return run(config, liveness=arguments.liveness, verbose=arguments.verbose)
 
 
 def run(config: OperatorConfig, *, liveness: str | None = None, verbose: bool = False) -> int:

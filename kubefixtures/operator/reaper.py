@@ -1,9 +1,9 @@
 """The reaper: one asyncio task that sleeps until the next namespace is due, looks at it, and
-deletes it if :func:`kubefixtures.lease.decide` says so.
+deletes it if :func:`kubefixtures.leases.policy.decide` says so.
 
 Watch events update the schedule and wake the task only when something became due sooner.
 A deletion is never made from memory: the namespace and its Lease are read afresh from the
-API first (in a thread, through :mod:`kubefixtures.kube.lease`), and deleted only if they
+API first (in a thread, through :mod:`kubefixtures.leases.reaping`), and deleted only if they
 are still exactly what was judged.
 """
 
@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.lease import managed_selector, recheck_and_delete
-from kubefixtures.lease import decide
+from kubefixtures.leases.policy import decide
+from kubefixtures.leases.reaping import managed_selector, recheck_and_delete
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
 from kubefixtures.operator.schedule import Schedule
 

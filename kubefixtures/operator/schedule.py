@@ -12,7 +12,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from kubefixtures.lease import LeaseInfo, SessionNamespace, lease_from_object, namespace_from_object
+from kubefixtures.leases.policy import (
+    LeaseInfo,
+    SessionNamespace,
+    lease_from_object,
+    namespace_from_object,
+)
 
 __all__ = ["Schedule"]
 

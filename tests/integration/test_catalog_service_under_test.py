@@ -160,5 +160,5 @@ def test_local_service_uses_the_catalog_redis(shop: LocalService) -> None:
     first = int(httpx.get(f"{shop.url}/visits").text)
     assert int(httpx.get(f"{shop.url}/visits").text) == first + 1
     output = shop.output()
-    assert "shop starting with redis://:*****@127.0.0.1:" in output
+    assert "shop starting with redis://:********@127.0.0.1:" in output
     assert "request /visits" in output

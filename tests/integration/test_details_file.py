@@ -14,8 +14,8 @@ import pytest
 
 from kubefixtures.details import EnvironmentDetails
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.lease import LEASE
-from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, LEASE_NAME
+from kubefixtures.kube.client import LEASE
+from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, LEASE_NAME
 from tests.integration.sharing_support import (
     BIN,
     TOKEN_WEB,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kubefixtures.kube import Cluster
-from kubefixtures.kube._loop import THREAD_NAME
+from kubefixtures.kube.portforward._loop import THREAD_NAME
 
 pytest_plugins = ["pytester"]
 ENVIRONMENTS = Path(__file__).parent / "environments"

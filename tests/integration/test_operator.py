@@ -28,9 +28,15 @@ import pytest
 from kubefixtures import naming
 from kubefixtures.cli import main as cli_main
 from kubefixtures.kube import ApiError, Cluster
-from kubefixtures.kube.client import NAMESPACE
-from kubefixtures.kube.lease import EVENT_REASON, LEASE, list_sessions
-from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, LEASE_NAME, decide, format_time, parse_time
+from kubefixtures.kube.client import LEASE, NAMESPACE
+from kubefixtures.leases.policy import (
+    KEEP_UNTIL_ANNOTATION,
+    LEASE_NAME,
+    decide,
+    format_time,
+    parse_time,
+)
+from kubefixtures.leases.reaping import EVENT_REASON, list_sessions
 from kubefixtures.settings import Settings
 
 pytestmark = pytest.mark.cluster
@@ -50,8 +56,8 @@ import sys, time
 from datetime import UTC, datetime, timedelta
 from kubefixtures import naming
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.lease import SessionLease
-from kubefixtures.lease import holder_identity
+from kubefixtures.leases.renewal import SessionLease
+from kubefixtures.leases.policy import holder_identity
 
 environment, duration, keep = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 cluster = Cluster.connect()

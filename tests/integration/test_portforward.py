@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kubefixtures.kube._loop import THREAD_NAME
 from kubefixtures.kube.portforward import (
     NoReadyEndpointsError,
     PortForwardForbiddenError,
     ServiceNotFoundError,
     ServicePortForward,
 )
+from kubefixtures.kube.portforward._loop import THREAD_NAME
 from kubefixtures.session import session_state
 
 pytestmark = pytest.mark.cluster

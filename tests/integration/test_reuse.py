@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.lease import LEASE
-from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, LEASE_NAME, parse_time
+from kubefixtures.kube.client import LEASE
+from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, LEASE_NAME, parse_time
 from tests.integration.sharing_support import (
     delete_all,
     live,

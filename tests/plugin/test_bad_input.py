@@ -80,7 +80,9 @@ def pytest_configure(config):
 
     os.open = refusing_open
 
-    import kubefixtures.lifecycle as lifecycle
+    import importlib
+
+    fresh = importlib.import_module("kubefixtures.provisioning.fresh")
 
     def fake_setup(self):
         details = EnvironmentDetails(
@@ -89,8 +91,8 @@ def pytest_configure(config):
         self.environment = Environment(details, [])
         return self.environment
 
-    lifecycle.Lifecycle.setup = fake_setup
-    lifecycle.Lifecycle.teardown = lambda self, *, keep=False, why="": None
+    fresh.FreshProvisioning.setup = fake_setup
+    fresh.FreshProvisioning.teardown = lambda self, *, keep=False, why="": None
 """
 
 

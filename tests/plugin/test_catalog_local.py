@@ -113,7 +113,7 @@ def test_a_failing_test_shows_the_output_with_secrets_masked(project: pytest.Pyt
     result.assert_outcomes(passed=1, failed=1)
     output = result.stdout.str()
     assert "local_service web output" in output
-    assert "connecting to redis://:*****@127.0.0.1:6379/0" in output
+    assert "connecting to redis://:********@127.0.0.1:6379/0" in output
     assert "served /missing" in output
     assert "hunter2-very-secret" not in output + result.stderr.str()
     # Only the failing test's report carries the section.

@@ -1,6 +1,6 @@
 """The plugin as users meet it, through pytester: options and ini keys, fixture scoping,
 keep-on-failure, error messages and the terminal line. No cluster: where a test needs an
-environment to come up, the inner conftest replaces the lifecycle's cluster steps."""
+environment to come up, the inner conftest replaces the provisioning's cluster steps."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from kubefixtures.settings import OPTIONS
 
 pytest_plugins = ["pytester"]
 
-# Replaces Lifecycle.setup/teardown (the cluster steps) and logs every call to calls.log.
+# Replaces FreshProvisioning.setup/teardown (the cluster steps) and logs every call to calls.log.
 FAKE_LIFECYCLE = """
 import importlib
 import time
@@ -22,8 +22,8 @@ from pathlib import Path
 from kubefixtures.details import Environment, EnvironmentDetails
 
 # Through sys.modules: pytester drops modules first imported by an earlier in-process run,
-# while the package attribute `kubefixtures.lifecycle` would still name the old module.
-lifecycle = importlib.import_module("kubefixtures.lifecycle")
+# while the package attribute `kubefixtures.provisioning.fresh` would name the old module.
+fresh = importlib.import_module("kubefixtures.provisioning.fresh")
 
 LOG = Path(__file__).parent / "calls.log"
 
@@ -48,14 +48,14 @@ def fake_teardown(self, *, keep=False, why=""):
     log("teardown", self.spec.name, "keep" if keep else "delete", why)
 
 
-real = (lifecycle.Lifecycle.setup, lifecycle.Lifecycle.teardown)
-lifecycle.Lifecycle.setup = fake_setup
-lifecycle.Lifecycle.teardown = fake_teardown
+real = (fresh.FreshProvisioning.setup, fresh.FreshProvisioning.teardown)
+fresh.FreshProvisioning.setup = fake_setup
+fresh.FreshProvisioning.teardown = fake_teardown
 
 
 def pytest_unconfigure(config):
-    # The outer session may share the module: later runs must see the real lifecycle.
-    lifecycle.Lifecycle.setup, lifecycle.Lifecycle.teardown = real
+    # The outer session may share the module: later runs must see the real provisioning.
+    fresh.FreshProvisioning.setup, fresh.FreshProvisioning.teardown = real
 """
 
 

@@ -1,5 +1,5 @@
 """Sharing through pytest-xdist and details files, as users meet it (pytester, no cluster):
-the inner conftest replaces the lifecycle's cluster steps with ones that log to a file."""
+the inner conftest replaces the provisioning's cluster steps with ones that log to a file."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kubefixtures.details import Environment, EnvironmentDetails
 
-lifecycle = importlib.import_module("kubefixtures.lifecycle")
+fresh = importlib.import_module("kubefixtures.provisioning.fresh")
 LOG = Path(__file__).parent / "calls.log"
 
 
@@ -43,11 +43,11 @@ def fake_teardown(self, *, keep=False, why=""):
     log("teardown", self.spec.name, os.environ.get("PYTEST_XDIST_WORKER", "-"), time.time(),
         "keep" if keep else "delete", why)
     if keep:
-        self.session.summary_lines.append(f"kept namespace {self.namespace} ({why})")
+        self.session.reporter.summary(f"kept namespace {self.namespace} ({why})")
 
 
-lifecycle.Lifecycle.setup = fake_setup
-lifecycle.Lifecycle.teardown = fake_teardown
+fresh.FreshProvisioning.setup = fake_setup
+fresh.FreshProvisioning.teardown = fake_teardown
 
 from kubefixtures import environment
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kubefixtures.attach import _moved, find_details, serving
 from kubefixtures.details import EnvironmentDetails, ServiceDetails
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.provisioning.attached import _moved, find_details, serving
 
 
 def write(path: Path, **fields: object) -> Path:

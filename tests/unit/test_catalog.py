@@ -24,12 +24,12 @@ from kubefixtures.catalog import (
     manifests,
 )
 from kubefixtures.catalog._sources import merged_values
-from kubefixtures.catalog.details import secret_values
 from kubefixtures.catalog.images import _check_ref, _default_ref, archive_ref
-from kubefixtures.catalog.local import _referenced_fixtures, _tail, mask
+from kubefixtures.catalog.local import _referenced_fixtures, _tail
 from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.rendering import RenderContext, render_sources
+from kubefixtures.secrets import Masker, secret_values
 
 PASSWORD = "p@ss/word:with?odd#chars"
 LOCAL_IMAGES = {
@@ -83,7 +83,7 @@ def test_secrets_are_never_in_repr_str_or_dumps(details: Any) -> None:
     ):
         assert PASSWORD not in shown
         assert "**********" in shown
-    assert secret_values(details) == [PASSWORD]
+    assert secret_values(details) == {PASSWORD}
 
 
 def test_s3_client_kwargs_reveal_the_key_for_boto3_only() -> None:
@@ -254,8 +254,8 @@ def test_placeholders_name_fixtures_and_port_is_built_in() -> None:
 
 
 def test_masking_and_tails() -> None:
-    assert mask("url redis://:abc@h and abcdef", ["abc", "abcdef"]) == (
-        "url redis://:*****@h and *****"
+    assert Masker(["abc", "abcdef"], shortest=1)("url redis://:abc@h and abcdef") == (
+        "url redis://:********@h and ********"
     )
     text = "".join(f"line {n}\n" for n in range(1000))
     tail = _tail(text, 100)

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from kubefixtures.details import Environment, EnvironmentDetails, ObjectRef, ServiceDetails
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.lifecycle import service_details
+from kubefixtures.provisioning.base import service_details
 
 SECRET = "s3cr3tValueThatMustNotLeak"
 

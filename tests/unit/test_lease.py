@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.lease import (
+from kubefixtures.leases.policy import (
     DEFAULT_LEASE_SECONDS,
     KEEP_UNTIL_ANNOTATION,
     LeaseInfo,

@@ -14,13 +14,15 @@ from typing import Any
 import pytest
 
 from kubefixtures.errors import ClusterError
-from kubefixtures.kube.client import ApiError
-from kubefixtures.kube.lease import SessionLease
-from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, LEASE_NAME, parse_time
+from kubefixtures.kube.client import ApiError, Cluster
+from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, LEASE_NAME, parse_time
+from kubefixtures.leases.renewal import SessionLease
 
 
-class FakeCluster:
-    def __init__(self) -> None:
+class FakeCluster(Cluster):
+    """The real Cluster's helpers over requests that are recorded, and fail on demand."""
+
+    def __init__(self) -> None:  # no connection: request() is replaced
         self.requests: list[tuple[str, str, Any]] = []
         self.failing: BaseException | None = None
         self.lock = threading.Lock()

@@ -10,7 +10,13 @@ import pytest
 
 @pytest.mark.parametrize(
     "module",
-    ["kubefixtures", "kubefixtures.plugin", "kubefixtures.cli", "kubefixtures.kube.lease"],
+    [
+        "kubefixtures",
+        "kubefixtures.plugin",
+        "kubefixtures.cli",
+        "kubefixtures.leases.renewal",
+        "kubefixtures.leases.reaping",
+    ],
 )
 def test_importing_does_not_pull_in_kopf(module: str) -> None:
     code = (

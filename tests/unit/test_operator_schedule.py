@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.kube.lease import Outcome
-from kubefixtures.lease import KEEP_UNTIL_ANNOTATION, decide, format_time
+from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, decide, format_time
+from kubefixtures.leases.reaping import Outcome
 from kubefixtures.naming import MANAGED_BY_LABEL
 from kubefixtures.operator import reaper as reaper_module
 from kubefixtures.operator.config import OperatorConfig, OperatorConfigError

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.kube._endpoints import (
+from kubefixtures.kube.portforward._endpoints import (
     ServicePort,
     ServicePortError,
     Target,

@@ -25,9 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client
 
-from kubefixtures.kube import _spdy as spdy
-from kubefixtures.kube import _wsframe as ws
-from kubefixtures.kube._loop import THREAD_NAME
 from kubefixtures.kube.portforward import (
     ApiServerUnreachableError,
     NoReadyEndpointsError,
@@ -35,6 +32,9 @@ from kubefixtures.kube.portforward import (
     ServiceNotFoundError,
     ServicePortForward,
 )
+from kubefixtures.kube.portforward import _spdy as spdy
+from kubefixtures.kube.portforward import _wsframe as ws
+from kubefixtures.kube.portforward._loop import THREAD_NAME
 
 NS = "ns"
 

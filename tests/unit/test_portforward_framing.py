@@ -8,9 +8,14 @@ import zlib
 
 import pytest
 
-from kubefixtures.kube import _spdy as spdy
-from kubefixtures.kube import _wsframe as ws
-from kubefixtures.kube._v4 import DATA_CHANNEL, ERROR_CHANNEL, ChannelDecoder, encode_data
+from kubefixtures.kube.portforward import _spdy as spdy
+from kubefixtures.kube.portforward import _wsframe as ws
+from kubefixtures.kube.portforward._v4 import (
+    DATA_CHANNEL,
+    ERROR_CHANNEL,
+    ChannelDecoder,
+    encode_data,
+)
 
 
 def server_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:

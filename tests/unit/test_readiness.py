@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from kubefixtures.readiness import State, assess, describe_events, describe_pod, pod_is_hopeless
+from kubefixtures.readiness.rules import (
+    State,
+    assess,
+    describe_events,
+    describe_pod,
+    pod_is_hopeless,
+)
 
 
 def deployment(replicas: int = 1, **status: Any) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubefixtures.lifecycle import EnvironmentSpec
-from kubefixtures.reuse import KnownSecrets, reuse_key
+from kubefixtures.provisioning.base import EnvironmentSpec
+from kubefixtures.provisioning.reused import KnownSecrets, reuse_key
 from kubefixtures.settings import Settings
 
 MANIFEST = """\

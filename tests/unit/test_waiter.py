@@ -17,7 +17,7 @@ import pytest
 
 from kubefixtures.errors import NotReadyError
 from kubefixtures.kube.client import EVENT, Resource
-from kubefixtures.kube.waiter import Tracked, wait_ready
+from kubefixtures.readiness.wait import Tracked, wait_ready
 
 DEPLOYMENT = Resource("apps/v1", "Deployment", "deployments", namespaced=True)
 SERVICE = Resource("v1", "Service", "services", namespaced=True)

@@ -1,7 +1,7 @@
 """Building the cluster's binaries from the Go module proxy, cached by version.
 
-Kubernetes itself is one multi-call binary built from our own small module in
-hack/k8s (its go.mod pins every staging module); CoreDNS and Helm are `go install`ed.
+Kubernetes itself is one multi-call binary built from our own small module in _k8s/ beside
+this file (its go.mod pins every staging module); CoreDNS and Helm are `go install`ed.
 Only the first run on a machine pays: results are keyed by version under the cache.
 """
 
@@ -35,15 +35,12 @@ KUBE_COMPONENTS = (
 
 def kubernetes_source_dir() -> Path:
     """The Go module that builds the Kubernetes multi-call binary."""
-    package_dir = Path(__file__).resolve().parent
-    candidates = [package_dir / "_k8s", package_dir.parents[2] / "hack" / "k8s"]
-    for candidate in candidates:
-        if (candidate / "go.mod").is_file():
-            return candidate
-    raise ClusterError(
-        "the Kubernetes build module (hack/k8s/go.mod) is missing; "
-        "run from a kubefixtures checkout or reinstall the package"
-    )
+    source = Path(__file__).resolve().parent / "_k8s"  # in the package, checkout or wheel
+    if not (source / "go.mod").is_file():
+        raise ClusterError(
+            f"the Kubernetes build module ({source}/go.mod) is missing; reinstall kubefixtures"
+        )
+    return source
 
 
 def kubernetes_version(source_dir: Path | None = None) -> str:

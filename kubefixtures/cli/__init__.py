@@ -1,0 +1,39 @@
+"""The `kubefixtures` command. Each command group lives in its own module and only
+the one that runs is imported."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from kubefixtures import __version__
+from kubefixtures.errors import KubefixturesError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubefixtures",
+        description="Real services on Kubernetes for pytest suites.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubefixtures {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from kubefixtures.cli import cluster, environments, sessions
+
+    cluster.register(commands)
+    environments.register(commands)
+    sessions.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        code: int = arguments.handler(arguments)
+    except KubefixturesError as error:
+        print(f"kubefixtures: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code

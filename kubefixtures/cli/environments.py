@@ -1,0 +1,267 @@
+"""`kubefixtures up | down | diagnose`: environments outside a pytest run.
+
+``up`` brings an environment up as a fixture would, writes its details file (0600: it holds
+the generated secrets) and serves the port-forwards until SIGINT or SIGTERM, renewing the
+namespace's Lease meanwhile; it then leaves the environment up, protected by keep-until
+for ``--keep-for`` seconds, for ``KUBEFIXTURES_DETAILS=FILE pytest`` runs to use (they
+forward again what is no longer forwarded). ``down FILE`` deletes it. ``diagnose NS``
+writes a bundle of a namespace's objects, logs and events, for CI artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from kubefixtures.cli.options import add_cluster_options, count, namespace_prefix, seconds
+from kubefixtures.errors import KubefixturesError
+from kubefixtures.settings import Settings
+
+__all__ = ["register"]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a NAME=VALUE pair")
+    return name.strip(), value
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = commands.add_parser(
+        "up",
+        help="bring an environment up, write its details file, serve it until interrupted",
+        description="Bring SOURCE... up in a new namespace as an environment fixture would, "
+        "write its details (0600, secrets included) and serve its port-forwards until "
+        "Ctrl-C or SIGTERM. The environment then stays up for --keep-for seconds; "
+        "KUBEFIXTURES_DETAILS=FILE pytest uses it, `kubefixtures down FILE` deletes it.",
+    )
+    up.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    up.add_argument(
+        "--name",
+        help="the environment's name: the fixture name that will use it "
+        "(default: the first source's name)",
+    )
+    up.add_argument(
+        "--values",
+        nargs="+",
+        type=_pair,
+        action="extend",
+        default=[],
+        metavar="NAME=VALUE",
+        help="placeholder values (strings), as environment(values=...) gives them",
+    )
+    up.add_argument(
+        "--details-out",
+        type=Path,
+        metavar="FILE",
+        help="where to write the details (default: ./NAME.kubefixtures.json)",
+    )
+    up.add_argument(
+        "--image-overrides",
+        action="append",
+        default=[],
+        metavar="NAME=IMAGE",
+        help="as --kubefixtures-image-overrides (repeatable)",
+    )
+    default = Settings()  # the defaults of the --kubefixtures-* options
+    up.add_argument(
+        "--namespace-prefix",
+        type=namespace_prefix,
+        default=default.namespace_prefix,
+        metavar="PREFIX",
+    )
+    up.add_argument("--ready-timeout", type=seconds, default=default.ready_timeout, metavar="S")
+    up.add_argument(
+        "--keep-for",
+        type=seconds,
+        default=default.keep_for,
+        metavar="S",
+        help="seconds the environment is kept from the operator and `kubefixtures gc` "
+        "after this command ends (default: %(default).0f)",
+    )
+    up.add_argument("--lease-duration", type=seconds, default=default.lease_duration, metavar="S")
+    add_cluster_options(up)
+    up.set_defaults(handler=run_up)
+
+    down = commands.add_parser(
+        "down",
+        help="delete the environment a details file describes, and the file",
+        description="Delete the namespace of the environment in FILE (only if it is the "
+        "namespace kubefixtures created for it), wait until it is gone, remove FILE.",
+    )
+    down.add_argument("file", type=Path, metavar="FILE")
+    down.add_argument("--no-wait", action="store_true", help="do not wait for the deletion")
+    down.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    down.add_argument("--context", help="kubeconfig context (default: the one FILE names)")
+    down.set_defaults(handler=run_down)
+
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="write a namespace's objects, describe text, logs and events to a directory",
+        description="Write a bundle for CI artifacts: objects/ (YAML per kind, Secrets "
+        "masked), describe.txt, logs/POD/CONTAINER[.previous].log, events.txt, summary.txt. "
+        "Secret values of the namespace (and of --details FILE) are masked everywhere.",
+    )
+    diagnose.add_argument("namespace", metavar="NAMESPACE")
+    diagnose.add_argument("--out", type=Path, required=True, metavar="DIR")
+    diagnose.add_argument(
+        "--details", type=Path, metavar="FILE", help="a details file whose secrets to mask too"
+    )
+    diagnose.add_argument(
+        "--log-lines", type=count, default=None, metavar="N", help="last N lines (default: all)"
+    )
+    add_cluster_options(diagnose)
+    diagnose.set_defaults(handler=run_diagnose)
+
+
+def _default_name(source: Path) -> str:
+    stem = source.resolve().name
+    stem = stem.removesuffix(".yaml").removesuffix(".yml")
+    name = re.sub(r"\W+", "_", stem).strip("_")
+    return name if name.isidentifier() else f"env_{name}"
+
+
+# --- up -------------------------------------------------------------------------------------------
+
+
+def run_up(arguments: argparse.Namespace) -> int:
+    from kubefixtures.details import EnvironmentDetails
+    from kubefixtures.provisioning.base import EnvironmentSpec
+    from kubefixtures.provisioning.fresh import FreshProvisioning
+    from kubefixtures.session import SessionState
+    from kubefixtures.settings import parse_image_overrides
+
+    for source in arguments.sources:
+        if not source.exists():
+            raise KubefixturesError(f"{source}: no such file or directory")
+    name = arguments.name or _default_name(arguments.sources[0])
+    try:
+        overrides = parse_image_overrides(arguments.image_overrides)
+    except ValueError as error:
+        raise KubefixturesError(f"--image-overrides: {error}") from None
+    settings = Settings(
+        context=arguments.context,
+        kubeconfig=arguments.kubeconfig,
+        namespace_prefix=arguments.namespace_prefix,
+        ready_timeout=arguments.ready_timeout,
+        image_overrides=overrides,
+        lease_duration=arguments.lease_duration,
+        keep_for=arguments.keep_for,
+    )
+    out: Path = (arguments.details_out or Path(f"{name}.kubefixtures.json")).resolve()
+    session = SessionState(settings, lambda line: print(line, flush=True))
+    spec = EnvironmentSpec(
+        name=name,
+        sources=tuple(source.resolve() for source in arguments.sources),
+        values=dict(arguments.values),
+    )
+    lifecycle = FreshProvisioning(spec, session.view())
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        lifecycle.cancel()  # a setup under way gives up and cleans up
+
+    previous = {
+        signum: signal.signal(signum, interrupted) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        environment = lifecycle.setup()
+        details: EnvironmentDetails = environment.details
+        details.write(out)
+        lifecycle.report_ready()
+        session.flush()
+        print(f"details: {out} (mode 0600: it holds the environment's secrets)")
+        print(f"use it:  KUBEFIXTURES_DETAILS={out} pytest")
+        print(
+            "serving the port-forwards until Ctrl-C or SIGTERM; the environment then stays up "
+            f"for {settings.keep_for / 3600:.1f} h (`kubefixtures down {out}` deletes it)",
+            flush=True,
+        )
+        while not stop.wait(1.0):
+            session.flush()  # lease warnings from the renewal thread
+        line = lifecycle.release(settings.keep_for)
+        print(f"stopped serving; namespace {details.namespace} stays up", flush=True)
+        if line:
+            print(line, flush=True)
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        session.close()
+
+
+# --- down -----------------------------------------------------------------------------------------
+
+
+def run_down(arguments: argparse.Namespace) -> int:
+    from kubefixtures.details import EnvironmentDetails
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL
+
+    started = time.monotonic()
+    path: Path = arguments.file
+    details = EnvironmentDetails.read(path)
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context or details.context)
+    try:
+        namespace = cluster.namespace(details.namespace)
+        if namespace is None:
+            path.unlink(missing_ok=True)
+            print(f"namespace {details.namespace} is already gone; removed {path}")
+            return 0
+        labels = namespace["metadata"].get("labels") or {}
+        ours = labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+        if not ours or labels.get(SESSION_LABEL) != details.session_id:
+            raise KubefixturesError(
+                f"{path}: namespace {details.namespace} is not the one kubefixtures created "
+                f"for session {details.session_id} (its labels differ); not deleting it"
+            )
+        cluster.delete_namespace(details.namespace, wait=not arguments.no_wait)
+    finally:
+        cluster.close()
+    path.unlink(missing_ok=True)
+    verb = "asked to delete" if arguments.no_wait else "deleted"
+    print(
+        f"{verb} namespace {details.namespace} of environment {details.name!r} "
+        f"({time.monotonic() - started:.1f} s); removed {path}"
+    )
+    return 0
+
+
+# --- diagnose -------------------------------------------------------------------------------------
+
+
+def run_diagnose(arguments: argparse.Namespace) -> int:
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.reporting import write_bundle
+
+    masks: set[str] = set()
+    context = arguments.context
+    if arguments.details is not None:
+        from kubefixtures.details import EnvironmentDetails
+
+        details = EnvironmentDetails.read(arguments.details)
+        masks = {value.get_secret_value() for value in details.secrets.values()}
+        context = context or details.context
+    started = time.monotonic()
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, context)
+    try:
+        bundle = write_bundle(
+            cluster, arguments.namespace, arguments.out, masks=masks, log_lines=arguments.log_lines
+        )
+    finally:
+        cluster.close()
+    print(
+        f"wrote {bundle.directory}: {bundle.objects} objects, {bundle.logs} logs, "
+        f"{bundle.events} events ({time.monotonic() - started:.1f} s)"
+    )
+    for error in bundle.errors:
+        print(f"kubefixtures: warning: {error}", file=sys.stderr)
+    return 0

@@ -1,0 +1,204 @@
+"""`kubefixtures gc | status | operator`: the sessions on a cluster, and reaping the leaked ones.
+
+``gc`` makes the operator's decision once (``kubefixtures.leases.policy.decide``), for clusters
+without the operator: from a laptop, or a CI cron job. ``status`` shows every session
+namespace for whoever runs a shared cluster. ``operator`` runs the kopf operator; kopf is
+imported only then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from kubefixtures.cli.options import add_cluster_options
+from kubefixtures.leases.options import (
+    OPERATOR_DESCRIPTION,
+    OPERATOR_HELP,
+    add_grace_option,
+    add_operator_arguments,
+    add_selector_option,
+)
+from kubefixtures.leases.policy import (
+    LeaseState,
+    SessionNamespace,
+    decide,
+    format_time,
+    lease_state,
+)
+from kubefixtures.naming import CI_JOB_LABEL, HOST_LABEL, USER_LABEL
+
+__all__ = ["register"]
+
+GC_COMPONENT = "kubefixtures-gc"
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gc = commands.add_parser(
+        "gc",
+        help="delete leaked session namespaces once (what the operator does continuously)",
+        description="Delete every namespace labelled app.kubernetes.io/managed-by=kubefixtures "
+        "whose session lease expired more than --grace seconds ago (and whose keep-until has "
+        "passed), or that has no lease and is older than --grace. Nothing else is touched.",
+    )
+    gc.add_argument(
+        "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
+    )
+    add_grace_option(gc)
+    add_selector_option(gc)
+    add_cluster_options(gc)
+    gc.set_defaults(handler=run_gc)
+
+    status = commands.add_parser(
+        "status",
+        help="list the kubefixtures sessions on the cluster",
+        description="One line per namespace managed by kubefixtures: owner, host, age, lease "
+        "state and keep-until.",
+    )
+    add_grace_option(status)
+    add_selector_option(status)
+    add_cluster_options(status)
+    status.set_defaults(handler=run_status)
+
+    operator = commands.add_parser("operator", help=OPERATOR_HELP, description=OPERATOR_DESCRIPTION)
+    add_operator_arguments(operator)
+    operator.set_defaults(handler=run_operator)
+
+
+def _error(message: str) -> int:
+    print(f"kubefixtures: error: {message}", file=sys.stderr)
+    return 1
+
+
+# --- gc ----------------------------------------------------------------------------------------
+
+
+def run_gc(arguments: argparse.Namespace) -> int:
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.reaping import list_sessions, recheck_and_delete
+
+    started = time.monotonic()
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
+    try:
+        sessions = list_sessions(cluster, arguments.selector)
+        now = datetime.now(UTC)
+        deleted = kept = 0
+        for session in sessions:
+            decision = decide(session, now, arguments.grace)
+            if not decision.delete:
+                kept += 1
+                print(f"kept          {session.name}: {decision.reason}")
+            elif arguments.dry_run:
+                deleted += 1
+                print(f"would delete  {session.name}: {decision.reason}")
+            else:
+                # Read again right before deleting: the list may be a few seconds old.
+                outcome = recheck_and_delete(
+                    cluster,
+                    session.name,
+                    arguments.grace,
+                    component=GC_COMPONENT,
+                )
+                reason = outcome.decision.reason if outcome.decision else "gone meanwhile"
+                if outcome.deleted:
+                    deleted += 1
+                    print(f"deleted       {session.name}: {reason}")
+                else:
+                    kept += 1
+                    print(f"kept          {session.name}: {reason}")
+    finally:
+        cluster.close()
+    verb = "would delete" if arguments.dry_run else "deleted"
+    print(
+        f"gc: {len(sessions)} managed namespaces on {cluster.description}: {verb} {deleted}, "
+        f"kept {kept} ({time.monotonic() - started:.1f} s)"
+    )
+    return 0
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+def _age(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
+def _lease_column(session: SessionNamespace, now: datetime, grace: float) -> str:
+    state = lease_state(session, now)
+    lease = session.lease
+    expires = lease.expires_at if lease is not None else None
+    if state is LeaseState.LIVE and expires is not None:
+        return f"live ({_age(expires - now)} left)"
+    if state is LeaseState.EXPIRED and expires is not None:
+        verdict = "leaked" if decide(session, now, grace).delete else "in grace"
+        return f"expired {_age(now - expires)} ago ({verdict})"
+    if state is LeaseState.MISSING:
+        return "missing (leaked)" if decide(session, now, grace).delete else "missing (new)"
+    return state.value
+
+
+def _owner(session: SessionNamespace) -> str:
+    owner = session.labels.get(USER_LABEL, "?")
+    job = session.labels.get(CI_JOB_LABEL)
+    return f"{owner} (ci {job})" if job else owner
+
+
+def status_rows(
+    sessions: Sequence[SessionNamespace], now: datetime, grace: float
+) -> list[list[str]]:
+    rows = [["NAMESPACE", "OWNER", "HOST", "AGE", "LEASE", "KEEP-UNTIL"]]
+    for session in sessions:
+        kept = session.kept_until
+        rows.append(
+            [
+                session.name,
+                _owner(session),
+                session.labels.get(HOST_LABEL, "?"),
+                _age(now - session.created),
+                _lease_column(session, now, grace),
+                format_time(kept) if kept else (session.invalid_annotation or "-"),
+            ]
+        )
+    return rows
+
+
+def run_status(arguments: argparse.Namespace) -> int:
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.reaping import list_sessions
+
+    cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
+    try:
+        sessions = list_sessions(cluster, arguments.selector)
+    finally:
+        cluster.close()
+    if not sessions:
+        print(f"no kubefixtures sessions on {cluster.description}")
+        return 0
+    rows = status_rows(sessions, datetime.now(UTC), arguments.grace)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
+
+
+# --- operator ----------------------------------------------------------------------------------
+
+
+def run_operator(arguments: argparse.Namespace) -> int:
+    try:
+        from kubefixtures.operator.main import start  # imports kopf
+    except ImportError as error:
+        return _error(f"the operator needs kopf: pip install 'kubefixtures[operator]' ({error})")
+    return start(arguments)

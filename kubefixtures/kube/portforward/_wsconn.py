@@ -1,0 +1,262 @@
+"""The client side of one WebSocket connection to the apiserver, as an asyncio protocol.
+
+A Protocol rather than streams: bytes go from the socket to the frame parser to the local
+connection without a task switch per chunk, which is most of what throughput costs here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from kubefixtures.kube.errors import (
+    ApiServerUnreachableError,
+    PortForwardForbiddenError,
+    PortForwardNotFound,
+    TunnelError,
+)
+from kubefixtures.kube.portforward import _wsframe as ws
+from kubefixtures.kube.portforward._api import ApiEndpoint, status_message
+
+log = logging.getLogger("kubefixtures.portforward")
+
+_MAX_RESPONSE_HEAD = 64 * 1024
+# asyncio's default high-water mark (64 KiB) pauses producers after a single 256 KiB read;
+# a larger one lets one local read and one tunnel write overlap.
+WRITE_HIGH_WATER = 1024 * 1024
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """Opening handshake, frame parsing, ping/pong and close; subclasses handle data."""
+
+    SUBPROTOCOL = ""  # what subclasses ask for in Sec-WebSocket-Protocol
+
+    def __init__(self, request: bytes, key: str, subprotocol: str) -> None:
+        self._request = request
+        self._key = key
+        self._subprotocol = subprotocol
+        self._head = bytearray()
+        self._status = 0
+        self._body_wanted = -1
+        self._parser = ws.FrameParser()
+        self._assembler: ws.MessageAssembler | None = None
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.is_open = False
+        self._closing = False
+
+    # -- for subclasses ---------------------------------------------------------------
+    def on_data(self, payload: bytes) -> None:
+        """A binary (or continuation) frame's payload, in order."""
+
+    def on_closed(self) -> None:
+        """The connection is gone (either side closed it, or it broke)."""
+
+    def send_binary(self, *parts: bytes | bytearray | memoryview) -> None:
+        if self.transport is not None and not self._closing:
+            self.transport.write(ws.encode_client_frame(ws.OP_BINARY, *parts))
+
+    def close(self) -> None:
+        """Closes politely: a close frame, then the TCP connection."""
+        if self.transport is None or self._closing:
+            return
+        self._closing = True
+        if self.is_open:
+            self.transport.write(ws.encode_close())
+        self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self._closing = True
+            self.transport.abort()
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.is_open:
+            self._frames(data)
+        else:
+            self._handshake(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_open = False
+        self._closing = True
+        if not self.opened.done():
+            if self._status:
+                self._fail_open(bytes(self._head))
+            else:
+                reason = f": {exc}" if exc else ""
+                self._set_open_error(
+                    TunnelError(
+                        f"the apiserver closed the connection before answering the upgrade{reason}"
+                    )
+                )
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.on_closed()
+
+    # -- internals -----------------------------------------------------------------------
+    def _handshake(self, data: bytes) -> None:
+        self._head += data
+        if self._status:  # an error response: collecting its body
+            if 0 <= self._body_wanted <= len(self._head):
+                self._fail_open(bytes(self._head[: self._body_wanted]))
+            return
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > _MAX_RESPONSE_HEAD:
+                self._fail_open(b"response head too large")
+            return
+        head = bytes(self._head[:end]).decode("latin-1")
+        rest = bytes(self._head[end + 4 :])
+        lines = head.split("\r\n")
+        try:
+            self._status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError):
+            self._status = 1
+            self._fail_open(b"malformed response status line")
+            return
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if self._status != 101:
+            self._head = bytearray(rest)
+            self._body_wanted = int(headers.get("content-length", "-1") or -1)
+            if 0 <= self._body_wanted <= len(self._head):
+                self._fail_open(bytes(self._head[: self._body_wanted]))
+            return
+        if headers.get("sec-websocket-accept") != ws.accept_for(self._key):
+            self._fail_open(b"the apiserver answered the upgrade with a wrong Sec-WebSocket-Accept")
+            return
+        if headers.get("sec-websocket-protocol", "") != self._subprotocol:
+            self._status = 1
+            self._fail_open(
+                f"the apiserver does not speak {self._subprotocol} "
+                f"(it chose {headers.get('sec-websocket-protocol') or 'none'})".encode()
+            )
+            return
+        self._head = bytearray()
+        self.is_open = True
+        self.opened.set_result(None)
+        if rest:
+            self._frames(rest)
+
+    def _set_open_error(self, error: TunnelError) -> None:
+        self.opened.set_exception(error)
+        # Whoever opened us may have given up (cancelled, timed out) and will never look:
+        # mark the error as seen so asyncio does not log "exception was never retrieved".
+        self.opened.exception()
+
+    def _fail_open(self, body: bytes) -> None:
+        if not self.opened.done():
+            message = status_message(body, f"HTTP {self._status}")
+            self._set_open_error(TunnelError(message, self._status))
+        self.abort()
+
+    def _frames(self, data: bytes) -> None:
+        try:
+            frames = self._parser.feed(data)
+        except ws.WebSocketProtocolError as error:
+            log.warning("port-forward tunnel: %s; closing it", error)
+            self.abort()
+            return
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode in (ws.OP_BINARY, ws.OP_CONTINUATION, ws.OP_TEXT):
+                self.on_data(frame.payload)
+            elif opcode == ws.OP_PING:
+                if self.transport is not None and not self._closing:
+                    self.transport.write(ws.encode_client_frame(ws.OP_PONG, frame.payload))
+            elif opcode == ws.OP_CLOSE:
+                self.close()
+                return
+            if self._closing:
+                return
+
+
+async def open_websocket(
+    endpoint: ApiEndpoint,
+    path: str,
+    protocol_type: type[WebSocketProtocol],
+    *args: Any,
+    timeout: float = 10.0,
+    what: str,
+) -> Any:
+    """Connects, upgrades and returns the open `protocol_type(request, key, *args)`.
+
+    `what` names the target in errors ("pod ns/web-1").
+    """
+    subprotocol: str = protocol_type.SUBPROTOCOL
+    key = ws.new_key()
+    headers = await endpoint.auth_headers()
+    default_port = 443 if endpoint.ssl is not None else 80
+    host = endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        f"Sec-WebSocket-Protocol: {subprotocol}",
+        "User-Agent: kubefixtures-portforward",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    loop = asyncio.get_running_loop()
+    protocol: WebSocketProtocol | None = None
+
+    def factory() -> WebSocketProtocol:
+        nonlocal protocol
+        protocol = protocol_type(request, key, *args)
+        return protocol
+
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.create_connection(
+                factory,
+                endpoint.host,
+                endpoint.port,
+                ssl=endpoint.ssl,
+                server_hostname=endpoint.server_hostname,
+            )
+            assert protocol is not None
+            await protocol.opened
+    except TimeoutError:
+        if protocol is not None:
+            protocol.abort()
+        raise TunnelError(f"port-forward upgrade to {what} timed out after {timeout:g}s") from None
+    except asyncio.CancelledError:
+        if protocol is not None:
+            protocol.abort()
+        raise
+    except TunnelError as error:
+        raise _upgrade_error(error, what, endpoint) from None
+    except OSError as error:
+        if protocol is not None:
+            protocol.abort()
+        raise ApiServerUnreachableError(
+            f"cannot reach the Kubernetes API server at {endpoint.url}: {error.strerror or error}"
+        ) from None
+    return protocol
+
+
+def _upgrade_error(error: TunnelError, what: str, endpoint: ApiEndpoint) -> Exception:
+    if error.status == 403:
+        return PortForwardForbiddenError(f"RBAC forbids port-forwarding to {what}: {error}")
+    if error.status == 401:
+        return ApiServerUnreachableError(
+            f"the Kubernetes API server at {endpoint.url} rejected our credentials (401): {error}"
+        )
+    if error.status == 404:
+        return PortForwardNotFound(f"{what} not found: {error}")
+    return TunnelError(f"port-forward upgrade to {what} failed: {error}", error.status)

@@ -1,0 +1,353 @@
+"""Session leases as proof of life, and the one decision every reaper makes from them.
+
+A session holds a ``coordination.k8s.io/v1`` Lease named ``kubefixtures-session`` in each
+namespace it creates and renews it every third of its duration. A cancelled CI job or a
+``kill -9`` stops the renewals; the Lease then expires, and after a grace period the
+namespace is garbage. The operator (``kubefixtures.operator``) and ``kubefixtures gc`` both
+call :func:`decide`, so they can never disagree about a namespace.
+
+Pure logic only: objects come in as the JSON dicts the API returns (kopf's bodies behave the
+same), times are timezone-aware UTC datetimes, and nothing here talks to a cluster.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubefixtures.limits import parse_seconds
+from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "KEEP_UNTIL_ANNOTATION",
+    "LEASE_NAME",
+    "Decision",
+    "LeaseInfo",
+    "LeaseState",
+    "SessionNamespace",
+    "decide",
+    "format_time",
+    "grace_seconds",
+    "holder_identity",
+    "lease_from_object",
+    "lease_state",
+    "namespace_from_object",
+    "parse_time",
+]
+
+LEASE_NAME = "kubefixtures-session"
+KEEP_UNTIL_ANNOTATION = "kubefixtures.io/keep-until"
+DEFAULT_LEASE_SECONDS = 60.0
+# Long enough to absorb clock skew between the session's machine and the reaper's, and an
+# API server that was briefly unreachable; short enough that a leak goes within minutes.
+DEFAULT_GRACE_SECONDS = 60.0
+
+
+def grace_seconds(text: str) -> float:
+    """A grace period as given on a command line or in a variable: seconds, 0 or more."""
+    return parse_seconds(text, zero_allowed=True)
+
+
+class LeaseState(enum.StrEnum):
+    """Where a session namespace stands, as ``kubefixtures status`` shows it."""
+
+    LIVE = "live"  # renewed within its duration: a session holds it
+    EXPIRED = "expired"  # not renewed within its duration: the session is gone (or stuck)
+    KEPT = "kept"  # keep-until lies in the future (keep-on-failure)
+    MISSING = "missing"  # no Lease at all: the session died while creating the namespace
+    UNMANAGED = "unmanaged"  # not labelled as ours: never touched
+    DELETING = "deleting"  # already being deleted
+
+
+# Plain frozen dataclasses, not pydantic models: sessions import this module on their way to
+# creating a namespace, and pydantic costs about 0.1 s to import and build.
+@dataclass(frozen=True, kw_only=True)
+class LeaseInfo:
+    """What a reaper needs of the Lease ``kubefixtures-session``."""
+
+    holder: str | None = None
+    duration_seconds: float = DEFAULT_LEASE_SECONDS
+    renew_time: datetime | None = None
+    acquire_time: datetime | None = None
+    created: datetime | None = None
+    keep_until: datetime | None = None
+    invalid_keep_until: str | None = None  # the raw annotation, when it is not a time
+
+    @property
+    def last_sign_of_life(self) -> datetime | None:
+        return self.renew_time or self.acquire_time or self.created
+
+    @property
+    def expires_at(self) -> datetime | None:
+        last = self.last_sign_of_life
+        return None if last is None else last + timedelta(seconds=self.duration_seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionNamespace:
+    """A namespace as a reaper sees it: identity, labels, age, and its Lease (if any)."""
+
+    name: str
+    uid: str = ""
+    resource_version: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    created: datetime
+    terminating: bool = False
+    keep_until: datetime | None = None  # a keep-until annotation on the namespace itself
+    invalid_keep_until: str | None = None
+    lease: LeaseInfo | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+
+    @property
+    def kept_until(self) -> datetime | None:
+        """The later of the Lease's and the namespace's keep-until annotations."""
+        times = [t for t in (self.keep_until, self.lease and self.lease.keep_until) if t]
+        return max(times) if times else None
+
+    @property
+    def invalid_annotation(self) -> str | None:
+        return self.invalid_keep_until or (self.lease.invalid_keep_until if self.lease else None)
+
+    def with_lease(self, lease: LeaseInfo | None) -> SessionNamespace:
+        return replace(self, lease=lease)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    """Delete or keep, why (one line, for logs and Events), and when to look again."""
+
+    delete: bool
+    reason: str
+    state: LeaseState
+    recheck_at: datetime | None = None  # None: nothing but a change to the objects matters
+
+
+# --- times ---------------------------------------------------------------------------------
+
+
+def parse_time(text: object) -> datetime | None:
+    """An RFC 3339 time (``2024-05-01T12:00:00Z``, with or without fractions) as UTC, or None."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:  # the API always says Z; a bare time from a human means UTC
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(moment: datetime, *, micro: bool = False) -> str:
+    """The API's time formats: ``Time`` (seconds) or ``MicroTime`` (microseconds), always Z."""
+    moment = moment.astimezone(UTC)
+    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ"
+    return moment.strftime(pattern)
+
+
+def _seconds(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    if abs(seconds) < 120:
+        return f"{seconds:.0f} s"
+    if abs(seconds) < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# --- reading objects ------------------------------------------------------------------------
+
+
+def holder_identity(session_id: str, host: str | None = None, pid: int | None = None) -> str:
+    """``<session-id>@<host>/<pid>``: who holds a Lease, for humans reading ``status``."""
+    return f"{session_id}@{host or socket.gethostname()}/{os.getpid() if pid is None else pid}"
+
+
+def _keep_until(annotations: Mapping[str, Any]) -> tuple[datetime | None, str | None]:
+    raw = annotations.get(KEEP_UNTIL_ANNOTATION)
+    if raw is None or raw == "":
+        return None, None
+    parsed = parse_time(raw)
+    return (parsed, None) if parsed is not None else (None, str(raw))
+
+
+def lease_from_object(lease: Mapping[str, Any]) -> LeaseInfo:
+    """LeaseInfo of a Lease object (a JSON dict or a kopf body)."""
+    metadata = lease.get("metadata") or {}
+    spec = lease.get("spec") or {}
+    keep_until, invalid = _keep_until(metadata.get("annotations") or {})
+    duration = spec.get("leaseDurationSeconds")
+    if not isinstance(duration, int | float) or isinstance(duration, bool) or duration <= 0:
+        duration = DEFAULT_LEASE_SECONDS
+    return LeaseInfo(
+        holder=spec.get("holderIdentity") or None,
+        # A Lease without a usable duration still proves life for the default duration.
+        duration_seconds=float(duration),
+        renew_time=parse_time(spec.get("renewTime")),
+        acquire_time=parse_time(spec.get("acquireTime")),
+        created=parse_time(metadata.get("creationTimestamp")),
+        keep_until=keep_until,
+        invalid_keep_until=invalid,
+    )
+
+
+def namespace_from_object(
+    namespace: Mapping[str, Any], lease: LeaseInfo | None = None
+) -> SessionNamespace:
+    """SessionNamespace of a Namespace object (a JSON dict or a kopf body)."""
+    metadata = namespace.get("metadata") or {}
+    status = namespace.get("status") or {}
+    keep_until, invalid = _keep_until(metadata.get("annotations") or {})
+    created = parse_time(metadata.get("creationTimestamp")) or datetime.now(UTC)
+    return SessionNamespace(
+        name=str(metadata.get("name") or ""),
+        uid=str(metadata.get("uid") or ""),
+        resource_version=str(metadata.get("resourceVersion") or ""),
+        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        created=created,
+        terminating=bool(metadata.get("deletionTimestamp")) or status.get("phase") == "Terminating",
+        keep_until=keep_until,
+        invalid_keep_until=invalid,
+        lease=lease,
+    )
+
+
+# --- the decision -----------------------------------------------------------------------------
+
+
+def lease_state(namespace: SessionNamespace, now: datetime) -> LeaseState:
+    """live / expired / kept / missing (or unmanaged / deleting) at ``now``."""
+    if not namespace.managed:
+        return LeaseState.UNMANAGED
+    if namespace.terminating:
+        return LeaseState.DELETING
+    kept = namespace.kept_until
+    if (kept is not None and kept > now) or namespace.invalid_annotation is not None:
+        return LeaseState.KEPT
+    lease = namespace.lease
+    if lease is None:
+        return LeaseState.MISSING
+    expires = lease.expires_at
+    return LeaseState.LIVE if expires is not None and now < expires else LeaseState.EXPIRED
+
+
+def decide(namespace: SessionNamespace, now: datetime, grace: timedelta | float) -> Decision:
+    """Delete ``namespace`` now, or keep it (and when to look again)?
+
+    Deleted only when it is labelled as managed by kubefixtures, not already being deleted,
+    not kept (keep-until in the future, or an unreadable keep-until: a human meant to keep
+    it), and either its Lease expired more than ``grace`` ago, or it has no Lease and is
+    older than ``grace`` (the session died between creating the namespace and its Lease).
+    """
+    grace = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
+    state = lease_state(namespace, now)
+    kept = _kept(namespace, state, now, grace)
+    if kept is not None:
+        return kept
+    if namespace.lease is None:
+        return _without_lease(namespace, now, grace)
+    return _with_lease(namespace, namespace.lease, state, now, grace)
+
+
+def _due(namespace: SessionNamespace, grace: timedelta) -> datetime:
+    """When the namespace becomes deletable, keep-until aside."""
+    lease = namespace.lease
+    expires = lease.expires_at if lease is not None else None
+    return (expires if expires is not None else namespace.created) + grace
+
+
+def _passed(namespace: SessionNamespace) -> str:
+    kept = namespace.kept_until
+    return f"; keep-until {format_time(kept)} has passed" if kept is not None else ""
+
+
+def _kept(
+    namespace: SessionNamespace, state: LeaseState, now: datetime, grace: timedelta
+) -> Decision | None:
+    """The decisions that do not depend on the Lease: not ours, going, or kept."""
+    if state is LeaseState.UNMANAGED:
+        return Decision(
+            delete=False,
+            state=state,
+            reason=f"not managed by kubefixtures (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE})",
+        )
+    if state is LeaseState.DELETING:
+        return Decision(delete=False, state=state, reason="already being deleted")
+    invalid = namespace.invalid_annotation
+    if invalid is not None:
+        return Decision(
+            delete=False,
+            state=state,
+            reason=f"annotation {KEEP_UNTIL_ANNOTATION}={invalid!r} is not an RFC 3339 time: "
+            "kept until someone fixes or removes it",
+        )
+    if state is LeaseState.KEPT:
+        kept = namespace.kept_until
+        assert kept is not None
+        # Whatever the keep-until, the namespace also waits for its lease to expire (+ grace).
+        return Decision(
+            delete=False,
+            state=state,
+            reason=f"kept until {format_time(kept)} ({_seconds(kept - now)} from now)",
+            recheck_at=max(kept, _due(namespace, grace)),
+        )
+    return None
+
+
+def _without_lease(namespace: SessionNamespace, now: datetime, grace: timedelta) -> Decision:
+    age = now - namespace.created
+    due = _due(namespace, grace)
+    if now < due:
+        return Decision(
+            delete=False,
+            state=LeaseState.MISSING,
+            reason=f"no lease yet, {_seconds(age)} old (grace {_seconds(grace)})",
+            recheck_at=due,
+        )
+    return Decision(
+        delete=True,
+        state=LeaseState.MISSING,
+        reason=f"no lease and {_seconds(age)} old (grace {_seconds(grace)}){_passed(namespace)}",
+    )
+
+
+def _with_lease(
+    namespace: SessionNamespace,
+    lease: LeaseInfo,
+    state: LeaseState,
+    now: datetime,
+    grace: timedelta,
+) -> Decision:
+    holder = f" held by {lease.holder}" if lease.holder else ""
+    expires = lease.expires_at or namespace.created
+    due = _due(namespace, grace)
+    if state is LeaseState.LIVE:
+        return Decision(
+            delete=False,
+            state=state,
+            reason=f"lease{holder} live for {_seconds(expires - now)} more",
+            recheck_at=due,
+        )
+    if now < due:
+        return Decision(
+            delete=False,
+            state=state,
+            reason=f"lease{holder} expired {_seconds(now - expires)} ago, within the grace "
+            f"of {_seconds(grace)}",
+            recheck_at=due,
+        )
+    return Decision(
+        delete=True,
+        state=state,
+        reason=f"lease{holder} expired {_seconds(now - expires)} ago "
+        f"(duration {lease.duration_seconds:.0f} s, grace {_seconds(grace)}){_passed(namespace)}",
+    )

@@ -1,0 +1,160 @@
+"""What every provisioning shares: the spec of an environment, the protocol a fixture uses,
+the collaborators it is given, the one inspection builder, and the port-forward handle.
+
+A provisioning never sees the pytest session: it is given, narrowly, the settings, the
+session id, a cluster factory, the session's generated secrets and a reporter (lines for
+the terminal now, lines for the summary at the end). This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from kubefixtures.details import Environment, ServiceDetails
+    from kubefixtures.kube import Cluster
+    from kubefixtures.rendering import Secrets
+    from kubefixtures.settings import Settings
+
+__all__ = [
+    "DETAILS_VARIABLE",
+    "LOCALHOST",
+    "EnvironmentSpec",
+    "Inspection",
+    "PortForward",
+    "Provisioning",
+    "Reporter",
+    "SessionView",
+    "inspect",
+    "service_details",
+]
+
+LOCALHOST = "127.0.0.1"
+# The details files a run attaches to instead of provisioning (see provisioning.attached).
+DETAILS_VARIABLE = "KUBEFIXTURES_DETAILS"
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """What an ``environment(...)`` declaration asked for."""
+
+    name: str
+    sources: tuple[Path, ...]
+    values: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+class Reporter(Protocol):
+    """Where a provisioning's lines go."""
+
+    def write_line(self, line: str) -> None:
+        """A line for the terminal, now (or as soon as the main thread can show it)."""
+
+    def summary(self, line: str) -> None:
+        """A line for the end of the run (a kept namespace, how to look at it)."""
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What a provisioning may use of its session, and nothing more."""
+
+    settings: Settings
+    session_id: str
+    cluster: Callable[[str | None], Cluster]  # a connection to the context (None: configured)
+    secrets: Callable[[], Secrets]  # the session's generated secrets
+    reporter: Reporter
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Where to look when a test using an environment failed (diagnostics)."""
+
+    cluster: Cluster
+    namespace: str
+    environment: str
+    masks: frozenset[str]  # secret values that must never be shown
+
+
+def inspect(cluster: Cluster, environment: Environment, name: str) -> Inspection:
+    """The inspection of an environment that is up: its namespace, its secrets masked."""
+    from kubefixtures.secrets import secret_values
+
+    return Inspection(
+        cluster=cluster,
+        namespace=environment.namespace,
+        environment=name,
+        masks=frozenset(secret_values(environment)),
+    )
+
+
+class Provisioning(Protocol):
+    """What an environment fixture needs of whatever provides its environment: a fresh (or
+    reused) namespace, one shared with other xdist workers, or one from a details file."""
+
+    spec: EnvironmentSpec
+
+    def setup(self) -> Environment: ...
+
+    def report_ready(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+    def note_failure(self, test: str) -> None: ...
+
+    def teardown(self, *, keep: bool = False, why: str = "") -> None: ...
+
+    def inspection(self) -> Inspection | None: ...
+
+
+class PortForward(Protocol):
+    """What a provisioning needs of kubefixtures.kube.portforward.ServicePortForward."""
+
+    @property
+    def local_port(self) -> int: ...
+
+    def start(self) -> Any: ...
+
+    def stop(self) -> Any: ...
+
+
+def tcp_ports(service: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    ports = (service.get("spec") or {}).get("ports") or []
+    return [port for port in ports if (port.get("protocol") or "TCP") == "TCP"]
+
+
+def _scheme(port: Mapping[str, Any]) -> str | None:
+    for hint in (str(port.get("name") or ""), str(port.get("appProtocol") or "")):
+        lowered = hint.lower()
+        for scheme in ("https", "http"):
+            if lowered == scheme or lowered.startswith(f"{scheme}-"):
+                return scheme
+    return None
+
+
+def service_details(
+    service: Mapping[str, Any], namespace: str, local_ports: Mapping[int, int]
+) -> ServiceDetails:
+    """ServiceDetails of a Service manifest whose ports are forwarded to ``local_ports``."""
+    from kubefixtures.details import ServiceDetails
+
+    ports = tcp_ports(service)
+    url = None
+    for port in ports:
+        scheme = _scheme(port)
+        if scheme:
+            url = f"{scheme}://{LOCALHOST}:{local_ports[int(port['port'])]}"
+            break
+    return ServiceDetails(
+        name=service["metadata"]["name"],
+        namespace=namespace,
+        host=LOCALHOST,
+        port=local_ports[int(ports[0]["port"])],
+        ports={int(port["port"]): local_ports[int(port["port"])] for port in ports},
+        named_ports={
+            str(port["name"]): local_ports[int(port["port"])] for port in ports if port.get("name")
+        },
+        url=url,
+    )

@@ -1,0 +1,484 @@
+"""The life of one environment in a namespace of its own: render -> connect -> choose the
+namespace -> apply -> wait ready -> forward -> details, and the teardown that undoes it.
+
+Every step is a method, so later features slot in between steps rather than into one long
+function. Where the namespace comes from is a strategy: a new one (``NewNamespace``), or one
+an earlier run left for reuse (kubefixtures.provisioning.reused). Sharing with xdist workers
+(provisioning.shared) wraps the whole; a details file (provisioning.attached) replaces it.
+Anything that fails before the namespace exists leaves nothing behind; anything that fails
+after it stops the forwards and deletes (or, with keep-on-failure, keeps) the namespace.
+
+Generated secrets used by the environment are also stored in the namespace, in the Secret
+``kubefixtures-secrets`` (kubefixtures.secrets).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kubefixtures import naming
+from kubefixtures.commands_for_people import kept_namespace_lines
+from kubefixtures.errors import KubefixturesError
+from kubefixtures.leases.policy import holder_identity
+from kubefixtures.provisioning.base import (
+    EnvironmentSpec,
+    Inspection,
+    PortForward,
+    SessionView,
+    inspect,
+    service_details,
+    tcp_ports,
+)
+from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
+from kubefixtures.secrets import SECRETS_NAME, stored_secrets_manifest
+
+if TYPE_CHECKING:
+    from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
+    from kubefixtures.kube import Cluster, Resource
+    from kubefixtures.leases.renewal import SessionLease
+
+__all__ = ["Adopted", "FreshProvisioning", "NamespaceStrategy", "NewNamespace"]
+
+_FORWARD_GRACE = 5.0  # seconds a forward waits for a pod past the environment's deadline
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A namespace an earlier session left, and what rendering it again needs."""
+
+    namespace: str
+    session_id: str  # what ${session_id} rendered to for the session that created it
+    secrets: Secrets  # its generated secrets, as that session rendered them
+
+
+class NamespaceStrategy(Protocol):
+    """Where the environment's namespace comes from, and what becomes of it at the end."""
+
+    def labels(self) -> Mapping[str, str]:
+        """Labels the strategy adds to a namespace it has the provisioning create."""
+
+    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
+        """A namespace to adopt, or None for a new one (``connecting`` gives the cluster)."""
+
+    def ready_line(self, namespace: str) -> str | None:
+        """A line to add to the environment's ready line, if any."""
+
+    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
+        """At a teardown that would delete the namespace: how long to leave it up instead,
+        and the summary line that says so; None to delete it."""
+
+
+class NewNamespace:
+    """The default: a new, unique namespace, deleted at the end."""
+
+    def labels(self) -> Mapping[str, str]:
+        return {}
+
+    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
+        return None
+
+    def ready_line(self, namespace: str) -> str | None:
+        return None
+
+    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
+        return None
+
+
+class FreshProvisioning:
+    """Brings one environment up (``setup``) and down (``teardown``) in its own namespace."""
+
+    def __init__(
+        self,
+        spec: EnvironmentSpec,
+        session: SessionView,
+        strategy: NamespaceStrategy | None = None,
+    ) -> None:
+        self.spec = spec
+        self.session = session
+        self.strategy: NamespaceStrategy = strategy or NewNamespace()
+        self.settings = session.settings
+        self.timeout = spec.timeout or self.settings.ready_timeout
+        self.namespace: str | None = None
+        self.cluster: Cluster | None = None
+        self.objects: list[RenderedObject] = []
+        self.forwards: list[PortForward] = []
+        self.environment: Environment | None = None
+        self._started = 0.0
+        self._deadline = 0.0
+        self._created = False
+        self._adopted = False
+        self._failed = False  # a setup that failed leaves nothing for a later run
+        self._cancelled = threading.Event()
+        self._forwards_lock = threading.Lock()
+        self._forwards_stopped = False
+        self.lease: SessionLease | None = None  # proof of life for the operator and gc
+        # What ${session_id} and ${secret:...} render to: this session's, unless a reused
+        # namespace brings back those of the session that created it.
+        self.render_session_id = session.session_id
+        self.secrets: Secrets | None = None  # None: the session's
+        self._context: RenderContext | None = None
+
+    # --- setup ----------------------------------------------------------------------------
+
+    def setup(self) -> Environment:
+        """Bring the environment up; raise a KubefixturesError (after cleaning up) if it fails.
+
+        Prints nothing: the caller reports (``report_ready``), so that setup can also run in
+        a background thread.
+        """
+        self._started = time.monotonic()
+        self._deadline = self._started + self.timeout
+        # Connecting (loading credentials, two round trips) overlaps with rendering, which
+        # may run helm; neither creates anything.
+        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
+        try:
+            connecting: Future[Cluster] = pool.submit(self.session.cluster, None)
+            namespace = self._choose_namespace(connecting)
+            context = self._render(namespace)
+            self.cluster = connecting.result()
+        finally:
+            # A render error is reported at once, without waiting for a slow connection.
+            pool.shutdown(wait=False)
+        resources = self._resolve(self.cluster)
+        try:
+            self._prepare_namespace(self.cluster, namespace)
+            self._apply(self.cluster, resources)
+            services = self._wait_ready_and_forward(self.cluster, resources)
+        except BaseException as error:
+            self._abort(error)
+            raise
+        from kubefixtures.details import Environment  # pydantic: loaded while pods start
+
+        self.environment = Environment(self._details(context, services), self._manifests())
+        return self.environment
+
+    def _choose_namespace(self, connecting: Future[Cluster]) -> str:
+        """The namespace to bring the environment up in: the strategy's, or a new one."""
+        adopted = self.strategy.choose(connecting)
+        if adopted is None:
+            return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
+        self._adopted = True
+        self.secrets = adopted.secrets
+        self.render_session_id = adopted.session_id
+        return adopted.namespace
+
+    def _prepare_namespace(self, cluster: Cluster, namespace: str) -> None:
+        """Make the namespace and its Lease exist: create both, or hold an adopted one's."""
+        if self._adopted:
+            self._take_over_namespace(cluster, namespace)
+        else:
+            self._create_namespace(cluster, namespace)
+
+    def _render(self, namespace: str) -> RenderContext:
+        context = RenderContext(
+            namespace=namespace,
+            session_id=self.render_session_id,
+            environment=self.spec.name,
+            values=self.spec.values,
+            secrets=self.secrets or self.session.secrets(),
+            image_overrides=self.settings.image_overrides,
+        )
+        self.objects = render_sources(self.spec.sources, context)
+        self._context = context
+        return context
+
+    def _resolve(self, cluster: Cluster) -> list[Resource]:
+        return cluster.resolve([(obj.api_version, obj.kind, obj.location) for obj in self.objects])
+
+    def _namespace_labels(self) -> dict[str, str]:
+        return {
+            **naming.namespace_labels(self.session.session_id, self.spec.name),
+            **self.strategy.labels(),
+        }
+
+    def _create_namespace(self, cluster: Cluster, namespace: str) -> None:
+        labels = self._namespace_labels()
+        self.namespace = namespace
+        cluster.create_namespace(namespace, labels)
+        self._created = True
+        # Before anything is applied: a session killed from here on leaves a namespace whose
+        # lease expires, and the operator (or `kubefixtures gc`) reaps it.
+        from kubefixtures.leases.renewal import SessionLease
+
+        self.lease = SessionLease(
+            cluster,
+            namespace,
+            holder_identity(self.session.session_id),
+            self.settings.lease_duration,
+            labels=labels,
+            warn=self.session.reporter.write_line,
+        )
+        self.lease.create()
+        self.lease.start()
+
+    def _take_over_namespace(self, cluster: Cluster, namespace: str) -> None:
+        """An adopted namespace: this session holds (and renews) its Lease from now on."""
+        from kubefixtures.leases.renewal import SessionLease
+
+        self.namespace = namespace
+        self._created = True
+        lease = SessionLease(
+            cluster,
+            namespace,
+            holder_identity(self.session.session_id),
+            self.settings.lease_duration,
+            warn=self.session.reporter.write_line,
+        )
+        lease.take_over()
+        self.lease = lease
+        lease.start()
+
+    def _apply(self, cluster: Cluster, resources: Sequence[Resource]) -> None:
+        assert self.namespace is not None
+        items = [
+            (resource, obj.manifest, obj.location)
+            for resource, obj in zip(resources, self.objects, strict=True)
+        ]
+        context = self._context
+        if context is not None and context.used_secrets:
+            from kubefixtures.kube.client import SECRET
+
+            values = {name: context.secrets.get(name) for name in sorted(context.used_secrets)}
+            stored = stored_secrets_manifest(values)
+            items.append((SECRET, stored, f"(kubefixtures: Secret {SECRETS_NAME})"))
+        cluster.apply_all(items, self.namespace, self._deadline)
+
+    def _wait_ready_and_forward(
+        self, cluster: Cluster, resources: Sequence[Resource]
+    ) -> dict[str, ServiceDetails]:
+        """Wait for readiness while the forwards start: each waits for ready endpoints of its
+        own, so that forwarding costs nothing once the pods are ready."""
+        from kubefixtures.readiness.wait import Tracked, wait_ready  # lazy: kube with it
+
+        assert self.namespace is not None
+        services = {service["metadata"]["name"]: service for service in self._services()}
+        tracked = [
+            Tracked(resource, obj.name)
+            for resource, obj in zip(resources, self.objects, strict=True)
+        ]
+        keys = [
+            (name, int(port["port"])) for name, service in services.items()
+            for port in tcp_ports(service)
+        ]  # fmt: skip
+        pool = ThreadPoolExecutor(
+            max_workers=max(1, min(len(keys), 16)), thread_name_prefix="kubefixtures-forward"
+        )
+        starting = {key: pool.submit(self._start_forward, cluster, *key) for key in keys}
+        pool.submit(_import_details)  # pydantic, for the details at the end: while pods start
+        try:
+            wait_ready(
+                cluster,
+                self.namespace,
+                tracked,
+                deadline=self._deadline,
+                environment=self.spec.name,
+                started=self._started,
+                cancelled=self._cancelled,
+            )
+            local_ports: dict[str, dict[int, int]] = {}
+            for (name, port), future in starting.items():
+                local_ports.setdefault(name, {})[port] = future.result().local_port
+        except BaseException:
+            self._stop_forwards()  # cancels the starts still waiting for their pods
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        return {
+            name: service_details(service, self.namespace, local_ports[name])
+            for name, service in services.items()
+        }
+
+    def _services(self) -> list[Mapping[str, Any]]:
+        return [
+            obj.manifest
+            for obj in self.objects
+            if obj.kind == "Service"
+            and obj.api_version == "v1"
+            and (obj.manifest.get("spec") or {}).get("type") != "ExternalName"
+            and tcp_ports(obj.manifest)
+        ]
+
+    def _start_forward(self, cluster: Cluster, service: str, port: int) -> PortForward:
+        from kubefixtures.kube.portforward import ServicePortForward  # lazy, like all of kube
+
+        assert self.namespace is not None
+        # A little past the deadline: at the deadline the wait fails with the better message
+        # (what is not ready, and why) and cancels this forward's start.
+        remaining = max(self._deadline - time.monotonic(), 1.0) + _FORWARD_GRACE
+        forward = ServicePortForward(
+            cluster.config, self.namespace, service, port, ready_timeout=remaining
+        )
+        with self._forwards_lock:
+            if self._forwards_stopped:  # the setup failed while this thread got here
+                raise KubefixturesError(f"forwarding {service}:{port} was cancelled")
+            self.forwards.append(forward)  # so that teardown stops (or cancels) it
+        forward.start()
+        return forward
+
+    def _stop_forwards(self) -> None:
+        """Stop every forward, cancelling those still starting; no new one starts after."""
+        with self._forwards_lock:
+            forwards, self.forwards = self.forwards, []
+            self._forwards_stopped = True
+        for forward in forwards:
+            try:
+                forward.stop()
+            except Exception as error:  # one stuck forward must not keep the namespace alive
+                self.session.reporter.write_line(f"kubefixtures: stopping a port-forward: {error}")
+
+    def _details(
+        self, context: RenderContext, services: dict[str, ServiceDetails]
+    ) -> EnvironmentDetails:
+        from pydantic import SecretStr
+
+        from kubefixtures.details import EnvironmentDetails, ObjectRef
+
+        assert self.namespace is not None
+        assert self.cluster is not None
+        return EnvironmentDetails(
+            name=self.spec.name,
+            namespace=self.namespace,
+            context=self.cluster.context,
+            session_id=self.session.session_id,
+            services=services,
+            objects=[
+                ObjectRef(
+                    api_version=obj.api_version,
+                    kind=obj.kind,
+                    name=obj.name,
+                    namespace=self.namespace,
+                )
+                for obj in self.objects
+            ],
+            secrets={
+                name: SecretStr(context.secrets.get(name)) for name in sorted(context.used_secrets)
+            },
+            ready_seconds=round(time.monotonic() - self._started, 3),
+        )
+
+    def _manifests(self) -> list[dict[str, Any]]:
+        return [
+            {**obj.manifest, "metadata": {**obj.manifest["metadata"], "namespace": self.namespace}}
+            for obj in self.objects
+        ]
+
+    def report_ready(self) -> None:
+        """Write the environment's line to the terminal: namespace, objects, time, services."""
+        assert self.environment is not None
+        details = self.environment.details
+        services = ", ".join(
+            f"{name} {service.url or f'{service.host}:{service.port}'}"
+            for name, service in details.services.items()
+        )
+        self.session.reporter.write_line(
+            f"kubefixtures: environment {self.spec.name!r} ready in {details.ready_seconds:.1f} s: "
+            f"namespace {details.namespace}, {len(details.objects)} objects"
+            + (f", {services}" if services else "")
+        )
+        note = self.strategy.ready_line(details.namespace)
+        if note is not None:
+            self.session.reporter.write_line(note)
+
+    # --- while tests run ------------------------------------------------------------------------
+
+    def note_failure(self, test: str) -> None:
+        """A test using the environment failed (the fixture tracks failures itself)."""
+
+    def inspection(self) -> Inspection | None:
+        """Where diagnostics look, once the environment is up (None before, or when there
+        is no namespace to look at)."""
+        if self.cluster is None or self.namespace is None or self.environment is None:
+            return None
+        return inspect(self.cluster, self.environment, self.spec.name)
+
+    # --- teardown ---------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Make a setup running in another thread give up soon (and clean up after itself)."""
+        self._cancelled.set()
+
+    def _abort(self, error: BaseException) -> None:
+        """Undo a setup that failed part-way: keep the namespace only if asked to (and not
+        when the setup was cancelled: nobody will look at it)."""
+        self._failed = True
+        keep = (
+            self.settings.keep_on_failure
+            and isinstance(error, KubefixturesError)
+            and not self._cancelled.is_set()
+        )
+        try:
+            self.teardown(keep=keep, why="its setup failed")
+        except KubefixturesError as cleanup_error:
+            # The setup error matters more; say what may be left behind, and go on.
+            self.session.reporter.write_line(
+                f"kubefixtures: cleanup after a failed setup: {cleanup_error}"
+            )
+
+    def teardown(self, *, keep: bool = False, why: str = "") -> None:
+        """Stop the forwards, then delete the namespace (or keep it and say how to look)."""
+        self._stop_forwards()
+        if not self._created or self.cluster is None or self.namespace is None:
+            return
+        if keep:
+            for line in self._kept_message(why):
+                self.session.reporter.summary(line)
+            self._finish_lease(keep_for=self.settings.keep_for)
+            return
+        left_up = (
+            None if self._failed else self.strategy.leave_up(self.namespace, self.cluster.context)
+        )
+        if left_up is not None:
+            keep_for, line = left_up
+            lease, self.lease = self.lease, None
+            ended = lease.end(keep_for) if lease is not None else None
+            if ended is not None and ended.problem and ended.line:  # marking it failed: why
+                self.session.reporter.summary(ended.line)
+            self.session.reporter.summary(line)
+            return
+        self._created = False
+        self._finish_lease(keep_for=None)
+        self.cluster.delete_namespace(self.namespace, wait=self.settings.wait_for_delete)
+
+    def release(self, keep_for: float) -> str | None:
+        """Stop the forwards and the Lease's renewals, and leave the namespace up for
+        ``keep_for`` seconds (``kubefixtures up`` on exit; reuse between runs). Returns the
+        Lease's line (when it is kept until), or None when there was nothing to leave."""
+        self._stop_forwards()
+        lease, self.lease = self.lease, None
+        return lease.finish(keep_for) if lease is not None else None
+
+    def _finish_lease(self, keep_for: float | None) -> None:
+        lease, self.lease = self.lease, None
+        line = lease.finish(keep_for) if lease is not None else None
+        if line:
+            self.session.reporter.summary(line)
+
+    def _kept_message(self, why: str) -> list[str]:
+        assert self.namespace is not None
+        assert self.cluster is not None
+        return kept_namespace_lines(
+            self.namespace,
+            self.spec.name,
+            why,
+            context=self.cluster.context,
+            kubeconfig=self.settings.kubeconfig,
+            pods=_pod_names(self.cluster, self.namespace),
+        )
+
+
+def _pod_names(cluster: Cluster, namespace: str) -> list[str]:
+    """The namespace's pods (for `kubectl logs` lines); none when they cannot be listed."""
+    try:
+        pods = cluster.pods(namespace)
+    except KubefixturesError:
+        return []
+    return sorted(str(pod["metadata"]["name"]) for pod in pods)
+
+
+def _import_details() -> None:
+    import kubefixtures.details  # noqa: F401 - imported for its side effect: loaded
