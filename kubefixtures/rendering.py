@@ -88,6 +88,8 @@ class RenderContext:
     session_id: str
     environment: str
     values: Mapping[str, Any] = field(default_factory=dict)
+    # YAML files of values, merged in order, under ``values`` (which win).
+    values_files: Sequence[Path] = ()
     secrets: Secrets = field(default_factory=Secrets)
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     used_secrets: set[str] = field(default_factory=set)
@@ -212,7 +214,41 @@ def _resolve_values(context: RenderContext) -> Any:
             return [resolve(item, f"{path}[{index}]") for index, item in enumerate(value)]
         return value
 
-    return resolve(dict(context.values), "")
+    merged: dict[str, Any] = {}
+    for path in context.values_files:
+        merged = _merged(merged, _values_file(path))
+    return resolve(_merged(merged, context.values), "")
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; mappings merge key by key (as Helm merges values)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _values_file(path: Path) -> Mapping[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise RenderError(str(path), f"values file cannot be read: {error}") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RenderError(where, f"invalid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise RenderError(str(path), f"invalid YAML: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise RenderError(
+            str(path), f"a values file must hold a mapping, not {type(loaded).__name__}"
+        )
+    return loaded
 
 
 # --- YAML ---------------------------------------------------------------------------------
@@ -375,6 +411,7 @@ def _render_chart(chart: Path, context: RenderContext, values: Any) -> list[Rend
             helm, "template", release, str(chart),
             "--namespace", context.namespace,
             "--skip-tests",
+            "--include-crds",  # the chart's crds/ directory, applied first like any CRD
             "--values", str(values_file),
         ]  # fmt: skip
         try:
@@ -390,10 +427,32 @@ def _render_chart(chart: Path, context: RenderContext, values: Any) -> list[Rend
                 str(chart), f"helm template took more than {_HELM_TIMEOUT_SECONDS} s"
             ) from None
     if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("Error")] or lines or ["no output"]
-        raise RenderError(str(chart), f"helm template failed: {errors[-1]}")
+        raise _helm_error(chart, done.stderr)
     return parse_manifests(done.stdout, str(chart), _helm_locator(done.stdout, chart))
+
+
+# `template: web/templates/x.yaml:9:18: ...`, `parse error at (web/templates/x.yaml:3): ...`,
+# `YAML parse error on web/templates/x.yaml: ...`, `execution error at (web/charts/...)`
+_HELM_TEMPLATE = re.compile(
+    r"(?P<template>[\w.-]+/(?:charts/[\w.-]+/)*(?:templates|crds)/[^\s:()\"]+)"
+    r"(?::(?P<line>\d+))?(?::\d+)?"
+)
+
+
+def _helm_error(chart: Path, stderr: str) -> RenderError:
+    """One line: the template (under the chart directory) and line, then helm's reason."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")] or lines or ["no output"]
+    message = errors[-1].removeprefix("Error: ")
+    found = _HELM_TEMPLATE.search(message)
+    if found is None:
+        return RenderError(str(chart), f"helm template failed: {message}")
+    template = chart / found.group("template").partition("/")[2]
+    where = f"{template}:{found.group('line')}" if found.group("line") else str(template)
+    reason = message[found.end() :].lstrip("):; ") or message
+    # `executing "web/templates/x.yaml" at <.Values.a.b>: nil pointer ...`: the part after
+    reason = re.sub(r'^executing "[^"]*" at ', "", reason)
+    return RenderError(where, f"helm template failed: {reason}")
 
 
 def _helm_locator(output: str, chart: Path) -> Callable[[int], str]:

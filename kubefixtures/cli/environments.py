@@ -65,6 +65,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="placeholder values (strings), as environment(values=...) gives them",
     )
     up.add_argument(
+        "--values-file",
+        dest="values_files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of values (repeatable, merged in order, under --values), as "
+        "environment(values_files=...) gives them",
+    )
+    up.add_argument(
         "--details-out",
         type=Path,
         metavar="FILE",
@@ -163,6 +173,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         name=name,
         sources=tuple(source.resolve() for source in arguments.sources),
         values=dict(arguments.values),
+        values_files=tuple(path.resolve() for path in arguments.values_files),
     )
     lifecycle = FreshProvisioning(spec, session.view())
     stop = threading.Event()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -40,6 +40,7 @@ from kubefixtures.provisioning.cluster_scoped import (
     defined_resources,
     in_apply_order,
 )
+from kubefixtures.provisioning.hooks import Hook, split_hooks, wait_hook
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
 from kubefixtures.secrets import SECRETS_NAME, stored_secrets_manifest
 
@@ -115,6 +116,9 @@ class FreshProvisioning:
         self.placed: list[Placed] = []  # the objects with the resources serving them
         self.cluster_scoped: ClusterScoped | None = None
         self._defined: dict[tuple[str, str], Resource] = {}  # kinds of the environment's CRDs
+        self._main: list[Placed] = []  # all but the Helm hooks
+        self._pre_install: list[Hook] = []
+        self._post_install: list[Hook] = []
         self.forwards: list[PortForward] = []
         self.environment: Environment | None = None
         self._started = 0.0
@@ -161,6 +165,7 @@ class FreshProvisioning:
             self._prepare_namespace(self.cluster, namespace)
             self._apply(self.cluster)
             services = self._wait_ready_and_forward(self.cluster)
+            self._run_hooks(self.cluster, self._post_install)
         except BaseException as error:
             self._abort(error)
             raise
@@ -192,6 +197,7 @@ class FreshProvisioning:
             session_id=self.render_session_id,
             environment=self.spec.name,
             values=self.spec.values,
+            values_files=self.spec.values_files,
             secrets=self.secrets or self.session.secrets(),
             image_overrides=self.settings.image_overrides,
         )
@@ -208,6 +214,7 @@ class FreshProvisioning:
         self.placed = [
             Placed(obj, resource) for obj, resource in zip(self.objects, resources, strict=True)
         ]
+        self._main, self._pre_install, self._post_install = split_hooks(self.placed)
         self.cluster_scoped = ClusterScoped(
             cluster,
             [item for item in self.placed if not item.resource.namespaced],
@@ -264,8 +271,9 @@ class FreshProvisioning:
         the custom resources of the environment's own CRDs last."""
         assert self.namespace is not None
         assert self.cluster_scoped is not None
-        crds, cluster_scoped, namespaced, custom = in_apply_order(self.placed, self._defined)
+        crds, cluster_scoped, namespaced, custom = in_apply_order(self._main, self._defined)
         self.cluster_scoped.claim(crds, self._deadline)
+        self._run_hooks(cluster, self._pre_install)
         self.cluster_scoped.claim(cluster_scoped, self._deadline)
         items = [(item.resource, item.obj.manifest, item.obj.location) for item in namespaced]
         context = self._context
@@ -282,6 +290,20 @@ class FreshProvisioning:
             self._deadline,
         )
 
+    def _run_hooks(self, cluster: Cluster, hooks: Sequence[Hook]) -> None:
+        """Helm hooks of one phase, one after the other, each waited for."""
+        assert self.namespace is not None
+        assert self.cluster_scoped is not None
+        for hook in hooks:
+            if hook.placed.resource.namespaced:
+                obj = hook.placed.obj
+                cluster.apply(
+                    hook.placed.resource, obj.manifest, self.namespace, self._deadline, obj.location
+                )
+            else:
+                self.cluster_scoped.claim([hook.placed], self._deadline)
+            wait_hook(cluster, hook, self.namespace, self._deadline)
+
     def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
         """Wait for readiness while the forwards start: each waits for ready endpoints of its
         own, so that forwarding costs nothing once the pods are ready."""
@@ -290,9 +312,7 @@ class FreshProvisioning:
         assert self.namespace is not None
         services = {service["metadata"]["name"]: service for service in self._services()}
         tracked = [
-            Tracked(item.resource, item.obj.name)
-            for item in self.placed
-            if item.resource.namespaced
+            Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
         ]
         keys = [
             (name, int(port["port"])) for name, service in services.items()

@@ -43,7 +43,7 @@ GRACE_SECONDS = 1
 CONFTEST = """
 from kubefixtures import environment
 
-{fixture} = environment({source!r}, values={values!r})
+{fixture} = environment({source!r}, values={values!r}, values_files={values_files!r})
 """
 
 # The test holds its environment until the outer test says go (or kills it).
@@ -78,7 +78,14 @@ class Session:
     """A pytest run bringing the operator-style environment up and holding it."""
 
     def __init__(
-        self, directory: Path, fixture: str, values: dict[str, Any], check: str = ""
+        self,
+        directory: Path,
+        fixture: str,
+        values: dict[str, Any],
+        *,
+        check: str = "",
+        source: Path = ENVIRONMENTS / "operator-style",
+        values_files: tuple[str, ...] = (),
     ) -> None:
         directory.mkdir()
         self.fixture = fixture
@@ -86,7 +93,7 @@ class Session:
         self.go = directory / "go"
         (directory / "conftest.py").write_text(
             CONFTEST.format(
-                fixture=fixture, source=str(ENVIRONMENTS / "operator-style"), values=values
+                fixture=fixture, source=str(source), values=values, values_files=values_files
             )
         )
         (directory / "test_holds.py").write_text(HOLDING_TEST.format(fixture=fixture))
@@ -155,9 +162,11 @@ def group(kubefixtures_cluster: Cluster) -> Iterator[str]:
 def sessions(tmp_path: Path) -> Iterator[Callable[..., Session]]:
     started: list[Session] = []
 
-    def start(fixture: str, group: str, max_size: int = 10, check: str = "") -> Session:
+    def start(
+        fixture: str, group: str, max_size: int = 10, check: str = "", **more: Any
+    ) -> Session:
         values = {"group": group, "max_size": max_size, "size": 3}
-        session = Session(tmp_path / fixture, fixture, values, check)
+        session = Session(tmp_path / fixture, fixture, values, check=check, **more)
         started.append(session)
         return session
 
@@ -340,3 +349,44 @@ def test_a_killed_sessions_cluster_scoped_objects_are_reaped_by_the_operator(
         wait_until(lambda: namespace_going(cluster, namespace), 10, "the namespace reaped")
     assert runner.exit_code == 0, runner.output
     assert f"deleted customresourcedefinition/widgets.{group}: owners gone" in runner.output
+
+
+CHART = ENVIRONMENTS / "chart-hooks"
+GADGETS = "gadgets.hooks.kubefixtures.test"
+HOOKED = """
+from kubefixtures.kube.client import Resource
+
+cluster = Cluster.connect()
+namespace = env.namespace
+configmaps = Resource("v1", "ConfigMap", "configmaps", True)
+jobs = Resource("batch/v1", "Job", "jobs", True)
+assert cluster.get_or_none(configmaps, namespace, "before-install") is not None
+assert cluster.get_or_none(jobs, namespace, "pre-install-check") is None  # hook-succeeded
+smoke = cluster.get_or_none(jobs, namespace, "post-install-smoke")
+complete = [c for c in smoke["status"]["conditions"] if c["type"] == "Complete"]
+assert complete and complete[0]["status"] == "True", smoke["status"]
+greeting = cluster.get_or_none(configmaps, namespace, "greeting")
+assert greeting["data"]["greeting"] == "from-values-file", greeting["data"]
+gadgets = Resource("hooks.kubefixtures.test/v1", "Gadget", "gadgets", True)
+assert cluster.items(gadgets, namespace)
+assert env.services["web"].url
+"""
+
+
+def test_a_chart_with_crds_hooks_and_a_subchart_works(
+    kubefixtures_cluster: Cluster, sessions: Callable[..., Session]
+) -> None:
+    session = sessions(
+        fixture_name(),
+        "unused.example.com",
+        check=HOOKED,
+        source=CHART,
+        values_files=(str(CHART / "extra-values.yaml"),),
+    )
+    session.namespace()
+    crd = kubefixtures_cluster.get_or_none(CRD, None, GADGETS)
+    assert crd is not None
+    assert crd["metadata"]["labels"][MANAGED_BY_LABEL] == "kubefixtures"
+    assert session.finish() == 0, session.output
+    crd = kubefixtures_cluster.get_or_none(CRD, None, GADGETS)
+    assert crd is None or crd["metadata"].get("deletionTimestamp")
