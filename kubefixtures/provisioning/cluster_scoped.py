@@ -156,13 +156,13 @@ class ClusterScoped:
         except MalformedOwners as error:
             raise ApplyError(f"{where} exists with another definition and {error}") from None
         for owner in owners:
-            if owner == self.owner:
+            if owner.namespace == self.owner.namespace:  # this environment (or its reuse)
                 continue
             session = read_session(self.cluster, owner.namespace)
             if owner_alive(session, self._now(), self.grace):
                 raise ApplyError(
                     f"{where} exists with a different definition, installed by "
-                    f"{describe_owner(owner, session)}, which is still running; use the "
+                    f"{describe_owner(owner, session)}, whose lease is live; use the "
                     "same definition, or make the name unique with ${session_id}"
                 )
         return True
@@ -199,8 +199,8 @@ class ClusterScoped:
                 self.cluster.delete_unchanged(item.resource, None, item.obj.name, unchanged(live))
                 continue
             owners = owners_of(live)
-            if self.owner in owners:
-                return
+            if any(owner.namespace == self.owner.namespace for owner in owners):
+                return  # owned already: a reused namespace's environment
             if self._patched(item, live, [*owners, self.owner]):
                 return
 

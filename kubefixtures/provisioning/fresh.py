@@ -284,8 +284,16 @@ class FreshProvisioning:
             stored = stored_secrets_manifest(values)
             items.append((SECRET, stored, f"(kubefixtures: Secret {SECRETS_NAME})"))
         cluster.apply_all(items, self.namespace, self._deadline)
+        # Custom resources of a cluster-scoped kind are owned like any cluster-scoped object.
+        self.cluster_scoped.claim(
+            [item for item in custom if not item.resource.namespaced], self._deadline
+        )
         cluster.apply_all(
-            [(item.resource, item.obj.manifest, item.obj.location) for item in custom],
+            [
+                (item.resource, item.obj.manifest, item.obj.location)
+                for item in custom
+                if item.resource.namespaced
+            ],
             self.namespace,
             self._deadline,
         )

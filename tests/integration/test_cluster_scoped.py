@@ -390,3 +390,75 @@ def test_a_chart_with_crds_hooks_and_a_subchart_works(
     assert session.finish() == 0, session.output
     crd = kubefixtures_cluster.get_or_none(CRD, None, GADGETS)
     assert crd is None or crd["metadata"].get("deletionTimestamp")
+
+
+WEBHOOKS = Resource(
+    "admissionregistration.k8s.io/v1",
+    "ValidatingWebhookConfiguration",
+    "validatingwebhookconfigurations",
+    False,
+)
+
+
+def test_a_webhook_into_the_environment_goes_with_it(
+    kubefixtures_cluster: Cluster, sessions: Callable[..., Session]
+) -> None:
+    cluster = kubefixtures_cluster
+    session = sessions(fixture_name(), "unused.example.com", source=ENVIRONMENTS / "webhook")
+    namespace = session.namespace()
+    webhook = cluster.get_or_none(WEBHOOKS, None, f"kf-guard-{namespace}")
+    assert webhook is not None
+    assert webhook["metadata"]["labels"][MANAGED_BY_LABEL] == "kubefixtures"
+    assert session.finish() == 0, session.output
+    assert cluster.get_or_none(WEBHOOKS, None, f"kf-guard-{namespace}") is None
+
+
+def test_gc_removes_a_killed_sessions_webhook_before_its_namespace(
+    kubefixtures_cluster: Cluster,
+    sessions: Callable[..., Session],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kubefixtures.cli import main as cli_main
+    from kubefixtures.leases.cluster_scoped import remove_webhooks_into
+
+    cluster = kubefixtures_cluster
+    fixture = fixture_name()
+    session = sessions(fixture, "unused.example.com", source=ENVIRONMENTS / "webhook")
+    namespace = session.namespace()
+    session.kill()
+    assert remove_webhooks_into(cluster, f"{namespace}-other") == []  # only into its namespace
+    assert cluster.get_or_none(WEBHOOKS, None, f"kf-guard-{namespace}") is not None
+    time.sleep(LEASE_SECONDS + GRACE_SECONDS + 1)
+    selector = f"{ENVIRONMENT_LABEL}={fixture}"
+    assert cli_main(["gc", f"--grace={GRACE_SECONDS}", f"--selector={selector}"]) == 0
+    assert f"deleted       {namespace}" in capsys.readouterr().out
+    assert cluster.get_or_none(WEBHOOKS, None, f"kf-guard-{namespace}") is None
+
+
+def test_an_existing_object_not_made_by_kubefixtures_is_refused_before_anything_is_applied(
+    kubefixtures_cluster: Cluster, group: str, sessions: Callable[..., Session]
+) -> None:
+    cluster = kubefixtures_cluster
+    name = f"widget-reader.{group}"
+    cluster.create(
+        CLUSTER_ROLES,
+        None,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [],
+        },
+    )
+    fixture = fixture_name()
+    session = sessions(fixture, group)
+    assert session.finish() != 0
+    assert (
+        f"clusterrole/{name} already exists on the cluster and is not managed by kubefixtures"
+        in (session.output)
+    ), session.output
+    assert cluster.items(NAMESPACE, None, label_selector=f"{ENVIRONMENT_LABEL}={fixture}") == []
+    assert cluster.get_or_none(CRD, None, f"widgets.{group}") is None  # nothing applied
+    role = cluster.get_or_none(CLUSTER_ROLES, None, name)
+    assert role is not None
+    assert MANAGED_BY_LABEL not in (role["metadata"].get("labels") or {})
