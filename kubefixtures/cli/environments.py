@@ -217,6 +217,7 @@ def run_up(arguments: argparse.Namespace) -> int:
 def run_down(arguments: argparse.Namespace) -> int:
     from kubefixtures.details import EnvironmentDetails
     from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.cluster_scoped import release_all
     from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL
 
     started = time.monotonic()
@@ -236,6 +237,12 @@ def run_down(arguments: argparse.Namespace) -> int:
                 f"{path}: namespace {details.namespace} is not the one kubefixtures created "
                 f"for session {details.session_id} (its labels differ); not deleting it"
             )
+        # Its cluster-scoped objects first (those no other live session uses go).
+        release_all(
+            cluster,
+            [(ref.api_version, ref.kind, ref.name) for ref in details.objects if not ref.namespace],
+            details.namespace,
+        )
         cluster.delete_namespace(details.namespace, wait=not arguments.no_wait)
     finally:
         cluster.close()

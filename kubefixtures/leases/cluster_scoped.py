@@ -38,6 +38,7 @@ __all__ = [
     "Reaped",
     "leave",
     "reap_cluster_scoped",
+    "release_all",
     "remove_webhooks_into",
     "unchanged",
     "webhooks_into",
@@ -88,6 +89,22 @@ def leave(cluster: Cluster, resource: Resource, name: str, namespaces: set[str])
         except Conflict:
             continue
         return False
+
+
+def release_all(
+    cluster: Cluster, objects: Sequence[tuple[str, str, str]], namespace: str
+) -> list[str]:
+    """Remove the environment in ``namespace`` from the owners of ``objects`` (``(apiVersion,
+    kind, name)``), webhook configurations first; delete those left without owners.
+    Returns the deleted ones as ``kind/name``. Kinds the cluster no longer serves are skipped.
+    """
+    webhook_kinds = (VALIDATING_WEBHOOKS.kind, MUTATING_WEBHOOKS.kind)
+    deleted = []
+    for api_version, kind, name in sorted(objects, key=lambda ref: ref[1] not in webhook_kinds):
+        resource = cluster.resource_for(api_version, kind)
+        if resource is not None and leave(cluster, resource, name, {namespace}):
+            deleted.append(f"{kind.lower()}/{name}")
+    return deleted
 
 
 # --- webhooks ------------------------------------------------------------------------------
