@@ -21,12 +21,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.kube.client import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS, Cluster, Resource
+from kubefixtures.kube.client import (
+    MUTATING_WEBHOOKS,
+    NAMESPACE,
+    VALIDATING_WEBHOOKS,
+    Cluster,
+    Resource,
+)
 from kubefixtures.kube.errors import Conflict
 from kubefixtures.leases.ownership import (
     MalformedOwners,
     Owner,
-    is_managed,
+    is_owned,
     owner_alive,
     owners_of,
     owners_patch,
@@ -71,7 +77,7 @@ def leave(cluster: Cluster, resource: Resource, name: str, namespaces: set[str])
     """
     while True:
         live = cluster.get_or_none(resource, None, name)
-        if live is None or not is_managed(live):
+        if live is None or not is_owned(live):
             return False
         try:
             owners = owners_of(live)
@@ -130,7 +136,7 @@ def remove_webhooks_into(cluster: Cluster, namespace: str) -> list[str]:
             logger.warning("listing %s failed: %s", resource.plural, error)
             continue
         for configuration in configurations:
-            if not (is_managed(configuration) and webhooks_into(configuration, namespace)):
+            if not (is_owned(configuration) and webhooks_into(configuration, namespace)):
                 continue
             name = str(configuration["metadata"]["name"])
             try:
@@ -167,11 +173,15 @@ def reap_cluster_scoped(
     cluster-scoped kind that can be listed and deleted); kinds we may not list are skipped.
     Objects whose owners all live are not reported."""
     grace = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
-    kinds = (
-        resources
-        if resources is not None
-        else cluster.listable_resources(namespaced=False, verbs=("list", "delete"))
-    )
+    kinds = [
+        kind
+        for kind in (
+            resources
+            if resources is not None
+            else cluster.listable_resources(namespaced=False, verbs=("list", "delete"))
+        )
+        if kind != NAMESPACE  # session namespaces: their Lease decides (leases.reaping)
+    ]
     sessions: dict[str, SessionNamespace | None] = {}
 
     def alive(owner: Owner) -> bool:
@@ -207,7 +217,7 @@ def _judge(
     metadata = obj.get("metadata") or {}
     name = str(metadata.get("name") or "")
     label = f"{resource.kind.lower()}/{name}"
-    if not is_managed(obj) or metadata.get("deletionTimestamp"):
+    if not is_owned(obj) or metadata.get("deletionTimestamp"):
         return None
     try:
         owners = owners_of(obj)

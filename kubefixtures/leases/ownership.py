@@ -38,6 +38,7 @@ __all__ = [
     "describe_owner",
     "hash_of",
     "is_managed",
+    "is_owned",
     "owned_manifest",
     "owner_alive",
     "owners_of",
@@ -77,6 +78,14 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def is_managed(obj: Mapping[str, Any]) -> bool:
     return (_metadata(obj).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+
+
+def is_owned(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is a cluster-scoped object sessions share: managed, and carrying the
+    owners annotation. Session namespaces are managed too, but owned by no annotation: their
+    Lease decides (kubefixtures.leases.policy), never this."""
+    annotations = _metadata(obj).get("annotations") or {}
+    return is_managed(obj) and OWNERS_ANNOTATION in annotations
 
 
 def hash_of(obj: Mapping[str, Any]) -> str:

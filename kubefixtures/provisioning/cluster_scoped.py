@@ -31,7 +31,7 @@ from kubefixtures.leases.ownership import (
     definition_hash,
     describe_owner,
     hash_of,
-    is_managed,
+    is_owned,
     owned_manifest,
     owner_alive,
     owners_of,
@@ -142,7 +142,7 @@ class ClusterScoped:
         """Raise when ``live`` is not ours or a live session installed another definition;
         True when it holds another definition whose owners are all gone (stale)."""
         where = f"{item.obj.location}: {item.obj}"
-        if not is_managed(live):
+        if not is_owned(live):  # a session namespace is managed, but owned by no annotation
             raise ApplyError(
                 f"{where} already exists on the cluster and is not managed by kubefixtures "
                 "(no label app.kubernetes.io/managed-by=kubefixtures); kubefixtures never "

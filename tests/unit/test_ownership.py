@@ -18,6 +18,7 @@ from kubefixtures.leases.ownership import (
     describe_owner,
     hash_of,
     is_managed,
+    is_owned,
     owned_manifest,
     owner_alive,
     owners_of,
@@ -43,6 +44,14 @@ def test_an_owned_manifest_carries_label_owners_and_the_hash_of_the_definition()
     assert hash_of(owned) == definition_hash(ROLE)
     assert owners_of(owned) == [Owner("kf-a", "s1"), Owner("kf-b", "s2")]  # sorted, stable
     assert not is_managed(ROLE)  # the definition itself is left as rendered
+
+
+def test_only_managed_objects_with_an_owners_annotation_are_shared_or_reaped() -> None:
+    assert is_owned(owned_manifest(ROLE, [], "shop"))  # "[]": owned, by nobody any more
+    session_namespace = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "kubefixtures"}}}
+    assert is_managed(session_namespace)
+    assert not is_owned(session_namespace)  # its Lease decides, not the owners sweep
+    assert not is_owned({"metadata": {"annotations": {OWNERS_ANNOTATION: "[]"}}})  # unlabelled
 
 
 def test_the_hash_ignores_key_order_but_not_content() -> None:
