@@ -460,3 +460,45 @@ def test_an_existing_object_not_made_by_kubefixtures_is_refused_before_anything_
     role = cluster.get_or_none(CLUSTER_ROLES, None, name)
     assert role is not None
     assert MANAGED_BY_LABEL not in (role["metadata"].get("labels") or {})
+
+
+def test_up_with_a_values_file_then_down_leaves_no_cluster_scoped_object(
+    kubefixtures_cluster: Cluster, group: str, tmp_path: Path
+) -> None:
+    from tests.integration.sharing_support import BIN, environ
+
+    values = tmp_path / "values.yaml"
+    values.write_text(f"group: {group}\nmax_size: 10\nsize: 3\n")
+    details = tmp_path / "widgets.json"
+    name = fixture_name()
+    up = subprocess.Popen(
+        [
+            str(BIN / "kubefixtures"), "up", str(ENVIRONMENTS / "operator-style"),
+            "--name", name, "--values-file", str(values), "--details-out", str(details),
+        ],
+        cwd=tmp_path, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        lines = []
+        for line in up.stdout:
+            lines.append(line)
+            if line.startswith("serving the port-forwards"):
+                break
+        assert details.exists(), "".join(lines)
+        namespace = json.loads(details.read_text())["namespace"]
+        assert owners(kubefixtures_cluster, group) is not None
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.communicate(timeout=30)
+    down = subprocess.run(
+        [str(BIN / "kubefixtures"), "down", str(details)],
+        env=environ(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert down.returncode == 0, down.stderr
+    wait_until(
+        lambda: not cluster_scoped_left(kubefixtures_cluster, group, [namespace]), 30, "gone"
+    )
