@@ -19,10 +19,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures.errors import ApplyError
-from kubefixtures.kube.client import CRD, MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS, Resource
+from kubefixtures.kube.client import (
+    CRD,
+    MUTATING_WEBHOOKS,
+    VALIDATING_WEBHOOKS,
+    Resource,
+    run_concurrently,
+)
 from kubefixtures.kube.errors import ApiError, Conflict
 from kubefixtures.leases.cluster_scoped import leave, unchanged
 from kubefixtures.leases.ownership import (
@@ -133,10 +140,13 @@ class ClusterScoped:
 
     def check(self) -> None:
         """ApplyError for the first object that exists but is not ours to share."""
-        for item in self.objects:
+
+        def check_one(item: Placed) -> None:
             live = self._get(item)
             if live is not None and not live.get("metadata", {}).get("deletionTimestamp"):
                 self._refuse_if_foreign(item, live)
+
+        run_concurrently([partial(check_one, item) for item in self.objects])
 
     def _refuse_if_foreign(self, item: Placed, live: Mapping[str, Any]) -> bool:
         """Raise when ``live`` is not ours or a live session installed another definition;
@@ -170,12 +180,12 @@ class ClusterScoped:
     # --- after the namespace and its Lease exist ------------------------------------------
 
     def claim(self, items: Sequence[Placed], deadline: float) -> None:
-        """Create each object or join its owners; CRDs are then waited for (Established)."""
-        for item in items:
-            self._claim_one(item, deadline)
-        for item in items:
-            if _is_crd(item.obj):
-                self._wait_established(item, deadline)
+        """Create each object or join its owners (all at once); CRDs are then waited for
+        until Established."""
+        run_concurrently([partial(self._claim_one, item, deadline) for item in items])
+        run_concurrently(
+            [partial(self._wait_established, item, deadline) for item in items if _is_crd(item.obj)]
+        )
 
     def _claim_one(self, item: Placed, deadline: float) -> None:
         body = owned_manifest(item.obj.manifest, [self.owner], self.environment)
