@@ -22,7 +22,6 @@ from typing import Any
 
 from kubefixtures.leases.policy import SessionNamespace, decide
 from kubefixtures.naming import (
-    ENVIRONMENT_LABEL,
     HOST_LABEL,
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -122,16 +121,17 @@ def _owners_text(owners: Sequence[Owner]) -> str:
 
 
 def owned_manifest(
-    manifest: Mapping[str, Any], owners: Sequence[Owner], environment: str
+    manifest: Mapping[str, Any], owners: Sequence[Owner], labels: Mapping[str, str]
 ) -> dict[str, Any]:
-    """``manifest`` with the managed label (and the creating environment's, for reapers'
-    selectors), the owners and the hash of ``manifest`` itself."""
+    """``manifest`` with the managed label and the creating environment's namespace labels
+    (``labels``: user, host, environment..., so that reapers' selectors match it as they
+    match namespaces), the owners and the hash of ``manifest`` itself."""
     metadata = dict(_metadata(manifest))
     metadata.pop("namespace", None)
     metadata["labels"] = {
         **(metadata.get("labels") or {}),
+        **labels,
         MANAGED_BY_LABEL: MANAGED_BY_VALUE,  # over a chart's "Helm": kubefixtures manages it
-        ENVIRONMENT_LABEL: environment,
     }
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),

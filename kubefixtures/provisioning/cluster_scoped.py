@@ -119,7 +119,7 @@ class ClusterScoped:
         cluster: Cluster,
         objects: Sequence[Placed],
         *,
-        environment: str,
+        labels: Mapping[str, str],
         session_id: str,
         namespace: str,
         grace: float = DEFAULT_GRACE_SECONDS,
@@ -128,7 +128,7 @@ class ClusterScoped:
         self.cluster = cluster
         # Webhook configurations first: released (and deleted) before anything they call.
         self.objects = sorted(objects, key=lambda item: not _is_webhook(item.resource))
-        self.environment = environment
+        self.labels = dict(labels)
         self.owner = Owner(namespace, session_id)
         self.grace = grace
         self._now = now
@@ -188,7 +188,7 @@ class ClusterScoped:
         )
 
     def _claim_one(self, item: Placed, deadline: float) -> None:
-        body = owned_manifest(item.obj.manifest, [self.owner], self.environment)
+        body = owned_manifest(item.obj.manifest, [self.owner], self.labels)
         while True:
             live = self._get(item)
             if live is None:

@@ -218,7 +218,7 @@ class FreshProvisioning:
         self.cluster_scoped = ClusterScoped(
             cluster,
             [item for item in self.placed if not item.resource.namespaced],
-            environment=naming.label_value(self.spec.name),
+            labels=self._namespace_labels(),
             session_id=self.session.session_id,
             namespace=namespace,
         )

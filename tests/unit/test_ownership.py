@@ -38,7 +38,8 @@ ROLE = {
 
 
 def test_an_owned_manifest_carries_label_owners_and_the_hash_of_the_definition() -> None:
-    owned = owned_manifest(ROLE, [Owner("kf-b", "s2"), Owner("kf-a", "s1")], "shop")
+    labels = {"kubefixtures.io/environment": "shop", "app.kubernetes.io/managed-by": "x"}
+    owned = owned_manifest(ROLE, [Owner("kf-b", "s2"), Owner("kf-a", "s1")], labels)
     assert is_managed(owned)
     assert owned["metadata"]["labels"]["kubefixtures.io/environment"] == "shop"
     assert hash_of(owned) == definition_hash(ROLE)
@@ -47,7 +48,7 @@ def test_an_owned_manifest_carries_label_owners_and_the_hash_of_the_definition()
 
 
 def test_only_managed_objects_with_an_owners_annotation_are_shared_or_reaped() -> None:
-    assert is_owned(owned_manifest(ROLE, [], "shop"))  # "[]": owned, by nobody any more
+    assert is_owned(owned_manifest(ROLE, [], {}))  # "[]": owned, by nobody any more
     session_namespace = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "kubefixtures"}}}
     assert is_managed(session_namespace)
     assert not is_owned(session_namespace)  # its Lease decides, not the owners sweep
