@@ -34,24 +34,27 @@ class ClusterScopedSweeper:
         self._kinds: list[Resource] = []
         self._kinds_read = float("-inf")
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="kubefixtures cluster-scoped sweep")
 
     async def stop(self) -> None:
+        """Return once no sweep runs any more: a sweep is a thread, which cancelling the
+        task would leave running on a connection about to be closed."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
 
     async def run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await asyncio.to_thread(self.sweep)
             except Exception as error:  # the API may be briefly away: the next sweep retries
                 logger.warning("sweeping cluster-scoped objects failed: %s", error)
-            await asyncio.sleep(SWEEP_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SWEEP_SECONDS)
 
     def sweep(self) -> None:
         """One sweep (in a thread): log what was deleted or released."""
