@@ -19,7 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubefixtures.errors import NotReadyError
+from kubefixtures.errors import KubefixturesError, NotReadyError
+from kubefixtures.kube.client import POD
+from kubefixtures.kube.pods import describe_pod
 from kubefixtures.provisioning.cluster_scoped import Placed
 
 if TYPE_CHECKING:
@@ -114,7 +116,8 @@ def wait_hook(cluster: Cluster, hook: Hook, namespace: str, deadline: float) -> 
         obj = cluster.get_or_none(resource, where, name) or {}
         done, failure = hook_outcome({**obj, "kind": resource.kind})
         if failure is not None:
-            raise NotReadyError(f"{hook} failed in namespace {namespace}: {failure.strip()}")
+            headline = f"{hook} failed in namespace {namespace}: {failure.strip()}"
+            raise NotReadyError("\n".join([headline, *_pod_lines(cluster, hook, namespace)]))
         if done and obj:
             break
         if time.monotonic() + _POLL_SECONDS > deadline:
@@ -122,3 +125,14 @@ def wait_hook(cluster: Cluster, hook: Hook, namespace: str, deadline: float) -> 
         time.sleep(_POLL_SECONDS)
     if hook.delete_when_succeeded:
         cluster.delete_unchanged(resource, where, name, {})
+
+
+def _pod_lines(cluster: Cluster, hook: Hook, namespace: str) -> list[str]:
+    """Why a Job hook's pods failed, in words (their logs stay out: they may hold secrets)."""
+    if hook.placed.resource.kind != "Job":
+        return []
+    try:
+        pods = cluster.items(POD, namespace, f"batch.kubernetes.io/job-name={hook.placed.obj.name}")
+    except KubefixturesError:
+        return []
+    return [f"  pod/{pod['metadata']['name']}: {describe_pod(pod)}" for pod in pods]

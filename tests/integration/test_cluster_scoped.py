@@ -163,9 +163,14 @@ def sessions(tmp_path: Path) -> Iterator[Callable[..., Session]]:
     started: list[Session] = []
 
     def start(
-        fixture: str, group: str, max_size: int = 10, check: str = "", **more: Any
+        fixture: str,
+        group: str,
+        max_size: int = 10,
+        check: str = "",
+        values: dict[str, Any] | None = None,
+        **more: Any,
     ) -> Session:
-        values = {"group": group, "max_size": max_size, "size": 3}
+        values = {"group": group, "max_size": max_size, "size": 3, **(values or {})}
         session = Session(tmp_path / fixture, fixture, values, check=check, **more)
         started.append(session)
         return session
@@ -521,3 +526,30 @@ def test_up_with_a_values_file_then_down_leaves_no_cluster_scoped_object(
     wait_until(
         lambda: not cluster_scoped_left(kubefixtures_cluster, group, [namespace]), 30, "gone"
     )
+
+
+def test_a_failing_hook_fails_the_environment_naming_it_and_leaves_nothing(
+    kubefixtures_cluster: Cluster, sessions: Callable[..., Session]
+) -> None:
+    fixture = fixture_name()
+    session = sessions(
+        fixture, "unused.example.com", source=CHART, values={"smokePath": "/missing"}
+    )
+    assert session.finish() != 0
+    assert "helm post-install hook job/post-install-smoke failed in namespace" in session.output
+    assert "BackoffLimitExceeded" in session.output, session.output
+    assert "  pod/post-install-smoke-" in session.output, session.output
+    selector = f"{ENVIRONMENT_LABEL}={fixture}"
+    wait_until(
+        lambda: (
+            not [
+                item
+                for item in kubefixtures_cluster.items(NAMESPACE, None, label_selector=selector)
+                if not item["metadata"].get("deletionTimestamp")
+            ]
+        ),
+        30,
+        "the failed environment's namespace deleted",
+    )
+    crd = kubefixtures_cluster.get_or_none(CRD, None, GADGETS)
+    assert crd is None or crd["metadata"].get("deletionTimestamp"), crd
