@@ -28,7 +28,7 @@ from kubefixtures.kube.client import (
     Cluster,
     Resource,
 )
-from kubefixtures.kube.errors import Conflict
+from kubefixtures.kube.errors import Conflict, Forbidden
 from kubefixtures.leases.ownership import (
     MalformedOwners,
     Owner,
@@ -167,11 +167,13 @@ def reap_cluster_scoped(
     selector: str | None = None,
     dry_run: bool = False,
     resources: Sequence[Resource] | None = None,
+    forbidden: set[Resource] | None = None,
     now: Callable[[], datetime] = _now,
 ) -> list[Reaped]:
     """One sweep over every managed cluster-scoped object (of ``resources``, or of every
-    cluster-scoped kind that can be listed and deleted); kinds we may not list are skipped.
-    Objects whose owners all live are not reported."""
+    cluster-scoped kind that can be listed and deleted); kinds we may not list are skipped,
+    and added to ``forbidden`` when given (so that a caller sweeping again can leave them
+    out). Objects whose owners all live are not reported."""
     grace = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
     kinds = [
         kind
@@ -193,7 +195,11 @@ def reap_cluster_scoped(
     for resource in kinds:
         try:
             objects = cluster.items(resource, None, label_selector=managed_selector(selector))
-        except KubefixturesError:  # not ours to list (RBAC), or an API that is down
+        except Forbidden:  # not ours to list (RBAC)
+            if forbidden is not None:
+                forbidden.add(resource)
+            continue
+        except KubefixturesError:  # an API that is down: the next sweep tries again
             continue
         for obj in objects:
             outcome = _judge(

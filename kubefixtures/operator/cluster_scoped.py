@@ -32,6 +32,7 @@ class ClusterScopedSweeper:
         self.config = config
         self.deleted = 0
         self._kinds: list[Resource] = []
+        self._forbidden: set[Resource] = set()  # kinds RBAC does not let us list, till refresh
         self._kinds_read = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -63,11 +64,13 @@ class ClusterScopedSweeper:
                 namespaced=False, verbs=("list", "delete")
             )
             self._kinds_read = time.monotonic()
+            self._forbidden.clear()
         for done in reap_cluster_scoped(
             self.cluster,
             self.config.grace_seconds,
             selector=self.config.selector,
-            resources=self._kinds,
+            resources=[kind for kind in self._kinds if kind not in self._forbidden],
+            forbidden=self._forbidden,
         ):
             if done.action == "deleted":
                 self.deleted += 1
