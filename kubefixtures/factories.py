@@ -51,6 +51,7 @@ def environment(
     *sources: str | Path,
     name: str | None = None,
     values: Mapping[str, Any] | None = None,
+    values_files: Sequence[str | Path] = (),
     scope: Scope = "session",
     timeout: float | None = None,
     requires: Sequence[str] = (),
@@ -59,7 +60,8 @@ def environment(
 
     ``sources`` are YAML files, directories of YAML files, or Helm chart directories; relative
     paths are relative to the file that calls ``environment``. ``values`` fill ``${name}``
-    placeholders (and are a Helm chart's values). ``timeout`` overrides the
+    placeholders (and are a Helm chart's values); ``values_files`` are YAML files of values,
+    merged in order under ``values`` (relative like ``sources``). ``timeout`` overrides the
     ``ready-timeout`` setting for this environment. ``requires`` names fixtures to set up
     before this environment is applied, such as the ``kubefixtures.catalog.app_image``
     whose image it runs; such an environment is not brought up in advance (see
@@ -69,6 +71,9 @@ def environment(
     base = caller_directory()
     paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
     frozen_values = dict(values or {})
+    if isinstance(values_files, str | Path):
+        raise TypeError("environment(values_files=...) takes a list of files")
+    files = tuple(path if path.is_absolute() else base / path for path in map(Path, values_files))
     required = tuple(_fixture_name(dependency) for dependency in requires)
 
     # pytest is imported here rather than at the top: `import kubefixtures` (the CLI does)
@@ -87,7 +92,11 @@ def environment(
         session = session_state(request.config)
         fixture_name = request.fixturename or name or "environment"
         spec = EnvironmentSpec(
-            name=fixture_name, sources=paths, values=frozen_values, timeout=timeout
+            name=fixture_name,
+            sources=paths,
+            values=frozen_values,
+            timeout=timeout,
+            values_files=files,
         )
         claimed = session.claim(fixture)  # brought up in advance (see prestart)
         # Brought up here, shared with other xdist workers, or found in a details file.
@@ -125,7 +134,7 @@ def environment(
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
     # Found again by prestart() through pytest's fixture definitions.
     fixture.__dict__["__kubefixtures__"] = _Declaration(
-        paths, frozen_values, scope, timeout, prestart=not required
+        paths, frozen_values, scope, timeout, prestart=not required, values_files=files
     )
     if not _declarations:
         _start_importing()
@@ -164,6 +173,7 @@ class _Declaration:
     scope: Scope
     timeout: float | None
     prestart: bool = True
+    values_files: tuple[Path, ...] = ()
 
 
 def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
@@ -201,6 +211,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 sources=declaration.sources,
                 values=declaration.values,
                 timeout=declaration.timeout,
+                values_files=declaration.values_files,
             )
             provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
             session.prestart(function, provisioning)

@@ -35,7 +35,7 @@ from typing import Any
 from kubefixtures.declarations import BUILTIN_PLACEHOLDERS
 from kubefixtures.errors import RenderError
 from kubefixtures.limits import MAX_FILE_BYTES, read_text
-from kubefixtures.yamlinput import ExpansionBudget, YAMLInputError, load_documents
+from kubefixtures.yamlinput import ExpansionBudget, YAMLInputError, load_document, load_documents
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
@@ -90,6 +90,8 @@ class RenderContext:
     session_id: str
     environment: str
     values: Mapping[str, Any] = field(default_factory=dict)
+    # YAML files of values, merged in order, under ``values`` (which win).
+    values_files: Sequence[Path] = ()
     secrets: Secrets = field(default_factory=Secrets)
     image_overrides: Mapping[str, str] = field(default_factory=dict)
     used_secrets: set[str] = field(default_factory=set)
@@ -222,7 +224,38 @@ def _resolve_values(context: RenderContext) -> Any:
             return [resolve(item, f"{path}[{index}]") for index, item in enumerate(value)]
         return value
 
-    return resolve(dict(context.values), "")
+    merged: dict[str, Any] = {}
+    for path in context.values_files:
+        merged = _merged(merged, _values_file(path))
+    return resolve(_merged(merged, context.values), "")
+
+
+def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; mappings merge key by key (as Helm merges values)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _values_file(path: Path) -> Mapping[str, Any]:
+    try:
+        loaded = load_document(read_text(path))
+    except YAMLInputError as error:
+        where = f"{path}:{error.line}" if error.line is not None else str(path)
+        raise RenderError(where, f"invalid YAML: {error.problem}") from None
+    except (OSError, ValueError) as error:  # unreadable, not UTF-8, too large
+        raise RenderError(str(path), f"values file cannot be read: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, Mapping):
+        raise RenderError(
+            str(path), f"a values file must hold a mapping, not {type(loaded).__name__}"
+        )
+    return loaded
 
 
 # --- YAML ---------------------------------------------------------------------------------
@@ -382,6 +415,7 @@ def _render_chart(
             helm, "template", release, str(chart),
             "--namespace", context.namespace,
             "--skip-tests",
+            "--include-crds",  # the chart's crds/ directory, applied first like any CRD
             "--values", str(values_file),
         ]  # fmt: skip
         try:
@@ -396,10 +430,7 @@ def _render_chart(
                 str(chart), f"helm template took more than {_HELM_TIMEOUT_SECONDS} s"
             ) from None
     if done.returncode != 0:
-        said = done.stderr.decode("utf-8", errors="replace")
-        lines = [line.strip() for line in said.splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("Error")] or lines or ["no output"]
-        raise RenderError(str(chart), f"helm template failed: {errors[-1]}")
+        raise _helm_error(chart, done.stderr.decode("utf-8", errors="replace"))
     try:
         output = done.stdout.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -408,6 +439,30 @@ def _render_chart(
             f"{chart} (helm output line {line})", "helm template printed text that is not UTF-8"
         ) from None
     return parse_manifests(output, str(chart), _helm_locator(output, chart), budget)
+
+
+# `template: web/templates/x.yaml:9:18: ...`, `parse error at (web/templates/x.yaml:3): ...`,
+# `YAML parse error on web/templates/x.yaml: ...`, `execution error at (web/charts/...)`
+_HELM_TEMPLATE = re.compile(
+    r"(?P<template>[\w.-]+/(?:charts/[\w.-]+/)*(?:templates|crds)/[^\s:()\"]+)"
+    r"(?::(?P<line>\d+))?(?::\d+)?"
+)
+
+
+def _helm_error(chart: Path, stderr: str) -> RenderError:
+    """One line: the template (under the chart directory) and line, then helm's reason."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error")] or lines or ["no output"]
+    message = errors[-1].removeprefix("Error: ")
+    found = _HELM_TEMPLATE.search(message)
+    if found is None:
+        return RenderError(str(chart), f"helm template failed: {message}")
+    template = chart / found.group("template").partition("/")[2]
+    where = f"{template}:{found.group('line')}" if found.group("line") else str(template)
+    reason = message[found.end() :].lstrip("):; ") or message
+    # `executing "web/templates/x.yaml" at <.Values.a.b>: nil pointer ...`: the part after
+    reason = re.sub(r'^executing "[^"]*" at ', "", reason)
+    return RenderError(where, f"helm template failed: {reason}")
 
 
 def _helm_locator(output: str, chart: Path) -> Callable[[int], str]:

@@ -58,6 +58,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="placeholder values (strings), as environment(values=...) gives them",
     )
     up.add_argument(
+        "--values-file",
+        dest="values_files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of values (repeatable, merged in order, under --values), as "
+        "environment(values_files=...) gives them",
+    )
+    up.add_argument(
         "--details-out",
         type=Path,
         metavar="FILE",
@@ -161,6 +171,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         name=name,
         sources=tuple(source.resolve() for source in arguments.sources),
         values=dict(arguments.values),
+        values_files=tuple(path.resolve() for path in arguments.values_files),
     )
     lifecycle = FreshProvisioning(spec, session.view())
     stop = threading.Event()
@@ -204,6 +215,7 @@ def run_up(arguments: argparse.Namespace) -> int:
 def run_down(arguments: argparse.Namespace) -> int:
     from kubefixtures.details import EnvironmentDetails
     from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.cluster_scoped import release_all
     from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SESSION_LABEL
 
     started = time.monotonic()
@@ -223,6 +235,12 @@ def run_down(arguments: argparse.Namespace) -> int:
                 f"{path}: namespace {details.namespace} is not the one kubefixtures created "
                 f"for session {details.session_id} (its labels differ); not deleting it"
             )
+        # Its cluster-scoped objects first (those no other live session uses go).
+        release_all(
+            cluster,
+            [(ref.api_version, ref.kind, ref.name) for ref in details.objects if not ref.namespace],
+            details.namespace,
+        )
         cluster.delete_namespace(details.namespace, wait=not arguments.no_wait)
     finally:
         cluster.close()

@@ -42,7 +42,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="delete leaked session namespaces once (what the operator does continuously)",
         description="Delete every namespace labelled app.kubernetes.io/managed-by=kubefixtures "
         "whose session lease expired more than --grace seconds ago (and whose keep-until has "
-        "passed), or that has no lease and is older than --grace. Nothing else is touched.",
+        "passed), or that has no lease and is older than --grace; then remove such dead "
+        "sessions from the owners of cluster-scoped objects labelled likewise, deleting those "
+        "left without owners. Nothing else is touched.",
     )
     gc.add_argument(
         "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
@@ -78,6 +80,7 @@ def _error(message: str) -> int:
 
 def run_gc(arguments: argparse.Namespace) -> int:
     from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.cluster_scoped import reap_cluster_scoped
     from kubefixtures.leases.reaping import list_sessions, recheck_and_delete
 
     started = time.monotonic()
@@ -109,6 +112,12 @@ def run_gc(arguments: argparse.Namespace) -> int:
                 else:
                     kept += 1
                     print(f"kept          {session.name}: {reason}")
+        # After the namespaces: owners in a namespace just deleted are gone too.
+        reaped = reap_cluster_scoped(
+            cluster, arguments.grace, selector=arguments.selector, dry_run=arguments.dry_run
+        )
+        for done in reaped:
+            print(f"{done.action:<13} {done.object}: {done.reason}")
     finally:
         cluster.close()
     verb = "would delete" if arguments.dry_run else "deleted"
@@ -116,6 +125,12 @@ def run_gc(arguments: argparse.Namespace) -> int:
         f"gc: {len(sessions)} managed namespaces on {cluster.description}: {verb} {deleted}, "
         f"kept {kept} ({time.monotonic() - started:.1f} s)"
     )
+    if reaped:
+        objects = sum(done.action.endswith("delete") or done.action == "deleted" for done in reaped)
+        print(
+            f"gc: {len(reaped)} cluster-scoped objects with dead owners: {verb} {objects}, "
+            f"the others are still used by live sessions"
+        )
     return 0
 
 

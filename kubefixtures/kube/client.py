@@ -68,6 +68,21 @@ ENDPOINT_SLICE = Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslice
 NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False)
 SECRET = Resource("v1", "Secret", "secrets", namespaced=True)
 LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases", namespaced=True)
+CRD = Resource(
+    "apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False
+)
+VALIDATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io/v1",
+    "ValidatingWebhookConfiguration",
+    "validatingwebhookconfigurations",
+    namespaced=False,
+)
+MUTATING_WEBHOOKS = Resource(
+    "admissionregistration.k8s.io/v1",
+    "MutatingWebhookConfiguration",
+    "mutatingwebhookconfigurations",
+    namespaced=False,
+)
 
 
 def _status_message(body: bytes) -> tuple[str, str]:
@@ -400,6 +415,17 @@ class Cluster:
     ) -> list[Resource]:
         """Every namespaced kind that can be listed, in each API group's preferred version
         (the kinds of an aggregated API that does not answer are left out)."""
+        return self.listable_resources(namespaced=True, timeout=timeout)
+
+    def listable_resources(
+        self,
+        *,
+        namespaced: bool,
+        verbs: Sequence[str] = ("list",),
+        timeout: float | tuple[float, float] | None = None,
+    ) -> list[Resource]:
+        """Every namespaced (or cluster-scoped) kind allowing ``verbs``, in each API group's
+        preferred version (the kinds of an aggregated API that does not answer are left out)."""
         groups = self.request("GET", "/apis", timeout=timeout).get("groups") or []
         versions = ["v1"] + [
             str(group["preferredVersion"]["groupVersion"])
@@ -414,37 +440,41 @@ class Cluster:
             except KubefixturesError:  # an aggregated API that is down: skip it
                 return []
             return [
-                Resource(api_version, str(entry.get("kind", "")), str(entry["name"]), True)
+                Resource(api_version, str(entry.get("kind", "")), str(entry["name"]), namespaced)
                 for entry in listing.get("resources") or []
                 if "/" not in str(entry.get("name", ""))
-                and entry.get("namespaced")
-                and "list" in (entry.get("verbs") or [])
+                and bool(entry.get("namespaced")) == namespaced
+                and all(verb in (entry.get("verbs") or []) for verb in verbs)
             ]
 
         with ThreadPoolExecutor(max_workers=_APPLY_WORKERS) as pool:
             return [resource for found in pool.map(listable, versions) for resource in found]
 
-    def resolve(self, objects: Sequence[tuple[str, str, str]]) -> list[Resource]:
-        """Resources for ``(api_version, kind, location)`` triples, all looked up at once.
+    def resolve(
+        self,
+        objects: Sequence[tuple[str, str, str]],
+        defined: Mapping[tuple[str, str], Resource] | None = None,
+    ) -> list[Resource]:
+        """Resources for ``(api_version, kind, location)`` triples, all looked up at once
+        (discovery, cached per API version).
 
-        Raises ApplyError naming the location of an unknown or cluster-scoped kind: an
-        environment only holds namespaced objects, which die with its namespace.
+        ``defined`` holds kinds the cluster may not serve yet, keyed by ``(api_version,
+        kind)``: those of CustomResourceDefinitions that come with the objects. Raises
+        ApplyError naming the location of a kind that is neither served nor defined.
         """
-        versions = sorted({api_version for api_version, _, _ in objects})
+        defined = defined or {}
+        versions = sorted(
+            {api_version for api_version, kind, _ in objects if (api_version, kind) not in defined}
+        )
         with ThreadPoolExecutor(max_workers=min(len(versions), 8) or 1) as pool:
             list(pool.map(self._resource_list, versions))
         resolved = []
         for api_version, kind, location in objects:
-            resource = self.resource_for(api_version, kind)
+            resource = defined.get((api_version, kind)) or self.resource_for(api_version, kind)
             if resource is None:
                 raise ApplyError(
                     f"{location}: {self.description} does not serve kind {kind} "
                     f"in apiVersion {api_version}"
-                )
-            if not resource.namespaced:
-                raise ApplyError(
-                    f"{location}: {kind} is cluster-scoped; an environment may only hold "
-                    "namespaced objects (they are deleted with its namespace)"
                 )
             resolved.append(resource)
         return resolved

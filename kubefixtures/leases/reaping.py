@@ -172,6 +172,7 @@ def recheck_and_delete(
         decision = decide(session, now(), grace)
         if not decision.delete:
             return Outcome(namespace=name, deleted=False, decision=decision, session=session)
+        _remove_webhooks_into(cluster, name)
         if delete_session(cluster, session):
             post_deletion_event(
                 cluster,
@@ -181,3 +182,12 @@ def recheck_and_delete(
             )
             return Outcome(namespace=name, deleted=True, decision=decision, session=session)
     return Outcome(namespace=name, deleted=False, decision=decision, session=session)
+
+
+def _remove_webhooks_into(cluster: Cluster, namespace: str) -> None:
+    """Before a namespace goes: the webhook configurations calling its Services, which would
+    otherwise fail every API call they match (other sessions' too)."""
+    from kubefixtures.leases.cluster_scoped import remove_webhooks_into  # it imports us
+
+    for removed in remove_webhooks_into(cluster, namespace):
+        logger.info("deleted %s: it calls a Service of namespace %s", removed, namespace)

@@ -17,6 +17,7 @@ from kubefixtures.kube.client import Cluster
 from kubefixtures.leases.policy import LEASE_NAME
 from kubefixtures.leases.reaping import managed_selector
 from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from kubefixtures.operator.cluster_scoped import ClusterScopedSweeper
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
 from kubefixtures.operator.reaper import Reaper
 
@@ -60,10 +61,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     reaper = Reaper(cluster, config)
     memo["reaper"] = reaper
     reaper.start()
+    sweeper = ClusterScopedSweeper(cluster, config)
+    memo["sweeper"] = sweeper
+    sweeper.start()
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    sweeper: ClusterScopedSweeper | None = memo.get("sweeper")
+    if sweeper is not None:
+        await sweeper.stop()
     reaper: Reaper | None = memo.get("reaper")
     if reaper is not None:
         await reaper.stop()

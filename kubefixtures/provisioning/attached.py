@@ -115,6 +115,7 @@ class AttachedProvisioning:
             session_id=details.session_id,
             environment=self.spec.name,
             values=self.spec.values,
+            values_files=self.spec.values_files,
             secrets=KnownSecrets(
                 {name: value.get_secret_value() for name, value in details.secrets.items()}
             ),

@@ -45,6 +45,7 @@ class EnvironmentSpec:
     sources: tuple[Path, ...]
     values: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
+    values_files: tuple[Path, ...] = ()  # YAML files of values, under ``values``
 
 
 class Reporter(Protocol):

@@ -34,6 +34,13 @@ from kubefixtures.provisioning.base import (
     service_details,
     tcp_ports,
 )
+from kubefixtures.provisioning.cluster_scoped import (
+    ClusterScoped,
+    Placed,
+    defined_resources,
+    in_apply_order,
+)
+from kubefixtures.provisioning.hooks import Hook, split_hooks, wait_hook
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
 from kubefixtures.secrets import SECRETS_NAME, stored_secrets_manifest
 
@@ -106,6 +113,12 @@ class FreshProvisioning:
         self.namespace: str | None = None
         self.cluster: Cluster | None = None
         self.objects: list[RenderedObject] = []
+        self.placed: list[Placed] = []  # the objects with the resources serving them
+        self.cluster_scoped: ClusterScoped | None = None
+        self._defined: dict[tuple[str, str], Resource] = {}  # kinds of the environment's CRDs
+        self._main: list[Placed] = []  # all but the Helm hooks
+        self._pre_install: list[Hook] = []
+        self._post_install: list[Hook] = []
         self.forwards: list[PortForward] = []
         self.environment: Environment | None = None
         self._started = 0.0
@@ -144,11 +157,15 @@ class FreshProvisioning:
         finally:
             # A render error is reported at once, without waiting for a slow connection.
             pool.shutdown(wait=False)
-        resources = self._resolve(self.cluster)
+        self._resolve(self.cluster, namespace)
+        if self.cluster_scoped:
+            # Before anything exists: a foreign or conflicting object leaves nothing behind.
+            self.cluster_scoped.check()
         try:
             self._prepare_namespace(self.cluster, namespace)
-            self._apply(self.cluster, resources)
-            services = self._wait_ready_and_forward(self.cluster, resources)
+            self._apply(self.cluster)
+            services = self._wait_ready_and_forward(self.cluster)
+            self._run_hooks(self.cluster, self._post_install)
         except BaseException as error:
             self._abort(error)
             raise
@@ -180,6 +197,7 @@ class FreshProvisioning:
             session_id=self.render_session_id,
             environment=self.spec.name,
             values=self.spec.values,
+            values_files=self.spec.values_files,
             secrets=self.secrets or self.session.secrets(),
             image_overrides=self.settings.image_overrides,
         )
@@ -187,8 +205,23 @@ class FreshProvisioning:
         self._context = context
         return context
 
-    def _resolve(self, cluster: Cluster) -> list[Resource]:
-        return cluster.resolve([(obj.api_version, obj.kind, obj.location) for obj in self.objects])
+    def _resolve(self, cluster: Cluster, namespace: str) -> None:
+        """Find the resource of every object (discovery, or the environment's own CRDs)."""
+        self._defined = defined_resources(self.objects)
+        resources = cluster.resolve(
+            [(obj.api_version, obj.kind, obj.location) for obj in self.objects], self._defined
+        )
+        self.placed = [
+            Placed(obj, resource) for obj, resource in zip(self.objects, resources, strict=True)
+        ]
+        self._main, self._pre_install, self._post_install = split_hooks(self.placed)
+        self.cluster_scoped = ClusterScoped(
+            cluster,
+            [item for item in self.placed if not item.resource.namespaced],
+            labels=self._namespace_labels(),
+            session_id=self.session.session_id,
+            namespace=namespace,
+        )
 
     def _namespace_labels(self) -> dict[str, str]:
         return {
@@ -233,12 +266,16 @@ class FreshProvisioning:
         self.lease = lease
         lease.start()
 
-    def _apply(self, cluster: Cluster, resources: Sequence[Resource]) -> None:
+    def _apply(self, cluster: Cluster) -> None:
+        """CRDs (until Established), other cluster-scoped objects, namespaced objects, and
+        the custom resources of the environment's own CRDs last."""
         assert self.namespace is not None
-        items = [
-            (resource, obj.manifest, obj.location)
-            for resource, obj in zip(resources, self.objects, strict=True)
-        ]
+        assert self.cluster_scoped is not None
+        crds, cluster_scoped, namespaced, custom = in_apply_order(self._main, self._defined)
+        self.cluster_scoped.claim(crds, self._deadline)
+        self._run_hooks(cluster, self._pre_install)
+        self.cluster_scoped.claim(cluster_scoped, self._deadline)
+        items = [(item.resource, item.obj.manifest, item.obj.location) for item in namespaced]
         context = self._context
         if context is not None and context.used_secrets:
             from kubefixtures.kube.client import SECRET
@@ -247,10 +284,35 @@ class FreshProvisioning:
             stored = stored_secrets_manifest(values)
             items.append((SECRET, stored, f"(kubefixtures: Secret {SECRETS_NAME})"))
         cluster.apply_all(items, self.namespace, self._deadline)
+        # Custom resources of a cluster-scoped kind are owned like any cluster-scoped object.
+        self.cluster_scoped.claim(
+            [item for item in custom if not item.resource.namespaced], self._deadline
+        )
+        cluster.apply_all(
+            [
+                (item.resource, item.obj.manifest, item.obj.location)
+                for item in custom
+                if item.resource.namespaced
+            ],
+            self.namespace,
+            self._deadline,
+        )
 
-    def _wait_ready_and_forward(
-        self, cluster: Cluster, resources: Sequence[Resource]
-    ) -> dict[str, ServiceDetails]:
+    def _run_hooks(self, cluster: Cluster, hooks: Sequence[Hook]) -> None:
+        """Helm hooks of one phase, one after the other, each waited for."""
+        assert self.namespace is not None
+        assert self.cluster_scoped is not None
+        for hook in hooks:
+            if hook.placed.resource.namespaced:
+                obj = hook.placed.obj
+                cluster.apply(
+                    hook.placed.resource, obj.manifest, self.namespace, self._deadline, obj.location
+                )
+            else:
+                self.cluster_scoped.claim([hook.placed], self._deadline)
+            wait_hook(cluster, hook, self.namespace, self._deadline)
+
+    def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
         """Wait for readiness while the forwards start: each waits for ready endpoints of its
         own, so that forwarding costs nothing once the pods are ready."""
         from kubefixtures.readiness.wait import Tracked, wait_ready  # lazy: kube with it
@@ -258,8 +320,7 @@ class FreshProvisioning:
         assert self.namespace is not None
         services = {service["metadata"]["name"]: service for service in self._services()}
         tracked = [
-            Tracked(resource, obj.name)
-            for resource, obj in zip(resources, self.objects, strict=True)
+            Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
         ]
         keys = [
             (name, int(port["port"])) for name, service in services.items()
@@ -348,12 +409,12 @@ class FreshProvisioning:
             services=services,
             objects=[
                 ObjectRef(
-                    api_version=obj.api_version,
-                    kind=obj.kind,
-                    name=obj.name,
-                    namespace=self.namespace,
+                    api_version=item.obj.api_version,
+                    kind=item.obj.kind,
+                    name=item.obj.name,
+                    namespace=self.namespace if item.resource.namespaced else None,
                 )
-                for obj in self.objects
+                for item in self.placed
             ],
             secrets={
                 name: SecretStr(context.secrets.get(name)) for name in sorted(context.used_secrets)
@@ -363,8 +424,13 @@ class FreshProvisioning:
 
     def _manifests(self) -> list[dict[str, Any]]:
         return [
-            {**obj.manifest, "metadata": {**obj.manifest["metadata"], "namespace": self.namespace}}
-            for obj in self.objects
+            {
+                **item.obj.manifest,
+                "metadata": {**item.obj.manifest["metadata"], "namespace": self.namespace},
+            }
+            if item.resource.namespaced
+            else item.obj.manifest
+            for item in self.placed
         ]
 
     def report_ready(self) -> None:
@@ -441,8 +507,23 @@ class FreshProvisioning:
             self.session.reporter.summary(line)
             return
         self._created = False
+        self._release_cluster_scoped()
         self._finish_lease(keep_for=None)
         self.cluster.delete_namespace(self.namespace, wait=self.settings.wait_for_delete)
+
+    def _release_cluster_scoped(self) -> None:
+        """Leave the owners of the cluster-scoped objects (webhook configurations first),
+        deleting those no other live session uses, before the namespace goes. A failure
+        is said and left to the reapers: the namespace is deleted all the same."""
+        if not self.cluster_scoped:
+            return
+        try:
+            self.cluster_scoped.release()
+        except KubefixturesError as error:
+            self.session.reporter.write_line(
+                f"kubefixtures: releasing the cluster-scoped objects of {self.spec.name!r}: "
+                f"{error}; the operator or `kubefixtures gc` removes them once the lease expires"
+            )
 
     def release(self, keep_for: float) -> str | None:
         """Stop the forwards and the Lease's renewals, and leave the namespace up for

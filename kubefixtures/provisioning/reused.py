@@ -71,6 +71,7 @@ def reuse_key(spec: EnvironmentSpec, settings: Settings) -> str:
         session_id=_STAND_IN,
         environment=spec.name,
         values=spec.values,
+        values_files=spec.values_files,
         secrets=_StandInSecrets(),
         image_overrides=settings.image_overrides,
     )

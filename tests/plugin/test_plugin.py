@@ -227,6 +227,11 @@ def test_declaration_errors_are_raised_when_the_conftest_loads(pytester: pytest.
     )
     result = pytester.runpytest()
     all_output(result).fnmatch_lines(["*environment(scope='year'): scope must be one of session*"])
+    pytester.makeconftest(
+        "from kubefixtures import environment\nshop = environment('m/', values_files='v.yaml')\n"
+    )
+    result = pytester.runpytest()
+    all_output(result).fnmatch_lines(["*environment(values_files=...) takes a list of files*"])
 
 
 def test_a_render_error_is_one_line_naming_file_line_and_placeholder(

@@ -212,12 +212,12 @@ def test_every_other_value_reaches_its_object() -> None:
         {
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
-            "verbs": ["get", "list", "watch", "delete"],
+            "verbs": ["get", "list", "watch", "patch", "delete"],
         },
         {
             "apiGroups": [""],
             "resources": ["persistentvolumes"],
-            "verbs": ["get", "list", "watch", "delete"],
+            "verbs": ["get", "list", "watch", "patch", "delete"],
         },
     ]
     template = the(docs, "Deployment")["spec"]["template"]

@@ -70,7 +70,7 @@ def test_a_rejected_object_names_location_object_and_reason() -> None:
     )
 
 
-def test_resolve_refuses_unknown_and_cluster_scoped_kinds() -> None:
+def test_resolve_refuses_unknown_kinds() -> None:
     listing = {
         "resources": [
             {"name": "deployments", "kind": "Deployment", "namespaced": True},
@@ -87,8 +87,19 @@ def test_resolve_refuses_unknown_and_cluster_scoped_kinds() -> None:
         r"in apiVersion example\.com/v1$",
     ):
         cluster.resolve([("example.com/v1", "Widget", "w.yaml:4")])
+
+
+def test_resolve_knows_cluster_scoped_kinds_and_those_defined_alongside() -> None:
     cluster = ScriptedCluster(
         [{"resources": [{"name": "clusterroles", "kind": "ClusterRole", "namespaced": False}]}]
     )
-    with pytest.raises(ApplyError, match="ClusterRole is cluster-scoped"):
-        cluster.resolve([("rbac.authorization.k8s.io/v1", "ClusterRole", "r.yaml:1")])
+    widget = Resource("example.com/v1", "Widget", "widgets", namespaced=True)
+    role, defined = cluster.resolve(
+        [
+            ("rbac.authorization.k8s.io/v1", "ClusterRole", "r.yaml:1"),
+            ("example.com/v1", "Widget", "w.yaml:1"),
+        ],
+        defined={("example.com/v1", "Widget"): widget},
+    )
+    assert role == Resource("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False)
+    assert defined == widget  # no discovery asked for a kind its CRD has not installed yet

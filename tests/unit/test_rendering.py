@@ -13,6 +13,7 @@ from kubefixtures.errors import RenderError
 from kubefixtures.rendering import (
     RenderContext,
     Secrets,
+    _helm_error,
     apply_image_overrides,
     parse_manifests,
     render_sources,
@@ -302,9 +303,64 @@ def test_helm_failures_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FAIL", "1")
     with pytest.raises(RenderError) as caught:
         render_sources([chart], context())
-    assert str(caught.value) == (
-        f"{chart}: helm template failed: Error: parse error at (x/templates/a.yaml:3): bad"
+    assert str(caught.value) == f"{chart}/templates/a.yaml:3: helm template failed: bad"
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            'Error: template: web/charts/sub/templates/s.yaml:5:15: executing "web/charts/sub/'
+            'templates/s.yaml" at <.Values.a.b>: nil pointer evaluating interface {}.b\n\n'
+            "Use --debug flag to render out invalid YAML\n",
+            "charts/sub/templates/s.yaml:5: helm template failed: <.Values.a.b>: nil pointer "
+            "evaluating interface {}.b",
+        ),
+        (
+            "Error: execution error at (web/templates/cm.yaml:5:8): set db\n",
+            "templates/cm.yaml:5: helm template failed: set db",
+        ),
+        (
+            "Error: YAML parse error on web/templates/cm.yaml: error converting YAML to JSON: "
+            "yaml: line 5: mapping values are not allowed in this context\n",
+            "templates/cm.yaml: helm template failed: error converting YAML to JSON: yaml: "
+            "line 5: mapping values are not allowed in this context",
+        ),
+        ("Error: chart requires kubeVersion: >=9\n", ": helm template failed: chart requires "
+         "kubeVersion: >=9"),
+    ],
+)  # fmt: skip
+def test_a_helm_error_names_the_template_and_line(stderr: str, expected: str) -> None:
+    chart = Path("/charts/web")
+    assert str(_helm_error(chart, stderr)) == f"{chart}/{expected}".replace("/:", ":")
+
+
+def test_values_files_merge_in_order_under_values(tmp_path: Path) -> None:
+    base = write(tmp_path / "base.yaml", "db: {name: shop, port: 5432}\ngreeting: base\n")
+    extra = write(tmp_path / "extra.yaml", "db: {port: 6543}\n")
+    source = write(tmp_path / "cm.yaml", "kind: X\napiVersion: v1\nmetadata: {name: x}\n"
+                   "data: ${db.name}-${db.port}-${greeting}\n")  # fmt: skip
+    ctx = RenderContext(
+        namespace="ns",
+        session_id="s1",
+        environment="shop",
+        values={"greeting": "values"},
+        values_files=(base, extra),
     )
+    [obj] = render_sources([source], ctx)
+    assert obj.manifest["data"] == "shop-6543-values"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("- a list\n", "a values file must hold a mapping, not list"), ("a: [\n", "invalid YAML")],
+)
+def test_a_bad_values_file_is_named(tmp_path: Path, text: str, problem: str) -> None:
+    values = write(tmp_path / "values.yaml", text)
+    ctx = RenderContext(namespace="ns", session_id="s", environment="e", values_files=(values,))
+    with pytest.raises(RenderError, match=problem) as caught:
+        render_sources([write(tmp_path / "x.yaml", "")], ctx)
+    assert caught.value.location.startswith(str(values))
 
 
 def test_missing_helm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
