@@ -238,12 +238,18 @@ class SessionLease:
             )
         self._unsettled(False)
 
-    def keep_until(self, until: datetime, because: str | None = None) -> None:
+    def keep_until(
+        self, until: datetime, because: str | None = None, *, released: bool = False
+    ) -> None:
         """Ask reapers to keep the namespace until ``until``; ``because`` says it was kept on
-        failure (then no other run adopts or replaces it)."""
+        failure (then no other run adopts or replaces it). ``released``: this session is done
+        with it (no other run need wait for the Lease to expire; once the keep-until has
+        passed, reapers delete it at once)."""
         annotations = {KEEP_UNTIL_ANNOTATION: format_time(until)}
         if because:
             annotations[KEPT_BECAUSE_ANNOTATION] = because[:256]
+        if released:
+            annotations[RELEASED_ANNOTATION] = format_time(self._now())
         try:
             self._patch({"metadata": {"annotations": annotations}})
         except ClusterError as error:
@@ -265,7 +271,7 @@ class SessionLease:
             return LeaseEnd(self.trouble, problem=self.trouble is not None)
         until = self._now() + timedelta(seconds=keep_for)
         try:
-            self.keep_until(until, because)
+            self.keep_until(until, because, released=True)
         except ClusterError as error:
             return LeaseEnd(
                 f"kubefixtures: {error}; the operator may delete it once its lease expires",
