@@ -284,7 +284,9 @@ def install_operator(scratch: Path, run_id: str, grace: float, selector: str) ->
     tag = "chaos-" + hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
     loaded = retagged(archive, f"kubefixtures.local/operator:{tag}", scratch / "operator.tar")
     kubefixtures = str(ROOT / ".venv" / "bin" / "kubefixtures")
-    subprocess.run([kubefixtures, "cluster", "load-image", str(loaded)], check=True)
+    subprocess.run(
+        [kubefixtures, "cluster", "load-image", str(loaded)], check=True, capture_output=True
+    )
     release = f"kfchaos-{run_id[-6:]}"
     namespace = f"{release}-system"
     subprocess.run(
