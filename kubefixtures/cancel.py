@@ -97,16 +97,21 @@ def install(on_cancel: Callable[[int], None]) -> bool:
     return bool(_state.previous)
 
 
-def uninstall() -> None:
-    """Restore the handlers ``install`` replaced (pytest run in-process, as by pytester)."""
+def uninstall(on_cancel: Callable[[int], None]) -> None:
+    """Forget ``on_cancel``; with no callback left, restore the handlers ``install``
+    replaced (a pytest run in-process, as by pytester, inside another one keeps the
+    outer run's)."""
     if threading.current_thread() is not threading.main_thread():
         return
     with _state.lock:
+        if on_cancel in _state.callbacks:
+            _state.callbacks.remove(on_cancel)
+        if _state.callbacks:
+            return
         for signum, previous in _state.previous.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signum, previous)
         _state.previous.clear()
-        _state.callbacks.clear()
         _state.requested = None
 
 

@@ -212,12 +212,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from kubefixtures.session import SESSION_KEY
 
     state = config.stash.get(SESSION_KEY, None)
-    if state is not None:
-        state.close()
+    if state is None:
+        return
+    state.close()
     signum = cancel.requested()
     if signum is not None:
         cancel.release_now()  # what is still coming up in the background: released
-    cancel.uninstall()
+    cancel.uninstall(state.cancelled)
     # Last of all: a run cancelled by SIGTERM/SIGHUP ends by that signal (see
     # kubefixtures.cancel). Not xdist workers: their controller reports how they ended.
     if not hasattr(config, "workerinput"):

@@ -22,7 +22,7 @@ def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     # Never raise a signal the handler does not catch: it would end the test run.
     assert signal.getsignal(signal.SIGTERM) is cancel._handle
     yield calls
-    cancel.uninstall()
+    cancel.uninstall(calls.append)
 
 
 def test_the_first_signal_interrupts_and_later_ones_are_ignored(installed: list[int]) -> None:
@@ -37,8 +37,14 @@ def test_the_first_signal_interrupts_and_later_ones_are_ignored(installed: list[
     assert cancel.remaining() <= cancel.RELEASE_AFTER
 
 
-def test_uninstall_restores_the_handlers(installed: list[int]) -> None:
-    cancel.uninstall()
+def test_uninstall_restores_the_handlers_once_nobody_needs_them(installed: list[int]) -> None:
+    def inner(signum: int) -> None:
+        pass
+
+    cancel.install(inner)  # a pytest run in-process inside this one
+    cancel.uninstall(inner)
+    assert signal.getsignal(signal.SIGTERM) is cancel._handle  # still the outer run's
+    cancel.uninstall(installed.append)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert cancel.requested() is None
@@ -48,12 +54,15 @@ def test_someone_elses_handler_is_left_alone() -> None:
     def theirs(signum: int, frame: object) -> None:
         pass
 
+    def ours(signum: int) -> None:
+        pass
+
     previous = signal.signal(signal.SIGHUP, theirs)
     try:
-        cancel.install(lambda _signum: None)
+        cancel.install(ours)
         assert signal.getsignal(signal.SIGHUP) is theirs
     finally:
-        cancel.uninstall()
+        cancel.uninstall(ours)
         signal.signal(signal.SIGHUP, previous)
 
 
