@@ -102,9 +102,10 @@ class SessionState:
         """Called from the signal handler: only starts things. Environments coming up in the
         background give up (and delete what they created); xdist workers get the signal too
         (a runner may signal the controller alone), and tear their own environments down."""
-        with self._lock:
-            starting = [lifecycle for lifecycle, _ in self._prestarted.values()]
-            workers = list(self.worker_pids)
+        # No lock: the handler runs in the main thread, which may hold it right now. Copies
+        # of a dict's values and of a list are atomic under the GIL.
+        starting = [lifecycle for lifecycle, _ in list(self._prestarted.values())]
+        workers = list(self.worker_pids)
         for lifecycle in starting:
             lifecycle.cancel()
         for pid in workers:

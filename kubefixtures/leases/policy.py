@@ -50,8 +50,10 @@ KEEP_UNTIL_ANNOTATION = "kubefixtures.io/keep-until"
 # Why a namespace was kept (keep-on-failure): such a namespace is someone's to look at, and
 # `--kubefixtures-reuse` never adopts nor replaces it.
 KEPT_BECAUSE_ANNOTATION = "kubefixtures.io/kept-because"
-# Set by a session that was cancelled (SIGTERM, SIGINT, SIGHUP) before it could delete the
-# namespace itself: its Lease is expired as of now, and reapers delete it without grace.
+# Set by a session that is done with its Lease: cancelled (SIGTERM, SIGINT, SIGHUP) before
+# it could delete the namespace itself, or ended leaving the namespace kept (keep-on-failure,
+# reuse). No session holds it any more: reapers delete the namespace without waiting for
+# expiry or grace (once any keep-until has passed), and reuse may adopt it at once.
 RELEASED_ANNOTATION = "kubefixtures.io/released-at"
 DEFAULT_LEASE_SECONDS = 60.0
 # Sessions write their Leases in the API server's time and the operator measures on its own
@@ -86,7 +88,7 @@ class LeaseState(enum.StrEnum):
     MISSING = "missing"  # no Lease at all: the session died while creating the namespace
     UNMANAGED = "unmanaged"  # not labelled as ours: never touched
     DELETING = "deleting"  # already being deleted
-    RELEASED = "released"  # its session was cancelled and gave it up: deleted at once
+    RELEASED = "released"  # its session is done with it (cancelled): deleted at once
     MALFORMED = "malformed"  # a Lease no session wrote: logged, never deleted for it
 
 
@@ -104,7 +106,7 @@ class LeaseInfo:
     keep_until: datetime | None = None
     invalid_keep_until: str | None = None  # the raw annotation, when it is not a time
     kept_because: str | None = None  # keep-on-failure's reason (KEPT_BECAUSE_ANNOTATION)
-    released: bool = False  # the session gave it up when cancelled (RELEASED_ANNOTATION)
+    released: bool = False  # its session is done with it (RELEASED_ANNOTATION)
     problem: str | None = None  # why this is not a Lease a session wrote (malformed)
     # The renewal fields as written, compared by the operator to notice a renewal.
     signature: str = ""
@@ -378,7 +380,7 @@ def decide(namespace: SessionNamespace, now: datetime, grace: timedelta | float)
         return Decision(
             delete=True,
             state=state,
-            reason=f"lease released{holder} when its session was cancelled{_passed(namespace)}",
+            reason=f"lease released{holder}: its session is done with it{_passed(namespace)}",
         )
     return _with_lease(namespace, lease, state, now, grace)
 
