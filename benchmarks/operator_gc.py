@@ -22,6 +22,11 @@ the cluster are never touched. The operator reaches the API through a counting p
 4. With ``--reaction-at-scale``: the reaction of 1 again, with the ``--namespaces`` live
    sessions still there (expiry to deletion with a full schedule).
 
+``--schedule-only N`` measures none of that, and needs no cluster: the operator's own part
+(its reaper and schedule, in this process) fed the watch events of N sessions and one round
+of their renewals; the time per event, and the memory the schedule holds (tracemalloc, in
+a second pass). For sizes a shared cluster should not be asked to create and delete.
+
 Everything created is deleted at the end.
 """
 
@@ -378,6 +383,58 @@ def renewing(
     }
 
 
+def schedule_only(count: int) -> dict[str, Any]:
+    import tracemalloc
+
+    from kubefixtures.clock import SYSTEM_CLOCK
+    from kubefixtures.operator.config import OperatorConfig
+    from kubefixtures.operator.reaper import Reaper
+
+    def feed(traced: bool) -> dict[str, float]:
+        if traced:
+            tracemalloc.start()
+        reaper = Reaper(None, OperatorConfig(), clock=SYSTEM_CLOCK)  # type: ignore[arg-type]
+        now = format_time(datetime.now(UTC), micro=True)
+        names = [f"kf-shop-{index:06d}" for index in range(count)]
+        started = time.perf_counter()
+        for index, name in enumerate(names):
+            labels = naming.namespace_labels(f"s{index}", "shop")
+            reaper.namespace_event(
+                None,
+                {
+                    "metadata": {
+                        "name": name,
+                        "uid": f"u{index}",
+                        "resourceVersion": "1",
+                        "labels": labels,
+                        "creationTimestamp": now,
+                    }
+                },
+            )
+            spec = {"holderIdentity": f"s{index}@h/1", "leaseDurationSeconds": 60}
+            body = {"metadata": {"name": LEASE_NAME, "namespace": name, "labels": labels}}
+            reaper.lease_event(None, {**body, "spec": {**spec, "renewTime": now}})
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for name in names:
+            renewed = format_time(datetime.now(UTC), micro=True)
+            body = {"metadata": {"name": LEASE_NAME, "namespace": name}}
+            reaper.lease_event("MODIFIED", {**body, "spec": {**spec, "renewTime": renewed}})
+        renewals = time.perf_counter() - started
+        memory = tracemalloc.get_traced_memory()[0] / 2**20 if traced else 0.0
+        if traced:
+            tracemalloc.stop()
+        return {"first": first, "renewals": renewals, "memory": memory}
+
+    timed, traced = feed(traced=False), feed(traced=True)
+    return {
+        "sessions": count,
+        "first_events_s": round(timed["first"], 3),
+        "renewal_event_us": round(timed["renewals"] / count * 1e6, 1),
+        "schedule_mib": round(traced["memory"], 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=10)
@@ -389,7 +446,16 @@ def main() -> int:
         action="store_true",
         help="measure the reaction again with the --namespaces live sessions in place",
     )
+    parser.add_argument(
+        "--schedule-only",
+        type=int,
+        metavar="N",
+        help="no cluster: the operator's schedule fed N sessions' events, in this process",
+    )
     arguments = parser.parse_args()
+    if arguments.schedule_only:
+        print(json.dumps(schedule_only(arguments.schedule_only), indent=2))
+        return 0
 
     cluster = Cluster.connect()
     environment = f"kfbench_{secrets.token_hex(3)}"
