@@ -12,10 +12,13 @@ plus grace (2 minutes by default). With it:
    deleted nor kept is *released* (``kubefixtures.leases.renewal.release_unsettled``): the
    operator and ``kubefixtures gc`` delete such namespaces at once, without waiting for
    expiry.
-3. Further signals during that cleanup are ignored (a second SIGINT from an impatient
+3. A signal that comes once pytest has torn everything down (``finishing``) interrupts
+   nothing: it is only remembered, for the release and the exit below. Interrupting then
+   would cut the release short, and end Python by SIGINT whatever the signal was.
+4. Further signals during that cleanup are ignored (a second SIGINT from an impatient
    runner, or the one xdist's controller forwards) so that it is not cut short; SIGKILL
    still ends the process, and expiry still covers it.
-4. At the very end (``exit_by_signal``), a session ended by SIGTERM or SIGHUP ends by that
+5. At the very end (``exit_by_signal``), a session ended by SIGTERM or SIGHUP ends by that
    same signal again, with the default handler: its parent sees "terminated by SIGTERM"
    (shell status 143) as from any other program. SIGINT keeps pytest's own exit status,
    2 (interrupted).
@@ -39,6 +42,7 @@ __all__ = [
     "CANCEL_SIGNALS",
     "RELEASE_AFTER",
     "exit_by_signal",
+    "finishing",
     "install",
     "release_now",
     "remaining",
@@ -59,6 +63,7 @@ class _State:
         self.lock = threading.Lock()
         self.requested: int | None = None
         self.requested_at = 0.0
+        self.interrupt = True  # False once pytest has torn down (see finishing())
         self.previous: dict[int, Any] = {}
         self.callbacks: list[Callable[[int], None]] = []
 
@@ -107,12 +112,19 @@ def uninstall(on_cancel: Callable[[int], None]) -> None:
         if on_cancel in _state.callbacks:
             _state.callbacks.remove(on_cancel)
         if _state.callbacks:
+            _state.interrupt = True  # an inner run finished; the outer one goes on
             return
         for signum, previous in _state.previous.items():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signum, previous)
         _state.previous.clear()
         _state.requested = None
+        _state.interrupt = True
+
+
+def finishing() -> None:
+    """pytest has torn the session down: a cancel signal from now on interrupts nothing."""
+    _state.interrupt = False
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
@@ -123,7 +135,8 @@ def _handle(signum: int, frame: FrameType | None) -> None:
         with contextlib.suppress(Exception):  # a broken callback must not stop the rest
             callback(signum)
     threading.Thread(target=_release_later, name="kubefixtures-release", daemon=True).start()
-    raise KeyboardInterrupt
+    if _state.interrupt:
+        raise KeyboardInterrupt
 
 
 def _release_later() -> None:

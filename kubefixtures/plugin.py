@@ -176,6 +176,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     try:
         yield  # session-scoped fixtures are torn down in there (if not already)
     finally:
+        from kubefixtures import cancel
+
+        cancel.finishing()  # torn down: a late SIGTERM must not interrupt what follows
         state = config.stash.get(SESSION_KEY, None)
         if state is not None:
             state.release_unclaimed()

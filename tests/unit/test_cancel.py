@@ -37,6 +37,13 @@ def test_the_first_signal_interrupts_and_later_ones_are_ignored(installed: list[
     assert cancel.remaining() <= cancel.RELEASE_AFTER
 
 
+def test_a_signal_once_pytest_has_torn_down_only_is_remembered(installed: list[int]) -> None:
+    cancel.finishing()
+    signal.raise_signal(signal.SIGTERM)  # no KeyboardInterrupt
+    assert cancel.requested() == signal.SIGTERM
+    assert installed == [signal.SIGTERM]
+
+
 def test_uninstall_restores_the_handlers_once_nobody_needs_them(installed: list[int]) -> None:
     def inner(signum: int) -> None:
         pass
