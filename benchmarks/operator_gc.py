@@ -1,7 +1,7 @@
 """Operator figures: reaction time, memory with many sessions, API requests at rest.
 
     .venv/bin/python benchmarks/operator_gc.py [--samples 10] [--namespaces 500] [--rest 60]
-                                            [--renewing 60]
+                                            [--renewing 60] [--reaction-at-scale]
 
 Runs the operator as a local process (`kubefixtures operator`, the code the image runs),
 narrowed with --selector to a label only this run's namespaces carry, so other sessions on
@@ -9,15 +9,23 @@ the cluster are never touched. The operator reaches the API through a counting p
 127.0.0.1 (plain HTTP in, the kubeconfig's TLS and credentials out): the apiserver's own
 `apiserver_request_total` has no per-client label, the proxy counts exactly this process.
 
-1. Reaction: ``--samples`` sessions whose Lease (6 s) is never renewed, expiring 1.5 s
-   apart; a watch records when each namespace gets its deletionTimestamp and when it is
-   gone. Reported: deletion request after expiry + grace (the operator's own latency), and
-   expiry -> gone (what a user sees), medians.
+1. Reaction: ``--samples`` sessions whose Lease (6 s) is never renewed, created 1.5 s
+   apart; a poller records when each namespace gets its deletionTimestamp and when it is
+   gone. The operator judges a Lease by when it saw it renewed (its creation, here), so a
+   Lease expires 6 s after it was created. Reported: deletion request after expiry +
+   grace (the operator's own latency), and expiry -> gone (what a user sees), medians.
 2. Rest: ``--namespaces`` managed namespaces with live Leases (a day long, so nothing is
    renewed or due). After the operator has seen them all: its RSS, the API requests it
    starts per minute (by verb and resource) over ``--rest`` seconds, and its CPU time.
 3. Renewals: the same namespaces, each Lease renewed every 20 s (a 60 s lease's cadence)
    for ``--renewing`` seconds: the operator's CPU time and requests while it follows them.
+4. With ``--reaction-at-scale``: the reaction of 1 again, with the ``--namespaces`` live
+   sessions still there (expiry to deletion with a full schedule).
+
+``--schedule-only N`` measures none of that, and needs no cluster: the operator's own part
+(its reaper and schedule, in this process) fed the watch events of N sessions and one round
+of their renewals; the time per event, and the memory the schedule holds (tracemalloc, in
+a second pass). For sizes a shared cluster should not be asked to create and delete.
 
 Everything created is deleted at the end.
 """
@@ -46,7 +54,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +63,8 @@ from aiohttp import web
 
 from kubefixtures import naming
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.client import LEASE, NAMESPACE, _load_configuration
+from kubefixtures.kube.client import LEASE, NAMESPACE
+from kubefixtures.kube.config import load_config
 from kubefixtures.leases.policy import LEASE_NAME, format_time
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,13 +105,10 @@ class CountingProxy:
     """Plain HTTP on 127.0.0.1, forwarded to the API server with the kubeconfig's identity."""
 
     def __init__(self) -> None:
-        configuration, _ = _load_configuration(None, None)
-        self.upstream = configuration.host.rstrip("/")
-        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
-        if configuration.cert_file:
-            context.load_cert_chain(configuration.cert_file, configuration.key_file)
-        self.ssl = context
-        self.auth = configuration.api_key.get("authorization")
+        config = load_config(None, None)
+        self.upstream = config.server.rstrip("/")
+        self.ssl: ssl.SSLContext | bool = config.ssl_context() if config.secure else False
+        self.config = config
         self.counts: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         self.port = 0
@@ -141,8 +147,9 @@ class CountingProxy:
         with self.lock:
             self.counts[classify(request.method, request.path, request.query_string)] += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        if self.auth:
-            headers["Authorization"] = self.auth
+        auth = self.config.authorization()
+        if auth:
+            headers["Authorization"] = auth
         body = await request.read()
         async with self.session.request(
             request.method, self.upstream + str(request.rel_url), headers=headers, data=body or None
@@ -184,9 +191,11 @@ class CountingProxy:
 # --- sessions ----------------------------------------------------------------------------------
 
 
-def create_session(cluster: Cluster, environment: str, duration: int, renewed: datetime) -> str:
+def create_session(
+    cluster: Cluster, environment: str, duration: int, renewed: datetime, session: str = ""
+) -> str:
     """A managed namespace and its Lease, last renewed at ``renewed``, never renewed again."""
-    labels = naming.namespace_labels(naming.new_session_id(), environment)
+    labels = naming.namespace_labels(session or naming.new_session_id(), environment)
     name = naming.namespace_name("kf", environment)
     cluster.create_namespace(name, labels)
     cluster.request(
@@ -263,37 +272,40 @@ class OperatorProcess:
 
 
 def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, float]:
-    from kubernetes import client, watch
-
-    api = client.CoreV1Api(client.ApiClient(cluster.configuration))
-    selector = f"{naming.ENVIRONMENT_LABEL}={environment}"
+    prefix = f"reaction-{secrets.token_hex(2)}"  # these sessions only, not those at rest
+    selector = f"{naming.ENVIRONMENT_LABEL}={environment},{naming.SESSION_LABEL}={prefix}"
     requested: dict[str, float] = {}
     gone: dict[str, float] = {}
-    stream = watch.Watch()
+    created: dict[str, float] = {}
+    stop = threading.Event()
 
-    def follow() -> None:
-        for event in stream.stream(
-            api.list_namespace, label_selector=selector, timeout_seconds=300
-        ):
-            name = event["object"].metadata.name
-            if event["object"].metadata.deletion_timestamp and name not in requested:
-                requested[name] = time.time()
-            if event["type"] == "DELETED":
-                gone[name] = time.time()
-                if len(gone) == samples:
-                    return
+    def follow() -> None:  # a 0.1 s poll: what a user would see, within 0.1 s
+        while not stop.wait(0.1):
+            items = cluster.list_objects(NAMESPACE, None, selector)["items"]
+            now = time.time()
+            present = set()
+            for item in items:
+                name = item["metadata"]["name"]
+                present.add(name)
+                if item["metadata"].get("deletionTimestamp") and name not in requested:
+                    requested[name] = now
+            for name in list(created):
+                if name not in present and name not in gone:
+                    gone[name] = now
+                    requested.setdefault(name, now)
 
     watcher = threading.Thread(target=follow, daemon=True)
     watcher.start()
-    time.sleep(1)
-    expiries: dict[str, float] = {}
-    start = datetime.now(UTC)
-    for index in range(samples):
-        renewed = start + timedelta(seconds=1.5 * index)
-        name = create_session(cluster, environment, LEASE_SECONDS, renewed)
-        expiries[name] = (renewed + timedelta(seconds=LEASE_SECONDS)).timestamp()
-    watcher.join(LEASE_SECONDS + GRACE_SECONDS + 1.5 * samples + 120)
-    stream.stop()
+    for _ in range(samples):
+        name = create_session(cluster, environment, LEASE_SECONDS, datetime.now(UTC), prefix)
+        created[name] = time.time()
+        time.sleep(1.5)
+    deadline = time.time() + LEASE_SECONDS + GRACE_SECONDS + 180
+    while len(gone) < samples and time.time() < deadline:
+        time.sleep(0.5)
+    stop.set()
+    watcher.join(5)
+    expiries = {name: at + LEASE_SECONDS for name, at in created.items()}
     after_grace = [requested[n] - (expiries[n] + GRACE_SECONDS) for n in expiries if n in requested]
     to_gone = [gone[n] - expiries[n] for n in expiries if n in gone]
     return {
@@ -371,13 +383,79 @@ def renewing(
     }
 
 
+def schedule_only(count: int) -> dict[str, Any]:
+    import tracemalloc
+
+    from kubefixtures.clock import SYSTEM_CLOCK
+    from kubefixtures.operator.config import OperatorConfig
+    from kubefixtures.operator.reaper import Reaper
+
+    def feed(traced: bool) -> dict[str, float]:
+        if traced:
+            tracemalloc.start()
+        reaper = Reaper(None, OperatorConfig(), clock=SYSTEM_CLOCK)  # type: ignore[arg-type]
+        now = format_time(datetime.now(UTC), micro=True)
+        names = [f"kf-shop-{index:06d}" for index in range(count)]
+        started = time.perf_counter()
+        for index, name in enumerate(names):
+            labels = naming.namespace_labels(f"s{index}", "shop")
+            reaper.namespace_event(
+                None,
+                {
+                    "metadata": {
+                        "name": name,
+                        "uid": f"u{index}",
+                        "resourceVersion": "1",
+                        "labels": labels,
+                        "creationTimestamp": now,
+                    }
+                },
+            )
+            spec = {"holderIdentity": f"s{index}@h/1", "leaseDurationSeconds": 60}
+            body = {"metadata": {"name": LEASE_NAME, "namespace": name, "labels": labels}}
+            reaper.lease_event(None, {**body, "spec": {**spec, "renewTime": now}})
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for name in names:
+            renewed = format_time(datetime.now(UTC), micro=True)
+            body = {"metadata": {"name": LEASE_NAME, "namespace": name}}
+            reaper.lease_event("MODIFIED", {**body, "spec": {**spec, "renewTime": renewed}})
+        renewals = time.perf_counter() - started
+        memory = tracemalloc.get_traced_memory()[0] / 2**20 if traced else 0.0
+        if traced:
+            tracemalloc.stop()
+        return {"first": first, "renewals": renewals, "memory": memory}
+
+    timed, traced = feed(traced=False), feed(traced=True)
+    return {
+        "sessions": count,
+        "first_events_s": round(timed["first"], 3),
+        "renewal_event_us": round(timed["renewals"] / count * 1e6, 1),
+        "schedule_mib": round(traced["memory"], 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--namespaces", type=int, default=500)
     parser.add_argument("--rest", type=float, default=60.0, help="seconds measured at rest")
     parser.add_argument("--renewing", type=float, default=60.0, help="seconds of renewals")
+    parser.add_argument(
+        "--reaction-at-scale",
+        action="store_true",
+        help="measure the reaction again with the --namespaces live sessions in place",
+    )
+    parser.add_argument(
+        "--schedule-only",
+        type=int,
+        metavar="N",
+        help="no cluster: the operator's schedule fed N sessions' events, in this process",
+    )
     arguments = parser.parse_args()
+    if arguments.schedule_only:
+        print(json.dumps(schedule_only(arguments.schedule_only), indent=2))
+        return 0
 
     cluster = Cluster.connect()
     environment = f"kfbench_{secrets.token_hex(3)}"
@@ -410,6 +488,9 @@ def main() -> int:
             )
             print(f"3. renewals: {len(names)} leases renewed every 20 s", file=sys.stderr)
             results["renewals"] = renewing(cluster, names, operator, proxy, arguments.renewing)
+            if arguments.reaction_at_scale:
+                print(f"4. reaction with {len(names)} live sessions", file=sys.stderr)
+                results["reaction_at_scale"] = reaction(cluster, environment, arguments.samples)
             survivors = {
                 item["metadata"]["name"]
                 for item in cluster.list_objects(NAMESPACE, None, selector)["items"]

@@ -22,7 +22,13 @@ from kubefixtures.errors import KubefixturesError
 from kubefixtures.limits import parse_seconds
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pytest
+
+    from kubefixtures.details import Environment
+    from kubefixtures.provisioning.base import Provisioning
+    from kubefixtures.session import SessionState
 
 __all__ = ["declared", "environment", "prestart"]
 
@@ -107,7 +113,7 @@ def environment(
         )
         failure = None
         try:
-            environment = claimed[1].result() if claimed else lifecycle.setup()
+            environment = _bring_up(session, lifecycle, claimed)
         except KubefixturesError as error:
             failure = str(error)
         if failure is not None:
@@ -140,6 +146,23 @@ def environment(
         _start_importing()
     _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
+
+
+def _bring_up(
+    session: SessionState,
+    lifecycle: Provisioning,
+    claimed: tuple[Provisioning, Future[Environment]] | None,
+) -> Environment:
+    """The environment: set up here, or brought up in advance (``claimed``)."""
+    if claimed is None:
+        return lifecycle.setup()
+    try:
+        return claimed[1].result()
+    except BaseException as error:
+        if not isinstance(error, Exception):  # its own failure: it cleaned up after itself
+            # Interrupted (SIGTERM...) while it came up: torn down with the unclaimed ones.
+            session.abandon(lifecycle, claimed[1])
+        raise
 
 
 def _check_arguments(

@@ -86,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # import urllib3 in every run).
         config.addinivalue_line("filterwarnings", "ignore:SOCKS support in urllib3:Warning")
         state.warm_up()  # connect (read-only) while pytest starts the session and collects
+        state.arm_cancel()  # SIGTERM/SIGINT/SIGHUP: tear down at once (kubefixtures.cancel)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -178,6 +179,9 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
     try:
         yield  # session-scoped fixtures are torn down in there (if not already)
     finally:
+        from kubefixtures import cancel
+
+        cancel.finishing()  # torn down: a late SIGTERM must not interrupt what follows
         state = config.stash.get(SESSION_KEY, None)
         if state is not None:
             state.release_unclaimed()
@@ -197,9 +201,31 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     session_state(node.config).summary_lines.extend(str(line) for line in lines)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodeready(node: Any) -> None:
+    """pytest-xdist's controller: remember the worker's pid, to pass a cancel signal on."""
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    pid = getattr(popen, "pid", None)
+    if isinstance(pid, int):
+        from kubefixtures.session import session_state
+
+        session_state(node.config).worker_pids.append(pid)
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from kubefixtures import cancel
     from kubefixtures.session import SESSION_KEY
 
     state = config.stash.get(SESSION_KEY, None)
-    if state is not None:
-        state.close()
+    if state is None:
+        return
+    state.close()
+    signum = cancel.requested()
+    if signum is not None:
+        cancel.release_now()  # what is still coming up in the background: released
+    cancel.uninstall(state.cancelled)
+    # Last of all: a run cancelled by SIGTERM/SIGHUP ends by that signal (see
+    # kubefixtures.cancel). Not xdist workers: their controller reports how they ended.
+    if not hasattr(config, "workerinput"):
+        cancel.exit_by_signal(signum)

@@ -9,6 +9,7 @@ Importing this module must stay cheap: heavy modules are imported on first use.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -55,6 +56,8 @@ class SessionState:
         self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
         self._closed = False
         self._alive: list[AliveEnvironment] = []
+        self._cancel_armed = False
+        self.worker_pids: list[int] = []  # pytest-xdist's controller: its workers
         self.summary_lines: list[str] = []  # printed at the end of the run (kept namespaces)
 
     @property
@@ -86,9 +89,34 @@ class SessionState:
                 self._clusters[key] = Cluster.connect(*key)
             return self._clusters[key]
 
+    def arm_cancel(self) -> None:
+        """Release on cancel (kubefixtures.cancel): from now on SIGTERM, SIGINT and SIGHUP
+        tear this session's environments down within seconds. Main thread only (else a no-op)."""
+        if self._cancel_armed:
+            return
+        from kubefixtures import cancel
+
+        self._cancel_armed = cancel.install(self.cancelled)
+
+    def cancelled(self, signum: int) -> None:
+        """Called from the signal handler: only starts things. Environments coming up in the
+        background give up (and delete what they created); xdist workers get the signal too
+        (a runner may signal the controller alone), and tear their own environments down."""
+        # No lock: the handler runs in the main thread, which may hold it right now. Copies
+        # of a dict's values and of a list are atomic under the GIL.
+        starting = [lifecycle for lifecycle, _ in list(self._prestarted.values())]
+        workers = list(self.worker_pids)
+        for lifecycle in starting:
+            lifecycle.cancel()
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+
     def view(self) -> SessionView:
         """What a provisioning may use of this session."""
         from kubefixtures.provisioning.base import SessionView
+
+        self.arm_cancel()  # the first environment: from here on there is something to release
 
         return SessionView(
             settings=self.settings,
@@ -185,15 +213,28 @@ class SessionState:
         with self._lock:
             return self._prestarted.pop(key, None)
 
+    def abandon(self, lifecycle: Provisioning, future: Future[Environment]) -> None:
+        """A claimed environment whose fixture was interrupted while it came up: tear it
+        down with the unclaimed ones (``release_unclaimed``)."""
+        lifecycle.cancel()
+        with self._lock:
+            self._prestarted[object()] = (lifecycle, future)
+
     def release_unclaimed(self) -> None:
-        """Tear down environments brought up in advance that no test claimed (-x, Ctrl-C)."""
+        """Tear down environments brought up in advance that no test claimed (-x, Ctrl-C).
+        A cancelled session (SIGTERM...) waits for them only until its time to release is
+        up: the Leases of those still coming up are released instead."""
+        from kubefixtures import cancel
+
         with self._lock:
             unclaimed, self._prestarted = list(self._prestarted.values()), {}
         for lifecycle, _ in unclaimed:
             lifecycle.cancel()  # do not wait for readiness nobody needs
         for lifecycle, future in unclaimed:
             try:
-                future.result()
+                future.result(timeout=cancel.remaining() if cancel.requested() else None)
+            except TimeoutError:
+                continue  # still applying: its Lease is released (kubefixtures.cancel)
             except Exception:  # its setup cleaned up after itself
                 continue
             try:
@@ -206,7 +247,10 @@ class SessionState:
         with self._lock:
             background, self._background = self._background, None
         if background is not None:
-            background.shutdown(wait=True, cancel_futures=True)
+            from kubefixtures import cancel
+
+            # A cancelled session does not wait for setups still under way (see above).
+            background.shutdown(wait=cancel.requested() is None, cancel_futures=True)
         # Under the connecting lock: a connection under way finishes first, then is closed.
         with self._cluster_lock:
             self._closed = True

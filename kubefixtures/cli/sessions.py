@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from kubefixtures.cli.options import add_cluster_options
 from kubefixtures.leases.options import (
@@ -27,6 +27,7 @@ from kubefixtures.leases.policy import (
     SessionNamespace,
     decide,
     format_time,
+    lease_problem,
     lease_state,
 )
 from kubefixtures.naming import CI_JOB_LABEL, HOST_LABEL, USER_LABEL
@@ -87,7 +88,9 @@ def run_gc(arguments: argparse.Namespace) -> int:
     cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
     try:
         sessions = list_sessions(cluster, arguments.selector)
-        now = datetime.now(UTC)
+        # The API server's time (measured on its answers), never this machine's: a laptop
+        # whose clock is ahead must not condemn everyone's live sessions.
+        now = cluster.server_clock.wall()
         deleted = kept = 0
         for session in sessions:
             decision = decide(session, now, arguments.grace)
@@ -159,6 +162,8 @@ def _lease_column(session: SessionNamespace, now: datetime, grace: float) -> str
         return f"expired {_age(now - expires)} ago ({verdict})"
     if state is LeaseState.MISSING:
         return "missing (leaked)" if decide(session, now, grace).delete else "missing (new)"
+    if state is LeaseState.MALFORMED and lease is not None:
+        return f"malformed ({lease_problem(lease, now)})"
     return state.value
 
 
@@ -199,7 +204,7 @@ def run_status(arguments: argparse.Namespace) -> int:
     if not sessions:
         print(f"no kubefixtures sessions on {cluster.description}")
         return 0
-    rows = status_rows(sessions, datetime.now(UTC), arguments.grace)
+    rows = status_rows(sessions, cluster.server_clock.wall(), arguments.grace)
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print(

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from kubefixtures.clock import ServerClock
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube.config import ClusterConfig
 
@@ -153,8 +154,12 @@ class Stream:
 class Connections:
     """Connections to ``config.server``; thread-safe."""
 
-    def __init__(self, config: ClusterConfig, keep: int = 16) -> None:
+    def __init__(
+        self, config: ClusterConfig, keep: int = 16, server_clock: ServerClock | None = None
+    ) -> None:
         parts = urlsplit(config.server)
+        # Every answer's Date header keeps the estimate of the server's time up to date.
+        self.server_clock = server_clock or ServerClock()
         self._config = config
         self._secure = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
@@ -205,6 +210,24 @@ class Connections:
         connection.request(method, self.base_path + target, body=body, headers=dict(headers))
         return connection.getresponse()
 
+    def _timed_send(
+        self,
+        connection: http.client.HTTPConnection,
+        method: str,
+        target: str,
+        *,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout: Timeout,
+    ) -> http.client.HTTPResponse:
+        clock = self.server_clock.local
+        sent = clock.wall()
+        response = self._send(
+            connection, method, target, body=body, headers=headers, timeout=timeout
+        )
+        self.server_clock.observe(response.getheader("Date"), sent, clock.wall())
+        return response
+
     def _open(
         self,
         method: str,
@@ -219,7 +242,7 @@ class Connections:
         kept = self._take() if reuse else None
         if kept is not None:
             try:
-                response = self._send(
+                response = self._timed_send(
                     kept, method, target, body=body, headers=headers, timeout=timeout
                 )
                 return kept, response
@@ -230,7 +253,7 @@ class Connections:
                 raise
         connection = self._new(timeout[0])
         try:
-            return connection, self._send(
+            return connection, self._timed_send(
                 connection, method, target, body=body, headers=headers, timeout=timeout
             )
         except BaseException:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from kubefixtures.clock import SYSTEM_CLOCK, Clock, ServerClock
 from kubefixtures.errors import ApplyError, ClusterError, KubefixturesError
 from kubefixtures.kube._http import Connections, Response, Stream
 from kubefixtures.kube.config import ClusterConfig, describe, load_config
@@ -112,11 +113,14 @@ class WatchStream:
 class Cluster:
     """One cluster, as reached through a kubeconfig context (or the in-cluster config)."""
 
-    def __init__(self, config: ClusterConfig) -> None:
+    def __init__(self, config: ClusterConfig, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.context = config.context
         self.description = describe(config)  # "context X (https://host:port)", for messages
-        self._connections = Connections(config, keep=_POOL_SIZE)
+        # The API server's time of day, measured on every answer: what Leases are written
+        # and judged in (this machine's clock may be minutes off).
+        self.server_clock = ServerClock(clock)
+        self._connections = Connections(config, keep=_POOL_SIZE, server_clock=self.server_clock)
         self._resources: dict[tuple[str, str], Resource] = {}
         self._resource_lists: dict[str, list[JSON]] = {}
         self._lock = threading.Lock()

@@ -27,7 +27,9 @@ __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "KEEP_UNTIL_ANNOTATION",
+    "KEPT_BECAUSE_ANNOTATION",
     "LEASE_NAME",
+    "RELEASED_ANNOTATION",
     "Decision",
     "LeaseInfo",
     "LeaseState",
@@ -35,8 +37,10 @@ __all__ = [
     "decide",
     "format_time",
     "grace_seconds",
+    "held",
     "holder_identity",
     "lease_from_object",
+    "lease_problem",
     "lease_state",
     "namespace_from_object",
     "parse_time",
@@ -44,10 +48,25 @@ __all__ = [
 
 LEASE_NAME = "kubefixtures-session"
 KEEP_UNTIL_ANNOTATION = "kubefixtures.io/keep-until"
+# Why a namespace was kept (keep-on-failure): such a namespace is someone's to look at, and
+# `--kubefixtures-reuse` never adopts nor replaces it.
+KEPT_BECAUSE_ANNOTATION = "kubefixtures.io/kept-because"
+# Set by a session that is done with its Lease: cancelled (SIGTERM, SIGINT, SIGHUP) before
+# it could delete the namespace itself, or ended leaving the namespace kept (keep-on-failure,
+# reuse). No session holds it any more: reapers delete the namespace without waiting for
+# expiry or grace (once any keep-until has passed), and reuse may adopt it at once.
+RELEASED_ANNOTATION = "kubefixtures.io/released-at"
 DEFAULT_LEASE_SECONDS = 60.0
-# Long enough to absorb clock skew between the session's machine and the reaper's, and an
-# API server that was briefly unreachable; short enough that a leak goes within minutes.
+# Sessions write their Leases in the API server's time and the operator measures on its own
+# monotonic clock, so skew between machines needs no grace; it absorbs an API server that
+# was briefly unreachable from the session, and a watch event that arrived late.
 DEFAULT_GRACE_SECONDS = 60.0
+
+# A Lease outside these bounds was not written by a session (or by one whose clock is
+# wildly off): reapers log it and leave its namespace alone rather than guess.
+_EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+_FUTURE_TOLERANCE = timedelta(days=1)
+_LONGEST_LEASE_SECONDS = 366 * 24 * 3600
 
 
 def grace_seconds(text: str) -> float:
@@ -64,6 +83,8 @@ class LeaseState(enum.StrEnum):
     MISSING = "missing"  # no Lease at all: the session died while creating the namespace
     UNMANAGED = "unmanaged"  # not labelled as ours: never touched
     DELETING = "deleting"  # already being deleted
+    RELEASED = "released"  # its session is done with it (cancelled): deleted at once
+    MALFORMED = "malformed"  # a Lease no session wrote: logged, never deleted for it
 
 
 # Plain frozen dataclasses, not pydantic models: sessions import this module on their way to
@@ -79,15 +100,28 @@ class LeaseInfo:
     created: datetime | None = None
     keep_until: datetime | None = None
     invalid_keep_until: str | None = None  # the raw annotation, when it is not a time
+    kept_because: str | None = None  # keep-on-failure's reason (KEPT_BECAUSE_ANNOTATION)
+    released: bool = False  # its session is done with it (RELEASED_ANNOTATION)
+    problem: str | None = None  # why this is not a Lease a session wrote (malformed)
+    # The renewal fields as written, compared by the operator to notice a renewal.
+    signature: str = ""
+    # When the reaper itself saw the last renewal (the operator: on its monotonic clock,
+    # expressed in the frame of the ``now`` it decides with). Wins over renewTime.
+    observed: datetime | None = None
 
     @property
     def last_sign_of_life(self) -> datetime | None:
-        return self.renew_time or self.acquire_time or self.created
+        return self.observed or self.renew_time or self.acquire_time or self.created
 
     @property
     def expires_at(self) -> datetime | None:
         last = self.last_sign_of_life
-        return None if last is None else last + timedelta(seconds=self.duration_seconds)
+        if last is None:
+            return None
+        try:
+            return last + timedelta(seconds=self.duration_seconds)
+        except OverflowError:  # only malformed Leases come near year 9999
+            return datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,39 +214,101 @@ def _keep_until(annotations: Mapping[str, Any]) -> tuple[datetime | None, str | 
     return (parsed, None) if parsed is not None else (None, str(raw))
 
 
+def _time_field(fields: Mapping[str, Any], key: str) -> tuple[datetime | None, str | None]:
+    """A time field: (the time, None), (None, None) when absent, (None, why) when unreadable."""
+    raw = fields.get(key)
+    if raw is None or raw == "":
+        return None, None
+    parsed = parse_time(raw)
+    if parsed is None:
+        return None, f"{key} {raw!r} is not an RFC 3339 time"
+    return parsed, None
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def lease_from_object(lease: Mapping[str, Any]) -> LeaseInfo:
-    """LeaseInfo of a Lease object (a JSON dict or a kopf body)."""
-    metadata = lease.get("metadata") or {}
-    spec = lease.get("spec") or {}
-    keep_until, invalid = _keep_until(metadata.get("annotations") or {})
+    """LeaseInfo of a Lease object (a JSON dict or a kopf body). Never raises: what no session
+    would have written is described in ``problem`` (see ``lease_problem``)."""
+    metadata = _mapping(lease.get("metadata"))
+    spec = lease.get("spec")
+    problems = [] if isinstance(spec, Mapping) else ["it has no spec"]
+    spec = _mapping(spec)
+    annotations = _mapping(metadata.get("annotations"))
+    keep_until, invalid = _keep_until(annotations)
     duration = spec.get("leaseDurationSeconds")
-    if not isinstance(duration, int | float) or isinstance(duration, bool) or duration <= 0:
+    if duration is None:  # a Lease without a duration still proves life for the default
         duration = DEFAULT_LEASE_SECONDS
+    elif (
+        not isinstance(duration, int | float)
+        or isinstance(duration, bool)
+        or not 0 < duration <= _LONGEST_LEASE_SECONDS
+    ):
+        problems.append(f"leaseDurationSeconds {duration!r} is not 1 to {_LONGEST_LEASE_SECONDS}")
+        duration = DEFAULT_LEASE_SECONDS
+    holder = spec.get("holderIdentity")
+    if not isinstance(holder, str) or not holder:
+        problems.append(f"holderIdentity {holder!r} is not a name")
+        holder = None
+    renew_time, renew_problem = _time_field(spec, "renewTime")
+    acquire_time, acquire_problem = _time_field(spec, "acquireTime")
+    problems += [problem for problem in (renew_problem, acquire_problem) if problem]
+    for name, moment in (("renewTime", renew_time), ("acquireTime", acquire_time)):
+        if moment is not None and moment < _EARLIEST_TIME:
+            problems.append(f"{name} {format_time(moment)} is before {_EARLIEST_TIME.year}")
+    kept_because = annotations.get(KEPT_BECAUSE_ANNOTATION)
+    signature = "|".join(
+        str(spec.get(key)) for key in ("holderIdentity", "renewTime", "acquireTime")
+    )
     return LeaseInfo(
-        holder=spec.get("holderIdentity") or None,
-        # A Lease without a usable duration still proves life for the default duration.
+        holder=holder,
         duration_seconds=float(duration),
-        renew_time=parse_time(spec.get("renewTime")),
-        acquire_time=parse_time(spec.get("acquireTime")),
+        renew_time=renew_time,
+        acquire_time=acquire_time,
         created=parse_time(metadata.get("creationTimestamp")),
         keep_until=keep_until,
         invalid_keep_until=invalid,
+        kept_because=str(kept_because) if kept_because else None,
+        released=bool(annotations.get(RELEASED_ANNOTATION)),
+        problem="; ".join(problems) or None,
+        signature=f"{signature}|{duration}",
     )
+
+
+def lease_problem(lease: LeaseInfo, now: datetime) -> str | None:
+    """Why ``lease`` is malformed at ``now`` (None: it is not). Besides what
+    ``lease_from_object`` found, a renewal more than a day in the future: no session wrote
+    it in the API server's time."""
+    if lease.problem is not None:
+        return lease.problem
+    for name, moment in (("renewTime", lease.renew_time), ("acquireTime", lease.acquire_time)):
+        if moment is not None and moment - now > _FUTURE_TOLERANCE:
+            return f"{name} {format_time(moment)} is {_seconds(moment - now)} in the future"
+    return None
+
+
+def held(lease: LeaseInfo | None, now: datetime) -> bool:
+    """A session holds ``lease`` right now: renewed within its duration, not released, not
+    malformed. Whatever any keep-until says: a namespace in use is never adopted nor
+    replaced by another run."""
+    return lease is not None and _lease_state(lease, now) is LeaseState.LIVE
 
 
 def namespace_from_object(
     namespace: Mapping[str, Any], lease: LeaseInfo | None = None
 ) -> SessionNamespace:
     """SessionNamespace of a Namespace object (a JSON dict or a kopf body)."""
-    metadata = namespace.get("metadata") or {}
-    status = namespace.get("status") or {}
-    keep_until, invalid = _keep_until(metadata.get("annotations") or {})
+    metadata = _mapping(namespace.get("metadata"))
+    status = _mapping(namespace.get("status"))
+    keep_until, invalid = _keep_until(_mapping(metadata.get("annotations")))
     created = parse_time(metadata.get("creationTimestamp")) or datetime.now(UTC)
     return SessionNamespace(
         name=str(metadata.get("name") or ""),
         uid=str(metadata.get("uid") or ""),
         resource_version=str(metadata.get("resourceVersion") or ""),
-        labels={str(k): str(v) for k, v in (metadata.get("labels") or {}).items()},
+        labels={str(k): str(v) for k, v in _mapping(metadata.get("labels")).items()},
         created=created,
         terminating=bool(metadata.get("deletionTimestamp")) or status.get("phase") == "Terminating",
         keep_until=keep_until,
@@ -236,6 +332,14 @@ def lease_state(namespace: SessionNamespace, now: datetime) -> LeaseState:
     lease = namespace.lease
     if lease is None:
         return LeaseState.MISSING
+    return _lease_state(lease, now)
+
+
+def _lease_state(lease: LeaseInfo, now: datetime) -> LeaseState:
+    if lease_problem(lease, now) is not None:
+        return LeaseState.MALFORMED
+    if lease.released:
+        return LeaseState.RELEASED
     expires = lease.expires_at
     return LeaseState.LIVE if expires is not None and now < expires else LeaseState.EXPIRED
 
@@ -245,24 +349,45 @@ def decide(namespace: SessionNamespace, now: datetime, grace: timedelta | float)
 
     Deleted only when it is labelled as managed by kubefixtures, not already being deleted,
     not kept (keep-until in the future, or an unreadable keep-until: a human meant to keep
-    it), and either its Lease expired more than ``grace`` ago, or it has no Lease and is
-    older than ``grace`` (the session died between creating the namespace and its Lease).
+    it), and either its Lease expired more than ``grace`` ago, or its session released the
+    Lease when cancelled, or it has no Lease and is older than ``grace`` (the session died
+    between creating the namespace and its Lease). A malformed Lease (see
+    ``lease_from_object`` and ``lease_problem``) keeps its namespace: no session wrote it,
+    so it says nothing about one being gone.
     """
     grace = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
     state = lease_state(namespace, now)
     kept = _kept(namespace, state, now, grace)
     if kept is not None:
         return kept
-    if namespace.lease is None:
+    lease = namespace.lease
+    if lease is None:
         return _without_lease(namespace, now, grace)
-    return _with_lease(namespace, namespace.lease, state, now, grace)
+    if state is LeaseState.MALFORMED:
+        return Decision(
+            delete=False,
+            state=state,
+            reason=f"lease {LEASE_NAME} is malformed ({lease_problem(lease, now)}): kept until "
+            "someone fixes or deletes it",
+        )
+    if state is LeaseState.RELEASED:
+        holder = f" by {lease.holder}" if lease.holder else ""
+        return Decision(
+            delete=True,
+            state=state,
+            reason=f"lease released{holder}: its session is done with it{_passed(namespace)}",
+        )
+    return _with_lease(namespace, lease, state, now, grace)
 
 
 def _due(namespace: SessionNamespace, grace: timedelta) -> datetime:
     """When the namespace becomes deletable, keep-until aside."""
     lease = namespace.lease
     expires = lease.expires_at if lease is not None else None
-    return (expires if expires is not None else namespace.created) + grace
+    try:
+        return (expires if expires is not None else namespace.created) + grace
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _passed(namespace: SessionNamespace) -> str:

@@ -9,7 +9,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube.client import EVENT, LEASE, NAMESPACE, ApiError, Cluster
@@ -46,10 +46,6 @@ EVENT_REASON = "LeakedSessionDeleted"
 EVENT_NAMESPACE = "default"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def read_session(cluster: Cluster, name: str) -> SessionNamespace | None:
     """The namespace ``name`` and its Lease as they are now, or None when it is gone."""
     namespace = cluster.namespace(name)
@@ -75,12 +71,11 @@ def list_sessions(cluster: Cluster, selector: str | None = None) -> list[Session
     # The Leases by name only: a Lease is found even if its labels were lost.
     leases = cluster.list_objects(LEASE, None, field_selector=LEASE_SELECTOR)
     by_namespace = {
-        item["metadata"]["namespace"]: lease_from_object(item) for item in leases.get("items", [])
+        str((item.get("metadata") or {}).get("namespace")): lease_from_object(item)
+        for item in leases.get("items", [])
     }
-    sessions = [
-        namespace_from_object(item, by_namespace.get(item["metadata"]["name"]))
-        for item in namespaces
-    ]
+    sessions = [namespace_from_object(item) for item in namespaces]
+    sessions = [session.with_lease(by_namespace.get(session.name)) for session in sessions]
     return sorted(sessions, key=lambda session: session.name)
 
 
@@ -111,7 +106,7 @@ def post_deletion_event(
     keeps events about cluster-scoped objects (Namespaces, like Nodes) in ``default``, where
     ``kubectl describe namespace`` and ``kubectl get events -n default`` find them.
     """
-    now = format_time(_now())
+    now = format_time(cluster.server_clock.wall())
     body = {
         "apiVersion": "v1",
         "kind": "Event",
@@ -155,13 +150,16 @@ def recheck_and_delete(
     grace: timedelta | float,
     *,
     component: str,
-    now: Callable[[], datetime] = _now,
+    now: Callable[[], datetime] | None = None,
+    observe: Callable[[SessionNamespace], SessionNamespace] | None = None,
 ) -> Outcome:
     """Read the namespace and its Lease from the API, decide again, and delete if condemned.
 
     This is the only path to a deletion: what a reaper remembers may be stale (a renewal
-    it has not seen yet), what the API says now is not.
+    it has not seen yet), what the API says now is not. ``now`` defaults to the API
+    server's time; ``observe`` lets the operator judge the Lease by when it saw it renewed.
     """
+    now = now or cluster.server_clock.wall
     decision: Decision | None = None
     session: SessionNamespace | None = None
     # A second round only when the namespace changed between reading and deleting.
@@ -169,6 +167,8 @@ def recheck_and_delete(
         session = read_session(cluster, name)
         if session is None:
             return Outcome(namespace=name, deleted=False, decision=None)
+        if observe is not None:
+            session = observe(session)
         decision = decide(session, now(), grace)
         if not decision.delete:
             return Outcome(namespace=name, deleted=False, decision=decision, session=session)

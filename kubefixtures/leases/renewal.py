@@ -3,38 +3,83 @@ them: kubefixtures.leases.reaping).
 
 Renewals run from a daemon thread, so a test that blocks the main thread for minutes still
 proves its session alive, and a ``kill -9`` stops the renewals at once.
+
+Times are written in the API server's time (``Cluster.server_clock``), never this machine's:
+a runner whose clock is minutes off must not look dead (or immortal) to the reapers.
+
+A Lease is *unsettled* from its creation until its namespace is deleted (the deletion
+requested), kept (keep-until written) or released: a cancelled session releases whatever is
+still unsettled when it runs out of time (``release_unsettled``), so that reapers delete
+those namespaces at once instead of after the Lease's duration plus grace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from kubefixtures.errors import ClusterError
+from kubefixtures.clock import Clock
+from kubefixtures.errors import ClusterError, KubefixturesError
 from kubefixtures.kube.client import LEASE, ApiError, Cluster
-from kubefixtures.kube.errors import NotFound
+from kubefixtures.kube.errors import Conflict, NotFound
 from kubefixtures.leases.policy import (
     DEFAULT_LEASE_SECONDS,
     KEEP_UNTIL_ANNOTATION,
+    KEPT_BECAUSE_ANNOTATION,
     LEASE_NAME,
+    RELEASED_ANNOTATION,
     format_time,
 )
 from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
-__all__ = ["LeaseEnd", "SessionLease"]
+__all__ = ["LeaseEnd", "LeaseTaken", "SessionLease", "release_unsettled", "unsettled_leases"]
 
 logger = logging.getLogger("kubefixtures.lease")
 
 _CONNECT_TIMEOUT = 5.0
+_RELEASE_TIMEOUT = (2.0, 2.0)  # a cancelled session has seconds before SIGKILL
+
+_unsettled: set[SessionLease] = set()
+_unsettled_lock = threading.Lock()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class LeaseTaken(KubefixturesError):
+    """Another session changed the Lease between reading it and taking it over."""
+
+
+def unsettled_leases() -> list[SessionLease]:
+    """This process's Leases whose namespace is neither deleted, kept nor released yet."""
+    with _unsettled_lock:
+        return list(_unsettled)
+
+
+def release_unsettled() -> list[str]:
+    """Release every unsettled Lease of this process at once (a cancelled session out of
+    time). Returns a line per Lease that could not be released."""
+    leases = unsettled_leases()
+    failures: list[str] = []
+    threads = [
+        threading.Thread(target=lambda lease=lease: _release(lease, failures), daemon=True)
+        for lease in leases
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(sum(_RELEASE_TIMEOUT) + 1)
+    return failures
+
+
+def _release(lease: SessionLease, failures: list[str]) -> None:
+    try:
+        lease.release()
+    except KubefixturesError as error:
+        failures.append(f"kubefixtures: releasing the lease of {lease.namespace}: {error}")
 
 
 @dataclass(frozen=True)
@@ -68,8 +113,10 @@ class SessionLease:
         *,
         labels: Mapping[str, str] | None = None,
         warn: Callable[[str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.cluster = cluster
+        self.clock: Clock = clock or cluster.server_clock
         self.namespace = namespace
         self.holder = holder
         # The API takes whole seconds; never round a short test duration down to nothing.
@@ -88,8 +135,22 @@ class SessionLease:
     def interval(self) -> float:
         return self.duration / 3
 
+    def _now(self) -> datetime:
+        return self.clock.wall()
+
+    def _unsettled(self, unsettled: bool) -> None:
+        with _unsettled_lock:
+            if unsettled:
+                _unsettled.add(self)
+            else:
+                _unsettled.discard(self)
+
+    def settle(self) -> None:
+        """The namespace's deletion was requested: nothing is left to release."""
+        self._unsettled(False)
+
     def create(self) -> None:
-        now = format_time(_now(), micro=True)
+        now = format_time(self._now(), micro=True)
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -108,29 +169,43 @@ class SessionLease:
                 f"creating lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
             ) from None
         self._last_renewed = time.monotonic()
+        self._unsettled(True)
 
-    def take_over(self) -> None:
+    def take_over(self, expected_version: str | None = None) -> None:
         """Hold the Lease another session left behind (a reused namespace): this session is
-        its holder from now on, and renews it until ``finish``."""
-        now = format_time(_now(), micro=True)
+        its holder from now on, and renews it until ``finish``. With ``expected_version``
+        (the resourceVersion it was judged free at), raise LeaseTaken if another session
+        changed it since: two runs never adopt the same namespace."""
+        now = format_time(self._now(), micro=True)
+        patch: dict[str, Any] = {
+            "metadata": {"annotations": {RELEASED_ANNOTATION: None}},
+            "spec": {
+                "holderIdentity": self.holder,
+                "leaseDurationSeconds": self.duration,
+                "acquireTime": now,
+                "renewTime": now,
+            },
+        }
+        if expected_version:
+            patch["metadata"]["resourceVersion"] = expected_version
         try:
-            self._patch(
-                {
-                    "spec": {
-                        "holderIdentity": self.holder,
-                        "leaseDurationSeconds": self.duration,
-                        "acquireTime": now,
-                        "renewTime": now,
-                    }
-                }
-            )
+            self._patch(patch)
+        except Conflict:
+            raise LeaseTaken(
+                f"lease {LEASE_NAME} in namespace {self.namespace} was taken by another session"
+            ) from None
         except NotFound:
+            if expected_version:
+                raise LeaseTaken(
+                    f"lease {LEASE_NAME} in namespace {self.namespace} is gone"
+                ) from None
             self.create()  # someone deleted it: a namespace in use must have one
         except ApiError as error:
             raise ClusterError(
                 f"taking over lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
             ) from None
         self._last_renewed = time.monotonic()
+        self._unsettled(True)
 
     def _patch(self, patch: Mapping[str, Any]) -> None:
         self.cluster.merge_patch(
@@ -143,31 +218,60 @@ class SessionLease:
 
     def renew(self) -> None:
         """One renewal (no retries): renewTime = now."""
-        self._patch({"spec": {"renewTime": format_time(_now(), micro=True)}})
+        self._patch({"spec": {"renewTime": format_time(self._now(), micro=True)}})
 
-    def keep_until(self, until: datetime) -> None:
-        """Ask reapers to keep the namespace until ``until`` (keep-on-failure)."""
+    def release(self) -> None:
+        """Give the Lease up now (a cancelled session): reapers delete the namespace at once.
+        Quick, or ClusterError: a cancelled session has seconds."""
+        self.stop(timeout=0.5)
+        now = self._now()
+        with contextlib.suppress(NotFound):  # the namespace is being deleted already
+            self.cluster.merge_patch(
+                LEASE,
+                self.namespace,
+                LEASE_NAME,
+                {
+                    "metadata": {"annotations": {RELEASED_ANNOTATION: format_time(now)}},
+                    "spec": {"renewTime": format_time(now, micro=True)},
+                },
+                timeout=_RELEASE_TIMEOUT,
+            )
+        self._unsettled(False)
+
+    def keep_until(
+        self, until: datetime, because: str | None = None, *, released: bool = False
+    ) -> None:
+        """Ask reapers to keep the namespace until ``until``; ``because`` says it was kept on
+        failure (then no other run adopts or replaces it). ``released``: this session is done
+        with it (no other run need wait for the Lease to expire; once the keep-until has
+        passed, reapers delete it at once)."""
+        annotations = {KEEP_UNTIL_ANNOTATION: format_time(until)}
+        if because:
+            annotations[KEPT_BECAUSE_ANNOTATION] = because[:256]
+        if released:
+            annotations[RELEASED_ANNOTATION] = format_time(self._now())
         try:
-            self._patch({"metadata": {"annotations": {KEEP_UNTIL_ANNOTATION: format_time(until)}}})
+            self._patch({"metadata": {"annotations": annotations}})
         except ClusterError as error:
             raise ClusterError(
                 f"marking namespace {self.namespace} to be kept until {format_time(until)} "
                 f"failed: {error}"
             ) from None
+        self._unsettled(False)
 
-    def finish(self, keep_for: float | None = None) -> str | None:
+    def finish(self, keep_for: float | None = None, because: str | None = None) -> str | None:
         """Teardown: stop renewing and, with ``keep_for`` (seconds), mark the namespace to be
         kept that long. Returns a line for the run's summary, or None when all went well."""
-        return self.end(keep_for).line
+        return self.end(keep_for, because).line
 
-    def end(self, keep_for: float | None = None) -> LeaseEnd:
+    def end(self, keep_for: float | None = None, because: str | None = None) -> LeaseEnd:
         """``finish``, saying also whether its line reports a problem."""
         self.stop()
         if keep_for is None:
             return LeaseEnd(self.trouble, problem=self.trouble is not None)
-        until = _now() + timedelta(seconds=keep_for)
+        until = self._now() + timedelta(seconds=keep_for)
         try:
-            self.keep_until(until)
+            self.keep_until(until, because, released=True)
         except ClusterError as error:
             return LeaseEnd(
                 f"kubefixtures: {error}; the operator may delete it once its lease expires",

@@ -21,7 +21,7 @@ from kubefixtures.operator.cluster_scoped import ClusterScopedSweeper
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
 from kubefixtures.operator.reaper import Reaper
 
-__all__ = ["configure", "lease_event", "namespace_event", "start", "stop"]
+__all__ = ["configure", "lease_event", "namespace_event", "reaper_alive", "start", "stop"]
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY_VALUE}
 # kopf's finalizer name, set to one nobody uses: kopf removes "its" finalizer from objects that
@@ -76,6 +76,18 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         await reaper.stop()
         reaper.cluster.close()
         logger.info("stopped after %d deletions", reaper.deleted)
+
+
+@kopf.on.probe(id="reaper")
+async def reaper_alive(memo: kopf.Memo, **_: Any) -> str:
+    """The liveness probe (``--liveness``) fails once the reaping task has ended: kopf and
+    its watches would stay healthy without it, and leaks would no longer be reaped."""
+    reaper: Reaper | None = memo.get("reaper")
+    if reaper is None:
+        return "starting"
+    if reaper.stopped_because is not None:
+        raise kopf.PermanentError(f"the reaper stopped ({reaper.stopped_because})")
+    return f"running: {len(reaper.schedule)} namespaces watched, {reaper.deleted} deleted"
 
 
 @kopf.on.event("v1", "namespaces", labels=MANAGED)

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kubefixtures import naming
+from kubefixtures import cancel, naming
 from kubefixtures.commands_for_people import kept_namespace_lines
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.leases.policy import holder_identity
@@ -61,6 +61,7 @@ class Adopted:
     namespace: str
     session_id: str  # what ${session_id} rendered to for the session that created it
     secrets: Secrets  # its generated secrets, as that session rendered them
+    lease: SessionLease | None = None  # held already: taken over when it was chosen
 
 
 class NamespaceStrategy(Protocol):
@@ -130,6 +131,7 @@ class FreshProvisioning:
         self._forwards_lock = threading.Lock()
         self._forwards_stopped = False
         self.lease: SessionLease | None = None  # proof of life for the operator and gc
+        self._adopted_lease: SessionLease | None = None
         # What ${session_id} and ${secret:...} render to: this session's, unless a reused
         # namespace brings back those of the session that created it.
         self.render_session_id = session.session_id
@@ -180,6 +182,7 @@ class FreshProvisioning:
         if adopted is None:
             return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         self._adopted = True
+        self._adopted_lease = adopted.lease
         self.secrets = adopted.secrets
         self.render_session_id = adopted.session_id
         return adopted.namespace
@@ -255,14 +258,16 @@ class FreshProvisioning:
 
         self.namespace = namespace
         self._created = True
-        lease = SessionLease(
-            cluster,
-            namespace,
-            holder_identity(self.session.session_id),
-            self.settings.lease_duration,
-            warn=self.session.reporter.write_line,
-        )
-        lease.take_over()
+        lease = self._adopted_lease
+        if lease is None:
+            lease = SessionLease(
+                cluster,
+                namespace,
+                holder_identity(self.session.session_id),
+                self.settings.lease_duration,
+                warn=self.session.reporter.write_line,
+            )
+            lease.take_over()
         self.lease = lease
         lease.start()
 
@@ -493,7 +498,7 @@ class FreshProvisioning:
         if keep:
             for line in self._kept_message(why):
                 self.session.reporter.summary(line)
-            self._finish_lease(keep_for=self.settings.keep_for)
+            self._finish_lease(keep_for=self.settings.keep_for, because=why or "kept")
             return
         left_up = (
             None if self._failed else self.strategy.leave_up(self.namespace, self.cluster.context)
@@ -508,8 +513,15 @@ class FreshProvisioning:
             return
         self._created = False
         self._release_cluster_scoped()
-        self._finish_lease(keep_for=None)
-        self.cluster.delete_namespace(self.namespace, wait=self.settings.wait_for_delete)
+        lease, self.lease = self.lease, None
+        trouble = lease.finish(None) if lease is not None else None
+        if trouble:
+            self.session.reporter.summary(trouble)
+        # A cancelled session (SIGTERM...) asks for the deletion and goes: it has seconds.
+        wait = self.settings.wait_for_delete and cancel.requested() is None
+        self.cluster.delete_namespace(self.namespace, wait=wait)
+        if lease is not None:
+            lease.settle()  # the deletion is requested: nothing left to release
 
     def _release_cluster_scoped(self) -> None:
         """Leave the owners of the cluster-scoped objects (webhook configurations first),
@@ -533,9 +545,9 @@ class FreshProvisioning:
         lease, self.lease = self.lease, None
         return lease.finish(keep_for) if lease is not None else None
 
-    def _finish_lease(self, keep_for: float | None) -> None:
+    def _finish_lease(self, keep_for: float | None, because: str | None = None) -> None:
         lease, self.lease = self.lease, None
-        line = lease.finish(keep_for) if lease is not None else None
+        line = lease.finish(keep_for, because) if lease is not None else None
         if line:
             self.session.reporter.summary(line)
 

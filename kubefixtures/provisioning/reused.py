@@ -5,8 +5,14 @@ the environment's name, the user, and ``kubefixtures.io/reuse-key``, a digest of
 environment's manifests rendered with fixed stand-ins for what changes every session (the
 namespace, the session id, generated secrets). Same sources, values and image overrides:
 same key, and the next run adopts the namespace. Anything else: another key, and the stale
-namespace is deleted (unless a session is using it right now: its Lease is live) before a
-new one is created.
+namespace is deleted (unless a session is using it right now, or it was kept on failure)
+before a new one is created.
+
+Owners first: a namespace whose Lease a live session holds is never adopted nor deleted,
+and neither is one kept on failure (someone is to look at it). Adopting takes the Lease
+over on condition that it did not change since it was judged free (its resourceVersion), so
+two runs started at once never share a namespace: the second one adopts another, or
+creates its own.
 
 Adopting a namespace renders the manifests again with the secrets and session id of the
 session that created it (read back from the ``kubefixtures-secrets`` Secret and the session
@@ -30,7 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures import naming
 from kubefixtures.commands_for_people import kubectl_prefix
-from kubefixtures.leases.policy import LeaseState, format_time, lease_state
+from kubefixtures.kube.errors import Conflict
+from kubefixtures.leases.policy import (
+    LEASE_NAME,
+    SessionNamespace,
+    format_time,
+    held,
+    holder_identity,
+)
 from kubefixtures.provisioning.fresh import Adopted
 from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
@@ -103,23 +116,67 @@ class ReuseNamespace:
         fresh, stale = self._candidates(cluster)
         for name in stale:
             self._replace(cluster, name)
-        if not fresh:
-            return None
-        name = self.adopted = str(fresh[0]["metadata"]["name"])
-        labels = fresh[0]["metadata"].get("labels") or {}
-        from kubefixtures.kube.client import SECRET
+        for name in fresh:
+            adopted = self._adopt(cluster, name)
+            if adopted is not None:
+                return adopted
+        return None
+
+    def _adopt(self, cluster: Cluster, name: str) -> Adopted | None:
+        """Take namespace ``name`` over, unless it is someone else's (or becomes so first)."""
+        from kubefixtures.kube.client import LEASE, SECRET
+        from kubefixtures.leases.reaping import read_session
+        from kubefixtures.leases.renewal import LeaseTaken, SessionLease
         from kubefixtures.secrets import SECRETS_NAME, stored_secrets
 
+        session = read_session(cluster, name)
+        if session is None or session.terminating:
+            return None
+        owner = self._owner(cluster, session)
+        if owner is not None:
+            self.reporter.write_line(
+                f"kubefixtures: environment {self.spec.name!r}: not reusing namespace {name}: "
+                f"{owner}"
+            )
+            return None
+        lease_object = cluster.get_or_none(LEASE, name, LEASE_NAME) if session.lease else None
+        version = str(((lease_object or {}).get("metadata") or {}).get("resourceVersion") or "")
+        lease = SessionLease(
+            cluster,
+            name,
+            holder_identity(self.session_id),
+            self.settings.lease_duration,
+            warn=self.reporter.write_line,
+        )
+        try:
+            if version:
+                lease.take_over(expected_version=version)
+            else:
+                lease.create()  # the previous run died before creating it
+        except (LeaseTaken, Conflict):
+            return None  # another run was quicker: it is theirs now
+        self.adopted = name
         stored = stored_secrets(cluster.get_or_none(SECRET, name, SECRETS_NAME), name)
         return Adopted(
             namespace=name,
-            session_id=labels.get(naming.SESSION_LABEL) or self.session_id,
+            session_id=session.labels.get(naming.SESSION_LABEL) or self.session_id,
             secrets=KnownSecrets(stored),
+            lease=lease,
         )
 
-    def _candidates(self, cluster: Cluster) -> tuple[list[dict[str, Any]], list[str]]:
+    def _owner(self, cluster: Cluster, session: SessionNamespace) -> str | None:
+        """Who the namespace belongs to, if not to whichever run comes next: a live
+        session, or whoever is to look at a namespace kept on failure."""
+        lease = session.lease
+        if lease is not None and held(lease, cluster.server_clock.wall()):
+            return f"in use by {lease.holder}"
+        if lease is not None and lease.kept_because:
+            return f"kept on failure ({lease.kept_because})"
+        return None
+
+    def _candidates(self, cluster: Cluster) -> tuple[list[str], list[str]]:
         """This user's namespaces of this environment left for reuse: those of the current
-        key (newest first), and the names of stale ones (another key)."""
+        key (newest first), and those of another key."""
         from kubefixtures.kube.client import NAMESPACE
 
         labels = naming.namespace_labels(self.session_id, self.spec.name)
@@ -133,28 +190,27 @@ class ReuseNamespace:
         )
         items = cluster.list_objects(NAMESPACE, None, label_selector=selector).get("items") or []
         alive = [item for item in items if not item["metadata"].get("deletionTimestamp")]
-        fresh = [
-            item for item in alive if item["metadata"]["labels"][REUSE_KEY_LABEL] == self.reuse_key
-        ]
-        fresh.sort(key=lambda item: str(item["metadata"].get("creationTimestamp")), reverse=True)
-        stale = [
-            str(item["metadata"]["name"])
-            for item in alive
-            if item["metadata"]["labels"][REUSE_KEY_LABEL] != self.reuse_key
-        ]
+        alive.sort(key=lambda item: str(item["metadata"].get("creationTimestamp")), reverse=True)
+
+        def key(item: dict[str, Any]) -> str:
+            return str(item["metadata"]["labels"][REUSE_KEY_LABEL])
+
+        fresh = [str(item["metadata"]["name"]) for item in alive if key(item) == self.reuse_key]
+        stale = [str(item["metadata"]["name"]) for item in alive if key(item) != self.reuse_key]
         return fresh, stale
 
     def _replace(self, cluster: Cluster, name: str) -> None:
-        """Delete a stale reused namespace, unless a session is using it right now."""
+        """Delete a stale reused namespace, unless it is someone's (see ``_owner``)."""
         from kubefixtures.leases.reaping import read_session
 
         session = read_session(cluster, name)
         if session is None:
             return
-        if lease_state(session, datetime.now(UTC)) is LeaseState.LIVE:
+        owner = self._owner(cluster, session)
+        if owner is not None:
             self.reporter.write_line(
                 f"kubefixtures: environment {self.spec.name!r}: namespace {name} was left for "
-                "reuse with other manifests but is in use; left to its lease"
+                f"reuse with other manifests but is {owner}; left alone"
             )
             return
         self.reporter.write_line(
@@ -173,7 +229,7 @@ class ReuseNamespace:
 
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str]:
         keep_for = self.settings.keep_for
-        until = format_time(datetime.now(UTC) + timedelta(seconds=keep_for))
+        until = format_time(datetime.now(UTC) + timedelta(seconds=keep_for))  # for people
         kubectl = kubectl_prefix(context, self.settings.kubeconfig)
         return keep_for, (
             f"kubefixtures: environment {self.spec.name!r} stays up in namespace "

@@ -108,11 +108,15 @@ class SharedProvisioning:
         if not self.managing:
             self.coordinator.detach(self.key)
             return
+        from kubefixtures import cancel
         from kubefixtures.xdist.state import SharingError
 
-        # Every worker's failures are in the file (note_failure), this one's included.
+        # Every worker's failures are in the file (note_failure), this one's included. A
+        # cancelled run (SIGTERM...) waits for the other workers only for seconds: they
+        # are being cancelled too, and the namespace must go before SIGKILL comes.
+        timeout = cancel.remaining() if cancel.requested() is not None else None
         try:
-            failed = self.coordinator.release(self.key)
+            failed = self.coordinator.release(self.key, timeout)
         except SharingError as error:
             self.session.reporter.write_line(f"kubefixtures: {error}")
             failed = []

@@ -587,3 +587,48 @@ def test_keep_on_failure_marks_the_lease_and_gc_respects_it(
     gc = run_cli(capsys, "gc", "--grace=0", selector)
     assert f"kept          {namespace}: kept until {format_time(until)}" in gc
     assert state(kubefixtures_cluster, namespace) == "active"
+
+
+def test_the_liveness_probe_fails_once_the_reaper_task_has_ended(
+    kubefixtures_cluster: Cluster,
+    cleanup: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf and its watches stay up when the reaping task dies; the probe must not."""
+    import gc
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from kopf.testing import KopfRunner
+
+    from kubefixtures.operator.reaper import Reaper
+
+    environment = cleanup(unique_environment())
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"{ENVIRONMENT_LABEL}={environment}")
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/healthz"
+
+    def health() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            return 0  # not serving yet
+
+    args = ["run", "-A", "--standalone", "-m", "kubefixtures.operator", f"--liveness={url}"]
+    with KopfRunner(args) as runner:
+        wait_until(lambda: health() == 200, 20, "a healthy operator")
+        (reaper,) = [
+            obj for obj in gc.get_objects() if isinstance(obj, Reaper) and obj._task is not None
+        ]
+        task = reaper._task
+        assert task is not None
+        task.get_loop().call_soon_threadsafe(task.cancel)  # as if it had died
+        # kopf caches probe results for 10 s.
+        wait_until(lambda: health() == 500, 20, "the probe failing")
+    assert "the reaper stopped" in runner.output

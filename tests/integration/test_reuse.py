@@ -4,6 +4,7 @@ renewed; a changed manifest replaces the stale namespace."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -11,12 +12,19 @@ import pytest
 
 from kubefixtures.kube import Cluster
 from kubefixtures.kube.client import LEASE
-from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, LEASE_NAME, parse_time
+from kubefixtures.leases.policy import (
+    KEEP_UNTIL_ANNOTATION,
+    KEPT_BECAUSE_ANNOTATION,
+    LEASE_NAME,
+    parse_time,
+)
 from tests.integration.sharing_support import (
     delete_all,
+    environ,
     live,
     namespaces,
     output,
+    pytest_command,
     records,
     run_pytest,
     unique,
@@ -75,5 +83,87 @@ def test_reuse_adopts_the_namespace_until_the_manifests_change(
             f"namespace {namespace} to be deleted",
         )
         assert live(kubefixtures_cluster, name) == [third["namespace"]]
+    finally:
+        delete_all(kubefixtures_cluster, name)
+
+
+def start_run(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        pytest_command("--kubefixtures-reuse", "--kubefixtures-lease-duration=3", *args),
+        cwd=directory,
+        env=environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_two_concurrent_reuse_runs_never_share_a_namespace(
+    tmp_path: Path, kubefixtures_cluster: Cluster
+) -> None:
+    """Both runs find the namespace an earlier run left: one adopts it, the other sees it
+    held (or loses the race to take its Lease over) and brings up its own."""
+    name = unique("reuse_race")
+    first, second = tmp_path / "a", tmp_path / "b"
+    for directory in (first, second):
+        directory.mkdir()
+        write_suite(directory, name, sleep=4)  # each holds its namespace while the other starts
+    try:
+        left = run_once(first)["namespace"]
+        (first / "records.jsonl").unlink()
+        runs = [start_run(directory) for directory in (first, second)]
+        outputs = [run.communicate(timeout=300)[0] for run in runs]
+        for run, out in zip(runs, outputs, strict=True):
+            assert run.returncode == 0, out
+        seen = [records(directory)[0]["namespace"] for directory in (first, second)]
+        assert len(set(seen)) == 2, outputs
+        assert left in seen  # one of them adopted it, the other brought up its own
+    finally:
+        delete_all(kubefixtures_cluster, name)
+
+
+FAILING_TEST = """
+import json
+
+
+def test_fails({name}):
+    with open("records.jsonl", "a") as out:
+        out.write(json.dumps({{"namespace": {name}.namespace}}) + "\\n")
+    assert False, "kept on failure"
+"""
+
+
+def test_reuse_never_adopts_nor_replaces_a_namespace_kept_on_failure(
+    tmp_path: Path, kubefixtures_cluster: Cluster
+) -> None:
+    name = unique("reuse_kept")
+    write_suite(tmp_path, name, tests=FAILING_TEST)
+    try:
+        result = run_pytest(
+            tmp_path,
+            "--kubefixtures-reuse",
+            "--kubefixtures-keep-on-failure",
+            "--kubefixtures-lease-duration=3",
+        )
+        assert result.returncode == 1, output(result)
+        [record] = records(tmp_path)
+        kept = record["namespace"]
+        annotations = lease(kubefixtures_cluster, kept)["metadata"]["annotations"]  # type: ignore[index]
+        assert "1 failed test" in annotations[KEPT_BECAUSE_ANNOTATION]
+
+        write_suite(tmp_path, name)  # the same environment, passing tests
+        adopted = run_once(tmp_path)
+        assert adopted["namespace"] != kept  # not adopted
+        assert f"not reusing namespace {kept}: kept on failure" in adopted["output"]
+
+        write_suite(tmp_path, name, values={"ready_delay": 1})  # other manifests
+        replaced = run_once(tmp_path)
+        assert (
+            f"namespace {kept} was left for reuse with other manifests but is kept on "
+            in (replaced["output"])
+        )
+        going = namespaces(kubefixtures_cluster, name)
+        assert going[kept] is False  # not replaced: still there, not being deleted
+        assert going[adopted["namespace"]] is True  # the stale one that was nobody's: replaced
     finally:
         delete_all(kubefixtures_cluster, name)

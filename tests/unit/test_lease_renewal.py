@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from kubefixtures.clock import ServerClock
 from kubefixtures.errors import ClusterError
 from kubefixtures.kube.client import ApiError, Cluster
 from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, LEASE_NAME, parse_time
@@ -23,6 +24,7 @@ class FakeCluster(Cluster):
     """The real Cluster's helpers over requests that are recorded, and fail on demand."""
 
     def __init__(self) -> None:  # no connection: request() is replaced
+        self.server_clock = ServerClock()
         self.requests: list[tuple[str, str, Any]] = []
         self.failing: BaseException | None = None
         self.lock = threading.Lock()

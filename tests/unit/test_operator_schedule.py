@@ -7,13 +7,18 @@ the integration tests run the real thing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from kubefixtures.leases.policy import KEEP_UNTIL_ANNOTATION, decide, format_time
+from kubefixtures.clock import SYSTEM_CLOCK
+from kubefixtures.leases.policy import (
+    KEEP_UNTIL_ANNOTATION,
+    decide,
+    format_time,
+    lease_from_object,
+)
 from kubefixtures.leases.reaping import Outcome
 from kubefixtures.naming import MANAGED_BY_LABEL
 from kubefixtures.operator import reaper as reaper_module
@@ -126,7 +131,8 @@ class Recorder:
         session = self.api.get(name)
         if session is None:
             return Outcome(namespace=name, deleted=False, decision=None)
-        decision = decide(session, kwargs["now"](), grace)
+        observed = kwargs["observe"](session)
+        decision = decide(observed, kwargs["now"](), grace)
         return Outcome(namespace=name, deleted=decision.delete, decision=decision, session=session)
 
 
@@ -137,32 +143,93 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     return recorder
 
 
-class Clock:
-    def __init__(self) -> None:
+class FakeClock:
+    """The operator's clocks: ``now`` is the true time (what the tests' times mean); the
+    wall clock may be skewed from it, the monotonic one counts seconds from T0."""
+
+    def __init__(self, skew: float = 0.0) -> None:
         self.now = T0
+        self.skew = timedelta(seconds=skew)
 
-    def __call__(self) -> datetime:
-        return self.now
+    def wall(self) -> datetime:
+        return self.now + self.skew
+
+    def monotonic(self) -> float:
+        return 1000.0 + (self.now - T0).total_seconds()
 
 
-def make_reaper(clock: Clock, grace: float = 3) -> Reaper:
+def make_reaper(clock: FakeClock, grace: float = 3) -> Reaper:
     config = OperatorConfig(grace_seconds=grace)
     return Reaper(cluster=None, config=config, clock=clock)  # type: ignore[arg-type]
 
 
+def due(reaper: Reaper, name: str, clock: FakeClock) -> datetime | None:
+    """When ``name`` is due, in true time."""
+    when = reaper.schedule.due_at(name)
+    return None if when is None else when - clock.skew
+
+
 def test_a_live_lease_is_looked_at_when_it_could_have_expired(recorder: Recorder) -> None:
-    clock = Clock()
+    clock = FakeClock()
     reaper = make_reaper(clock)
     reaper.namespace_event(None, namespace_body("a", T0))
-    assert reaper.schedule.due_at("a") == at(3)  # no lease yet: created + grace
+    assert due(reaper, "a", clock) == at(3)  # no lease yet: first seen + grace
     reaper.lease_event(None, lease_body("a", at(0)))
-    assert reaper.schedule.due_at("a") == at(6 + 3)  # expiry + grace
-    reaper.lease_event("MODIFIED", lease_body("a", at(2)))  # a renewal
-    assert reaper.schedule.due_at("a") == at(2 + 6 + 3)
+    assert due(reaper, "a", clock) == at(6 + 3)  # seen renewed at 0: duration + grace
+    clock.now = at(2)
+    reaper.lease_event("MODIFIED", lease_body("a", at(2)))  # a renewal, seen at 2
+    assert due(reaper, "a", clock) == at(2 + 6 + 3)
+
+
+@pytest.mark.parametrize("skew", [-600, 600])
+def test_a_session_with_a_skewed_clock_is_judged_by_when_its_renewals_are_seen(
+    recorder: Recorder, skew: float
+) -> None:
+    """renewTime 10 minutes off (a session machine ahead or behind, older kubefixtures):
+    what counts is that it changes, as the operator sees it."""
+    clock = FakeClock()
+    reaper = make_reaper(clock)
+    reaper.namespace_event(None, namespace_body("a", T0))
+    for second in range(0, 60, 2):
+        clock.now = at(second)
+        reaper.lease_event("MODIFIED", lease_body("a", at(second + skew)))
+        recorder.api["a"] = reaper.schedule.session("a")
+        asyncio.run(_check_due(reaper))
+    assert reaper.deleted == 0
+    assert due(reaper, "a", clock) == at(58 + 6 + 3)
+    clock.now = at(58 + 6 + 3)  # the renewals stopped: deleted after duration + grace
+    asyncio.run(_check_due(reaper))
+    assert reaper.deleted == 1
+
+
+@pytest.mark.parametrize("skew", [-600, 600])
+def test_an_operator_with_a_skewed_clock_deletes_nothing_live(
+    recorder: Recorder, skew: float
+) -> None:
+    clock = FakeClock(skew=skew)
+    reaper = make_reaper(clock)
+    reaper.namespace_event(None, namespace_body("a", T0))
+    for second in range(0, 30, 2):
+        clock.now = at(second)
+        reaper.lease_event("MODIFIED", lease_body("a", at(second)))
+        recorder.api["a"] = reaper.schedule.session("a")
+        asyncio.run(_check_due(reaper))
+    assert reaper.deleted == 0
+
+
+def test_a_fresh_operator_waits_a_full_lease_and_grace_for_a_lease_it_never_saw_renewed(
+    recorder: Recorder,
+) -> None:
+    clock = FakeClock()
+    clock.now = at(3600)  # the operator starts an hour after the session died
+    reaper = make_reaper(clock)
+    reaper.namespace_event(None, namespace_body("a", T0))
+    reaper.lease_event(None, lease_body("a", at(0)))
+    assert due(reaper, "a", clock) == at(3600 + 6 + 3)
 
 
 def test_due_and_condemned_in_memory_is_rechecked_then_deleted(recorder: Recorder) -> None:
-    clock = Clock()
+    clock = FakeClock()
     reaper = make_reaper(clock)
     body = namespace_body("a", T0)
     reaper.namespace_event(None, body)
@@ -176,42 +243,43 @@ def test_due_and_condemned_in_memory_is_rechecked_then_deleted(recorder: Recorde
 
 
 def test_a_renewal_the_watch_has_not_delivered_saves_the_namespace(recorder: Recorder) -> None:
-    clock = Clock()
+    clock = FakeClock()
     reaper = make_reaper(clock)
     reaper.namespace_event(None, namespace_body("a", T0))
     reaper.lease_event(None, lease_body("a", at(0)))
-    # The API already holds a renewal at t=9 that memory has not seen.
+    # The API already holds a renewal that memory has not seen.
     fresh = reaper.schedule.session("a")
     assert fresh is not None
-    renewed = dataclasses.replace(fresh.lease, renew_time=at(9)) if fresh.lease else None
+    assert fresh.lease is not None
+    renewed = lease_from_object(lease_body("a", at(9)))
     recorder.api["a"] = fresh.with_lease(renewed)
     clock.now = at(10)
     asyncio.run(_check_due(reaper))
     assert recorder.calls == ["a"]
     assert reaper.deleted == 0
-    assert reaper.schedule.due_at("a") == at(9 + 6 + 3)  # planned from the API's view
+    assert due(reaper, "a", clock) == at(10 + 6 + 3)  # seen renewed when it was read
 
 
 def test_keep_until_and_terminating_namespaces(recorder: Recorder) -> None:
-    clock = Clock()
+    clock = FakeClock()
     reaper = make_reaper(clock)
     until = format_time(at(600))
     reaper.namespace_event(None, namespace_body("kept", T0))
     reaper.lease_event(None, lease_body("kept", at(0), **{KEEP_UNTIL_ANNOTATION: until}))
-    assert reaper.schedule.due_at("kept") == at(600)
+    assert due(reaper, "kept", clock) == at(600)
     reaper.namespace_event(None, namespace_body("going", T0, deletionTimestamp=format_time(T0)))
-    assert reaper.schedule.due_at("going") is None
+    assert due(reaper, "going", clock) is None
     reaper.namespace_event("DELETED", namespace_body("going", T0))
     assert "going" not in reaper.schedule
 
 
 def test_unmanaged_namespaces_are_never_planned(recorder: Recorder) -> None:
-    clock = Clock()
+    clock = FakeClock()
     reaper = make_reaper(clock, grace=0)
     body = namespace_body("theirs", at(-3600))
     body["metadata"]["labels"] = {MANAGED_BY_LABEL: "helm"}
     reaper.namespace_event(None, body)
-    assert reaper.schedule.due_at("theirs") is None
+    assert due(reaper, "theirs", clock) is None
     clock.now = at(10**6)
     asyncio.run(_check_due(reaper))
     assert recorder.calls == []
@@ -222,6 +290,7 @@ def test_the_loop_sleeps_until_due_and_wakes_for_sooner_work(recorder: Recorder)
         reaper = Reaper(
             cluster=None,  # type: ignore[arg-type]
             config=OperatorConfig(grace_seconds=0.2),
+            clock=SYSTEM_CLOCK,
         )
         now = datetime.now(UTC)
         reaper.start()
@@ -231,7 +300,7 @@ def test_the_loop_sleeps_until_due_and_wakes_for_sooner_work(recorder: Recorder)
         reaper.namespace_event(None, body)
         recorder.api["late"] = reaper.schedule.session("late")
         await asyncio.sleep(0.05)
-        assert recorder.calls == []  # not due before created + 0.2 s
+        assert recorder.calls == []  # not due before seen + 0.2 s
         for _ in range(60):
             await asyncio.sleep(0.05)
             if reaper.deleted:
@@ -244,7 +313,7 @@ def test_the_loop_sleeps_until_due_and_wakes_for_sooner_work(recorder: Recorder)
 
 
 async def _check_due(reaper: Reaper) -> None:
-    for name in reaper.schedule.pop_due(reaper.clock()):
+    for name in reaper.schedule.pop_due(reaper.clock.wall()):
         await reaper.check(name)
 
 
