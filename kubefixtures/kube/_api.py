@@ -67,6 +67,15 @@ class ApiEndpoint:
             proxy=config.proxy_for_server(),
         )
 
+    @classmethod
+    async def create(cls, configuration: Any) -> ApiEndpoint:
+        """from_configuration(), off the event loop when a credential plugin must run first
+        (its client certificate goes into the TLS context)."""
+        config = as_cluster_config(configuration)
+        if config.client_certificate is not None:
+            return await asyncio.to_thread(cls.from_configuration, config)
+        return cls.from_configuration(config)
+
     async def auth_headers(self) -> list[tuple[str, str]]:
         """Authorization and Impersonate-* headers, checked for control characters."""
         if self.config.authorization_may_block:  # an exec plugin: kept off the event loop

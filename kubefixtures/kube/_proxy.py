@@ -13,7 +13,6 @@ through the proxy as it does without one. Only ``http://`` proxies are spoken to
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
 import os
@@ -241,6 +240,8 @@ def tunnel(proxy: Proxy, host: str, port: int, timeout: float | None) -> socket.
 async def tunnel_async(proxy: Proxy, host: str, port: int) -> socket.socket:
     """A connected non-blocking socket to ``host:port`` through ``proxy``, for
     ``loop.create_connection(sock=...)``. The caller bounds the time it takes."""
+    import asyncio  # lazy: the synchronous client never needs it
+
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)

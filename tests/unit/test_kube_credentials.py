@@ -138,10 +138,11 @@ def exec_user(script: Path) -> dict[str, Any]:
 
 LEAKY_PLUGIN = """
 import sys
+sys.stderr.write("starting up " * 200 + "\\n")
 sys.stderr.write("debug: got token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJqYW5lIn0.c2lnbmF0dXJl\\n")
-sys.stderr.write("password=hunter2hunter2 Bearer abcd1234\\n")
+sys.stderr.write("password=hunter2 Bearer abcd1234 opaque 9f8e7d6c5b4a39281706f5e4d3c2b1a0\\n")
 sys.stderr.write("-----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49\\n")
-sys.stderr.write("-----END PRIVATE KEY-----\\n" + "x" * 2000 + "\\nfailed to log in\\n")
+sys.stderr.write("-----END PRIVATE KEY-----\\nfailed to log in\\n")
 sys.exit(1)
 """
 
@@ -153,8 +154,9 @@ def test_a_failing_plugins_stderr_is_masked_and_cut(tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match=r"exited with 1: .*failed to log in$") as raised:
         load_config(str(path)).authorization()
     message = str(raised.value)
-    for secret in ("eyJhbGciOiJSUzI1NiJ9", "hunter2", "abcd1234", "MIGHAgEAMBMG"):
+    for secret in ("eyJhbGciOiJSUzI1NiJ9", "hunter2", "abcd1234", "9f8e7d6c5b4a", "MIGHAgEAMBMG"):
         assert secret not in message
+    assert "starting up " * 40 not in message  # only the tail
     assert len(message) < 600
     assert "\n" not in message
 
