@@ -45,7 +45,6 @@ _EXPIRY_MARGIN = 10.0  # renew exec credentials this long before they expire
 _TOKEN_FILE_TTL = 60.0  # bound service account tokens rotate; re-read the file now and then
 # What this loader leaves to the official client.
 _UNSUPPORTED_USER_KEYS = ("auth-provider",)
-_UNSUPPORTED_CLUSTER_KEYS: tuple[str, ...] = ()
 _TLS_LOCK = threading.Lock()
 
 
@@ -229,9 +228,7 @@ def _from_merged(merged: _Merged, context: str | None, where: str) -> ClusterCon
         raise ClusterError(f"kubeconfig {where}: context {name!r} names no known cluster")
     cluster, cluster_file = merged.clusters[cluster_name]
     user, user_file = merged.users.get(str(user_name), ({}, cluster_file))
-    if any(key in user for key in _UNSUPPORTED_USER_KEYS) or any(
-        key in cluster for key in _UNSUPPORTED_CLUSTER_KEYS
-    ):
+    if any(key in user for key in _UNSUPPORTED_USER_KEYS):
         raise _Unsupported
     source = f"kubeconfig {where}"
     server = str(cluster.get("server") or "").rstrip("/")
