@@ -77,7 +77,7 @@ class FakeApiServer:
 
     def __enter__(self) -> FakeApiServer:
         self._thread.start()
-        self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.tls))
+        self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", 0))
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -115,10 +115,13 @@ class FakeApiServer:
     # -- HTTP ---------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
-        peer = writer.get_extra_info("peercert")
-        if peer:
-            self.peer_subjects.append(peer.get("subject"))
         try:
+            # TLS after the connection is in _writers: shutdown aborts it even mid-handshake.
+            if self.tls is not None:
+                await writer.start_tls(self.tls)
+                peer = writer.get_extra_info("peercert")
+                if peer:
+                    self.peer_subjects.append(peer.get("subject"))
             await self._serve(reader, writer)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
