@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kubefixtures.errors import ClusterError
+from kubefixtures.kube._headers import checked_headers
 from kubefixtures.kube.config import load_config
 from tests.unit.test_kube_config import kubeconfig, plugin
 
@@ -199,3 +200,16 @@ def test_a_plugin_giving_half_a_credential_is_one_line(
     path = kubeconfig(tmp_path / "config", users={"main": exec_user(plugin(tmp_path, body))})
     with pytest.raises(ClusterError, match=message):
         load_config(str(path)).authorization()
+
+
+@pytest.mark.parametrize("value", ["a\rb", "a\nb", "a\x00b", "a\x7fb", "a\x1bb"])
+def test_every_control_character_in_a_header_value_is_refused(value: str) -> None:
+    with pytest.raises(ClusterError, match=r"^src: refused to send the X-A header") as raised:
+        checked_headers([("X-A", value)], "src")
+    assert value not in str(raised.value)
+
+
+def test_blanks_around_a_header_value_are_trimmed_and_a_bad_name_refused() -> None:
+    assert checked_headers([("X-A", " a\tb \t")], "src") == [("X-A", "a\tb")]
+    with pytest.raises(ClusterError, match=r"^src: refused to send a header with an invalid name"):
+        checked_headers([("X-A\r\nX-B", "v")], "src")
