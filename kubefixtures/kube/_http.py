@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from kubefixtures.clock import ServerClock
 from kubefixtures.errors import ClusterError
+from kubefixtures.kube import _proxy
+from kubefixtures.kube._headers import checked_headers
 from kubefixtures.kube.config import ClusterConfig
 
 __all__ = ["Connections", "Response", "Stream"]
@@ -46,27 +48,32 @@ class Response:
         return 200 <= self.status <= 299
 
 
-class _TLSConnection(http.client.HTTPSConnection):
-    """HTTPS whose certificate is checked against ``server_hostname`` (tls-server-name)
-    rather than the host dialled."""
+class _Connection(http.client.HTTPConnection):
+    """HTTP, or HTTPS whose certificate is checked against ``server_hostname``
+    (tls-server-name) rather than the host dialled; through a CONNECT proxy if given."""
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        context: ssl.SSLContext,
+        context: ssl.SSLContext | None,
         server_hostname: str,
+        proxy: _proxy.Proxy | None,
         timeout: float,
     ) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
+        super().__init__(host, port, timeout=timeout)
+        self._context = context
         self._server_hostname = server_hostname
+        self._proxy = proxy
 
     def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self._server_hostname
-        )
+        if self._proxy is None:
+            super().connect()
+        else:
+            self.sock = _proxy.tunnel(self._proxy, self.host, self.port, self.timeout)
+        if self._context is not None:
+            self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_hostname)
 
 
 class Stream:
@@ -165,19 +172,19 @@ class Connections:
         self._host = parts.hostname or "localhost"
         self._port = parts.port or (443 if self._secure else 80)
         self.base_path = parts.path.rstrip("/")
+        self._proxy = config.proxy_for_server()
         self._keep = keep
         self._idle: list[http.client.HTTPConnection] = []
         self._closed = False
         self._lock = threading.Lock()
 
     def _new(self, connect_timeout: float) -> http.client.HTTPConnection:
-        if not self._secure:
-            return http.client.HTTPConnection(self._host, self._port, timeout=connect_timeout)
-        return _TLSConnection(
+        return _Connection(
             self._host,
             self._port,
-            context=self._config.ssl_context(),
+            context=self._config.ssl_context() if self._secure else None,
             server_hostname=self._config.tls_server_name or self._host,
+            proxy=self._proxy,
             timeout=connect_timeout,
         )
 
@@ -199,7 +206,7 @@ class Connections:
         target: str,
         *,
         body: bytes | None,
-        headers: Mapping[str, str],
+        headers: list[tuple[str, str]],
         timeout: Timeout,
     ) -> http.client.HTTPResponse:
         if connection.sock is None:
@@ -207,7 +214,19 @@ class Connections:
             connection.connect()
         assert connection.sock is not None
         connection.sock.settimeout(timeout[1])
-        connection.request(method, self.base_path + target, body=body, headers=dict(headers))
+        # putheader rather than request(headers=dict): a header may repeat (Impersonate-Group).
+        names = {name.lower() for name, _ in headers}
+        connection.putrequest(
+            method,
+            self.base_path + target,
+            skip_host="host" in names,
+            skip_accept_encoding="accept-encoding" in names,
+        )
+        for name, value in headers:
+            connection.putheader(name, value)
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            connection.putheader("Content-Length", str(len(body or b"")))
+        connection.endheaders(body)
         return connection.getresponse()
 
     def _timed_send(
@@ -217,7 +236,7 @@ class Connections:
         target: str,
         *,
         body: bytes | None,
-        headers: Mapping[str, str],
+        headers: list[tuple[str, str]],
         timeout: Timeout,
     ) -> http.client.HTTPResponse:
         clock = self.server_clock.local
@@ -238,12 +257,13 @@ class Connections:
         timeout: Timeout,
         reuse: bool,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        headers = {**headers, **self._authorization()}
+        pairs = checked_headers(headers.items(), self._config.source)
+        pairs += self._config.request_headers()
         kept = self._take() if reuse else None
         if kept is not None:
             try:
                 response = self._timed_send(
-                    kept, method, target, body=body, headers=headers, timeout=timeout
+                    kept, method, target, body=body, headers=pairs, timeout=timeout
                 )
                 return kept, response
             except _STALE:
@@ -254,7 +274,7 @@ class Connections:
         connection = self._new(timeout[0])
         try:
             return connection, self._timed_send(
-                connection, method, target, body=body, headers=headers, timeout=timeout
+                connection, method, target, body=body, headers=pairs, timeout=timeout
             )
         except BaseException:
             connection.close()
@@ -268,7 +288,7 @@ class Connections:
             connection = self._new(connect_timeout)
             try:
                 connection.connect()
-            except (OSError, http.client.HTTPException):
+            except (OSError, http.client.HTTPException, ClusterError):
                 connection.close()  # the request that needs it will say what is wrong
                 return
             self._give_back(connection)
@@ -277,10 +297,6 @@ class Connections:
             count = min(count, self._keep - len(self._idle))
         for index in range(count):
             threading.Thread(target=open_one, name=f"kubefixtures-connect-{index}").start()
-
-    def _authorization(self) -> dict[str, str]:
-        value = self._config.authorization()
-        return {"Authorization": value} if value else {}
 
     def request(
         self,

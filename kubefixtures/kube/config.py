@@ -3,10 +3,11 @@
 Importing the official client costs about 0.3 s of CPU (it loads every generated model),
 which was a third of the time kubefixtures needed to bring a small environment up. This
 module reads what nearly every kubeconfig holds by itself: server, CA, client certificates,
-tokens and token files, basic auth and exec credential plugins (kind, our local cluster,
-EKS, GKE and AKS with kubelogin all use these). A kubeconfig that needs more (the legacy
-``auth-provider`` plugins, ``proxy-url``) is loaded by the official client instead, whose
-configuration is then read through the same interface.
+tokens and token files, basic auth, exec credential plugins (tokens or client
+certificates), impersonation and ``proxy-url`` (kind, our local cluster, EKS, GKE and AKS
+with kubelogin all use these). A kubeconfig that needs more (the legacy ``auth-provider``
+plugins) is loaded by the official client instead, whose configuration is then read
+through the same interface.
 
 Merging follows kubectl: of the files in KUBECONFIG, the first to define a name wins, as
 does the first ``current-context``; relative paths are relative to the file that holds them.
@@ -28,8 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from kubefixtures.errors import ClusterError
+from kubefixtures.kube import _redact
+from kubefixtures.kube._headers import checked_headers
+from kubefixtures.kube._proxy import Proxy, environment_proxy, parse_proxy
 
 __all__ = ["ClusterConfig", "as_cluster_config", "load_config"]
 
@@ -40,7 +45,7 @@ _EXPIRY_MARGIN = 10.0  # renew exec credentials this long before they expire
 _TOKEN_FILE_TTL = 60.0  # bound service account tokens rotate; re-read the file now and then
 # What this loader leaves to the official client.
 _UNSUPPORTED_USER_KEYS = ("auth-provider",)
-_UNSUPPORTED_CLUSTER_KEYS = ("proxy-url",)
+_TLS_LOCK = threading.Lock()
 
 
 class _Unsupported(Exception):
@@ -63,20 +68,49 @@ class ClusterConfig:
     tls_server_name: str | None = None
     # Returns the Authorization header's value (or None); may run a credential plugin.
     authorization: Callable[[], str | None] = field(default=lambda: None, repr=False)
-    authorization_may_block: bool = False  # it may run a credential plugin
-    _ssl: list[ssl.SSLContext] = field(default_factory=list, repr=False, compare=False)
+    authorization_may_block: bool = False  # it (or client_certificate) may run a plugin
+    # A credential plugin's current (cert, key) PEM pair, or None; may run the plugin.
+    client_certificate: Callable[[], tuple[str, str] | None] | None = field(
+        default=None, repr=False
+    )
+    proxy: Proxy | None = None  # the kubeconfig's proxy-url (None: the environment's, if any)
+    # Impersonate-* headers (as, as-groups, as-uid, as-user-extra), sent with every request.
+    impersonation: tuple[tuple[str, str], ...] = ()
+    _ssl: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def secure(self) -> bool:
         return self.server.startswith("https://")
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The TLS context for this cluster (built once; safe to share between threads)."""
-        if not self._ssl:
-            self._ssl.append(self._new_ssl_context())
-        return self._ssl[0]
+        """The TLS context for this cluster (safe to share between threads): built once, and
+        again when a credential plugin hands out a new client certificate."""
+        pair = self.client_certificate() if self.client_certificate is not None else None
+        with _TLS_LOCK:
+            if "context" not in self._ssl or self._ssl.get("pair") != pair:
+                self._ssl["context"] = self._new_ssl_context(pair)
+                self._ssl["pair"] = pair
+            context: ssl.SSLContext = self._ssl["context"]
+            return context
 
-    def _new_ssl_context(self) -> ssl.SSLContext:
+    def request_headers(self) -> list[tuple[str, str]]:
+        """Authorization and Impersonate-* headers for one request, checked for control
+        characters; may run a credential plugin (see ``authorization_may_block``)."""
+        value = self.authorization()
+        pairs = [("Authorization", value)] if value else []
+        return checked_headers([*pairs, *self.impersonation], self.source)
+
+    def proxy_for_server(self) -> Proxy | None:
+        """The proxy to reach ``server`` through: proxy-url, else the environment's."""
+        if self.proxy is not None:
+            return self.proxy
+        parts = urlsplit(self.server)
+        secure = parts.scheme == "https"
+        return environment_proxy(
+            parts.scheme, parts.hostname or "localhost", parts.port or (443 if secure else 80)
+        )
+
+    def _new_ssl_context(self, plugin_pair: tuple[str, str] | None) -> ssl.SSLContext:
         try:
             context = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_pem)
         except (OSError, ssl.SSLError) as error:
@@ -87,7 +121,9 @@ class ClusterConfig:
         elif not self.check_hostname:
             context.check_hostname = False
         try:
-            if self.client_cert_files is not None:
+            if plugin_pair is not None:
+                _load_cert_chain_from_memory(context, *plugin_pair)
+            elif self.client_cert_files is not None:
                 context.load_cert_chain(*self.client_cert_files)
             elif self.client_cert is not None:
                 _load_cert_chain_from_memory(context, *self.client_cert)
@@ -239,14 +275,19 @@ def _from_merged(merged: _Merged, context: str | None, where: str) -> ClusterCon
         raise ClusterError(f"kubeconfig {where}: context {name!r} names no known cluster")
     cluster, cluster_file = merged.clusters[cluster_name]
     user, user_file = merged.users.get(str(user_name), ({}, cluster_file))
-    if any(key in user for key in _UNSUPPORTED_USER_KEYS) or any(
-        key in cluster for key in _UNSUPPORTED_CLUSTER_KEYS
-    ):
+    if any(key in user for key in _UNSUPPORTED_USER_KEYS):
         raise _Unsupported
     source = f"kubeconfig {where}"
     server = str(cluster.get("server") or "").rstrip("/")
     if not server:
         raise ClusterError(f"{source}: cluster {cluster_name!r} has no server")
+    cluster_source = f"kubeconfig {cluster_file}: cluster {cluster_name!r}"
+    insecure = _insecure(cluster, cluster_source)
+    tls_server_name = _optional_string(cluster, "tls-server-name", cluster_source)
+    proxy_url = _optional_string(cluster, "proxy-url", cluster_source)
+    exec_credentials = (
+        _ExecCredentials(user["exec"], user_file, source, server) if user.get("exec") else None
+    )
     return ClusterConfig(
         server=server,
         context=name,
@@ -255,11 +296,81 @@ def _from_merged(merged: _Merged, context: str | None, where: str) -> ClusterCon
         ca_file=_path(cluster.get("certificate-authority"), cluster_file),
         client_cert=_client_cert_data(user, source),
         client_cert_files=_client_cert_files(user, user_file),
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        tls_server_name=cluster.get("tls-server-name") or None,
-        authorization=_authorization(user, user_file, source, server),
-        authorization_may_block=bool(user.get("exec")),
+        insecure=insecure,
+        tls_server_name=tls_server_name,
+        authorization=exec_credentials.authorization
+        if exec_credentials is not None
+        else _authorization(user, user_file, source),
+        authorization_may_block=exec_credentials is not None,
+        client_certificate=exec_credentials.client_certificate
+        if exec_credentials is not None
+        else None,
+        proxy=parse_proxy(proxy_url, f"{cluster_source}: proxy-url") if proxy_url else None,
+        impersonation=_impersonation(user, f"kubeconfig {user_file}: user {user_name!r}"),
     )
+
+
+def _insecure(cluster: JSON, source: str) -> bool:
+    value = cluster.get("insecure-skip-tls-verify", False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ClusterError(
+            f"{source}: insecure-skip-tls-verify must be true or false, not {value!r}"
+        )
+    if value and (
+        cluster.get("certificate-authority-data") or cluster.get("certificate-authority")
+    ):
+        # kubectl refuses this too: which of the two was meant is anyone's guess.
+        raise ClusterError(
+            f"{source}: specifying a root certificates file with the insecure flag is not "
+            "allowed (certificate-authority and insecure-skip-tls-verify: true)"
+        )
+    return value
+
+
+def _optional_string(entry: JSON, key: str, source: str) -> str | None:
+    value = entry.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ClusterError(f"{source}: {key} must be a string")
+    return value
+
+
+def _string_list(value: Any, source: str, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ClusterError(f"{source}: {key} must be a list of strings")
+    return value
+
+
+def _impersonation(user: JSON, source: str) -> tuple[tuple[str, str], ...]:
+    """client-go's Impersonate-* headers for ``as``, ``as-uid``, ``as-groups`` and
+    ``as-user-extra`` (extra keys percent-encoded as client-go encodes them)."""
+    name = _optional_string(user, "as", source)
+    uid = _optional_string(user, "as-uid", source)
+    groups = _string_list(user.get("as-groups"), source, "as-groups")
+    extra = user.get("as-user-extra") or {}
+    if not isinstance(extra, dict):
+        raise ClusterError(f"{source}: as-user-extra must be a mapping of lists of strings")
+    if not name:
+        if uid or groups or extra:
+            raise ClusterError(
+                f"{source}: as-groups, as-uid and as-user-extra need as (the user to impersonate)"
+            )
+        return ()
+    headers = [("Impersonate-User", name)]
+    if uid:
+        headers.append(("Impersonate-Uid", uid))
+    headers += [("Impersonate-Group", group) for group in groups]
+    for key, values in extra.items():
+        header = "Impersonate-Extra-" + quote(str(key), safe="!#$&'*+-.^_`|~")
+        headers += [
+            (header, value) for value in _string_list(values, source, f"as-user-extra.{key}")
+        ]
+    return tuple(headers)
 
 
 def _decoded(data: Any, source: str, what: str) -> str | None:
@@ -289,11 +400,7 @@ def _client_cert_files(user: JSON, user_file: Path) -> tuple[str, str | None] | 
     return (cert, _path(user.get("client-key"), user_file)) if cert else None
 
 
-def _authorization(
-    user: JSON, user_file: Path, source: str, server: str
-) -> Callable[[], str | None]:
-    if user.get("exec"):
-        return _ExecCredentials(user["exec"], user_file, source, server).authorization
+def _authorization(user: JSON, user_file: Path, source: str) -> Callable[[], str | None]:
     if user.get("token"):
         header = f"Bearer {user['token']}"
         return lambda: header
@@ -335,9 +442,8 @@ class _TokenFile:
 
 
 class _ExecCredentials:
-    """A client-go credential plugin (``users[].user.exec``), run when the last token it
-    gave is missing or about to expire. Only tokens are taken from it: a plugin that hands
-    out client certificates is loaded by the official client instead."""
+    """A client-go credential plugin (``users[].user.exec``), run when what it gave last
+    (a token, a client certificate, or both) is missing or about to expire."""
 
     def __init__(self, spec: JSON, user_file: Path, source: str, server: str) -> None:
         self._spec = spec
@@ -348,17 +454,28 @@ class _ExecCredentials:
         if "/" in command and not Path(command).is_absolute():
             command = str(user_file.parent / command)
         self._command = [command, *map(str, spec.get("args") or [])]
-        self._token: str | None = None
-        self._expires = float("inf")
+        self._credential: _Credential | None = None
+        self._given: set[str] = set()  # everything it handed out, masked in its messages
         self._lock = threading.Lock()
 
-    def authorization(self) -> str | None:
+    def _current(self) -> _Credential:
         with self._lock:
-            if self._token is None or time.time() > self._expires - _EXPIRY_MARGIN:
-                self._token, self._expires = self._run()
-            return f"Bearer {self._token}"
+            if self._credential is None or time.time() > self._credential.expires - _EXPIRY_MARGIN:
+                self._credential = self._run()
+                self._given.update(
+                    secret for secret in (self._credential.token, *self._credential.pair) if secret
+                )
+            return self._credential
 
-    def _run(self) -> tuple[str, float]:
+    def authorization(self) -> str | None:
+        token = self._current().token
+        return f"Bearer {token}" if token else None
+
+    def client_certificate(self) -> tuple[str, str] | None:
+        pair = self._current().pair
+        return (pair[0], pair[1]) if pair[0] and pair[1] else None
+
+    def _run(self) -> _Credential:
         api_version = str(self._spec.get("apiVersion") or "client.authentication.k8s.io/v1")
         info: JSON = {
             "apiVersion": api_version,
@@ -379,6 +496,7 @@ class _ExecCredentials:
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
+                errors="replace",
                 timeout=_EXEC_TIMEOUT,
                 check=False,
             )
@@ -387,19 +505,39 @@ class _ExecCredentials:
             raise ClusterError(
                 f"{what} is not installed" + (f" ({' '.join(str(hint).split())})" if hint else "")
             ) from None
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise ClusterError(f"{what} failed: {error}") from None
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"{what} did not finish within {_EXEC_TIMEOUT:g}s") from None
+        except OSError as error:
+            raise ClusterError(f"{what} failed: {error.strerror or error}") from None
         if done.returncode != 0:
-            said = " ".join(done.stderr.split())[-300:]
+            # What a failing plugin prints may hold a token: masked, and only its tail.
+            said = _redact.plugin_output(done.stderr, self._given)
             raise ClusterError(f"{what} exited with {done.returncode}: {said}")
         try:
             status = json.loads(done.stdout).get("status") or {}
         except (ValueError, AttributeError):
             raise ClusterError(f"{what} printed no ExecCredential JSON") from None
-        token = status.get("token")
-        if not token:
-            raise ClusterError(f"{what} gave no token (client certificates are not supported)")
-        return str(token), _timestamp(status.get("expirationTimestamp"))
+        if not isinstance(status, dict):
+            raise ClusterError(f"{what} printed an ExecCredential whose status is not a mapping")
+        token = status.get("token") or None
+        cert = status.get("clientCertificateData") or None
+        key = status.get("clientKeyData") or None
+        if bool(cert) != bool(key):
+            raise ClusterError(
+                f"{what} gave clientCertificateData without clientKeyData, or the reverse"
+            )
+        if not token and not cert:
+            raise ClusterError(f"{what} gave neither a token nor a client certificate and key")
+        if not all(item is None or isinstance(item, str) for item in (token, cert, key)):
+            raise ClusterError(f"{what} gave a token or certificate that is not a string")
+        return _Credential(token, (cert, key), _timestamp(status.get("expirationTimestamp")))
+
+
+@dataclass(frozen=True)
+class _Credential:
+    token: str | None = field(repr=False)
+    pair: tuple[str | None, str | None] = field(repr=False)  # client (cert, key) PEM
+    expires: float
 
 
 def _timestamp(value: Any) -> float:
@@ -478,6 +616,9 @@ def as_cluster_config(
         insecure=not official.verify_ssl,
         check_hostname=assert_hostname is not False,
         tls_server_name=getattr(official, "tls_server_name", None) or None,
+        proxy=parse_proxy(str(official.proxy), f"{source}: proxy")
+        if getattr(official, "proxy", None)
+        else None,
         authorization=authorization,
         authorization_may_block=official.refresh_api_key_hook is not None,
     )

@@ -256,14 +256,17 @@ def test_in_a_pod_without_kubeconfig_the_service_account_is_used(
 
 
 def test_what_this_loader_does_not_read_goes_to_the_official_client(tmp_path: Path) -> None:
-    path = kubeconfig(
-        tmp_path / "config",
-        clusters={"main": {"server": "https://main:6443", "proxy-url": "http://proxy:3128"}},
-        users={"main": {"token": "via-official"}},
-    )
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    # A legacy auth-provider: an OIDC id-token that expires in 3000.
+    token = f"{part({'alg': 'none'})}.{part({'exp': 32503680000})}.c2ln"
+    provider = {"name": "oidc", "config": {"id-token": token, "client-id": "kf"}}
+    provider["config"]["idp-issuer-url"] = "https://issuer.invalid"
+    path = kubeconfig(tmp_path / "config", users={"main": {"auth-provider": provider}})
     config = load_config(str(path))
     assert (config.server, config.context) == ("https://main:6443", "main")
-    assert config.authorization() == "Bearer via-official"
+    assert config.authorization() == f"Bearer {token}"
 
 
 def test_an_official_configuration_is_read_through_the_same_interface() -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -58,7 +59,10 @@ def endpoint_slice(pods: list[str]) -> dict[str, Any]:
 class FakeApiServer:
     """Runs on its own loop in a thread; its state is changed from the test thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls  # serve HTTPS with this context
+        self.heads: list[str] = []  # every request head received, as text
+        self.peer_subjects: list[Any] = []  # client certificates' subjects (TLS)
         self.ready_pods: list[str] = ["web-a"]
         self.forbid_portforward = False
         self.streams_per_pod: Counter[str] = Counter()
@@ -112,8 +116,14 @@ class FakeApiServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
+            # TLS after the connection is in _writers: shutdown aborts it even mid-handshake.
+            if self.tls is not None:
+                await writer.start_tls(self.tls)
+                peer = writer.get_extra_info("peercert")
+                if peer:
+                    self.peer_subjects.append(peer.get("subject"))
             await self._serve(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.transport.abort()
@@ -123,6 +133,7 @@ class FakeApiServer:
         if True:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                self.heads.append(head)
                 request_line, *header_lines = head.strip().split("\r\n")
                 _method, target, _ = request_line.split(" ")
                 headers = {

@@ -14,9 +14,11 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from ssl import SSLContext
+from typing import Any, cast
 from urllib.parse import quote, urlencode, urlsplit
 
+from kubefixtures.kube import _proxy
 from kubefixtures.kube.config import ClusterConfig, as_cluster_config
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
@@ -38,9 +40,10 @@ class ApiEndpoint:
     host: str
     port: int
     base_path: str  # a path prefix some proxies put in front of the API
-    ssl: ssl.SSLContext | None
+    ssl: ssl.SSLContext | None  # the context when loaded; see current_ssl()
     server_hostname: str | None
     config: ClusterConfig
+    proxy: _proxy.Proxy | None = None
 
     @classmethod
     def from_configuration(cls, configuration: Any) -> ApiEndpoint:
@@ -58,14 +61,30 @@ class ApiEndpoint:
             ssl=config.ssl_context() if secure else None,
             server_hostname=(config.tls_server_name or host) if secure else None,
             config=config,
+            proxy=config.proxy_for_server(),
         )
 
-    async def auth_headers(self) -> dict[str, str]:
+    @classmethod
+    async def create(cls, configuration: Any) -> ApiEndpoint:
+        """from_configuration(), off the event loop when a credential plugin must run first
+        (its client certificate goes into the TLS context)."""
+        config = as_cluster_config(configuration)
+        if config.client_certificate is not None:
+            return await asyncio.to_thread(cls.from_configuration, config)
+        return cls.from_configuration(config)
+
+    async def auth_headers(self) -> list[tuple[str, str]]:
+        """Authorization and Impersonate-* headers, checked for control characters."""
         if self.config.authorization_may_block:  # an exec plugin: kept off the event loop
-            value = await asyncio.to_thread(self.config.authorization)
-        else:
-            value = self.config.authorization()
-        return {"Authorization": value} if value else {}
+            return await asyncio.to_thread(self.config.request_headers)
+        return self.config.request_headers()
+
+    async def current_ssl(self) -> SSLContext | None:
+        """The TLS context for a new connection: a credential plugin's client certificate
+        may have been renewed since the endpoint was made."""
+        if self.ssl is None or self.config.client_certificate is None:
+            return self.ssl
+        return await asyncio.to_thread(self.config.ssl_context)
 
 
 def pod_portforward_path(
@@ -97,12 +116,31 @@ class ApiClient:
 
         self.endpoint = endpoint
         self._httpx = httpx
-        self._client = httpx.AsyncClient(
-            base_url=endpoint.url,
-            verify=endpoint.ssl if endpoint.ssl is not None else False,
-            timeout=httpx.Timeout(request_timeout),
-            trust_env=False,
+        self._timeout = request_timeout
+        self._ssl = endpoint.ssl
+        self._client = self._new_client(endpoint.ssl)
+        # tls-server-name: httpx checks the certificate against this name, dialling the host.
+        self._extensions = (
+            {"sni_hostname": endpoint.server_hostname}
+            if endpoint.ssl is not None and endpoint.server_hostname
+            else {}
         )
+
+    def _new_client(self, context: ssl.SSLContext | None) -> Any:
+        httpx = self._httpx
+        return httpx.AsyncClient(
+            base_url=self.endpoint.url,
+            transport=_transport(context, self.endpoint.proxy),
+            timeout=httpx.Timeout(self._timeout),
+            trust_env=False,  # proxies are chosen by the ClusterConfig, as client-go does
+        )
+
+    async def _current_client(self) -> Any:
+        context = await self.endpoint.current_ssl()
+        if context is not self._ssl:  # a renewed client certificate: new connections
+            old, self._client, self._ssl = self._client, self._new_client(context), context
+            await old.aclose()
+        return self._client
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -111,9 +149,13 @@ class ApiClient:
         """GET a JSON object; `what` names it in errors ("Service ns/web")."""
         httpx = self._httpx
         headers = await self.endpoint.auth_headers()
+        client = await self._current_client()
         try:
-            response = await self._client.get(
-                self.endpoint.base_path + path, params=params, headers=headers
+            response = await client.get(
+                self.endpoint.base_path + path,
+                params=params,
+                headers=headers,
+                extensions=self._extensions,
             )
         except httpx.TransportError as error:
             raise ApiServerUnreachableError(
@@ -129,13 +171,15 @@ class ApiClient:
         headers = await self.endpoint.auth_headers()
         query = {**params, "watch": "1", "allowWatchBookmarks": "true"}
         timeout = httpx.Timeout(10.0, read=None)
+        client = await self._current_client()
         try:
-            async with self._client.stream(
+            async with client.stream(
                 "GET",
                 self.endpoint.base_path + path,
                 params=query,
                 headers=headers,
                 timeout=timeout,
+                extensions=self._extensions,
             ) as response:
                 if response.status_code != 200:
                     _raise_for_status(response.status_code, await response.aread(), what)
@@ -146,6 +190,71 @@ class ApiClient:
             raise ApiServerUnreachableError(
                 f"watch of {what} at {self.endpoint.url} broke: {_describe(error)}"
             ) from None
+
+
+def _transport(context: ssl.SSLContext | None, proxy: _proxy.Proxy | None) -> Any:
+    import httpx
+
+    transport = httpx.AsyncHTTPTransport(verify=context or False, trust_env=False)
+    if proxy is not None:
+        import httpcore
+
+        # httpx's own proxy support loses sni_hostname (tls-server-name) in its tunnel, and
+        # takes no network backend as a parameter: its pool is rebuilt on one that opens each
+        # connection through the proxy with CONNECT, so TLS and its checks stay as without.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            network_backend=cast(Any, _TunnelBackend(proxy)),  # duck-typed: httpcore stays lazy
+        )
+    return transport
+
+
+class _TunnelBackend:
+    """httpcore's network backend, each TCP connection a CONNECT tunnel through ``proxy``."""
+
+    def __init__(self, proxy: _proxy.Proxy) -> None:
+        import httpcore
+
+        self._proxy = proxy
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> Any:
+        import httpcore
+
+        proxy = self._proxy
+        try:
+            stream = await self._inner.connect_tcp(
+                proxy.host, proxy.port, timeout, local_address, socket_options
+            )
+        except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+            raise httpcore.ProxyError(
+                str(_proxy.unreachable(proxy, OSError(_describe(error))))
+            ) from None
+        try:
+            await stream.write(_proxy.connect_request(proxy, host, port), timeout)
+            reply = _proxy.ConnectReply(proxy, host, port)
+            while not reply.feed(await stream.read(4096, timeout)):
+                pass
+        except _proxy.ProxyError as error:
+            await stream.aclose()
+            raise httpcore.ProxyError(str(error)) from None
+        except BaseException:
+            await stream.aclose()
+            raise
+        return stream
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None, **_: Any) -> Any:
+        raise NotImplementedError("the apiserver is reached over TCP")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
 
 
 def _describe(error: BaseException) -> str:

@@ -101,7 +101,7 @@ class AsyncServicePortForward:
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        endpoint = ApiEndpoint.from_configuration(self._configuration)
+        endpoint = await ApiEndpoint.create(self._configuration)
         self._api = ApiClient(endpoint)
         try:
             await self._start()

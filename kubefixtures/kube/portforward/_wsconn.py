@@ -10,6 +10,8 @@ import asyncio
 import logging
 from typing import Any
 
+from kubefixtures.kube._headers import checked_headers
+from kubefixtures.kube._proxy import ProxyError, authority, tunnel_async
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     PortForwardForbiddenError,
@@ -197,20 +199,24 @@ async def open_websocket(
     """
     subprotocol: str = protocol_type.SUBPROTOCOL
     key = ws.new_key()
-    headers = await endpoint.auth_headers()
     default_port = 443 if endpoint.ssl is not None else 80
-    host = endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        f"Sec-WebSocket-Protocol: {subprotocol}",
-        "User-Agent: kubefixtures-portforward",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
+    host = authority(endpoint.host, endpoint.port)
+    if endpoint.port == default_port:
+        host = host.rsplit(":", 1)[0]
+    headers = checked_headers(
+        [
+            ("Host", host),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", key),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Protocol", subprotocol),
+            ("User-Agent", "kubefixtures-portforward"),
+        ],
+        endpoint.config.source,
+    )
+    headers += await endpoint.auth_headers()  # checked there too
+    lines = [f"GET {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     loop = asyncio.get_running_loop()
     protocol: WebSocketProtocol | None = None
@@ -222,13 +228,20 @@ async def open_websocket(
 
     try:
         async with asyncio.timeout(timeout):
-            await loop.create_connection(
-                factory,
-                endpoint.host,
-                endpoint.port,
-                ssl=endpoint.ssl,
-                server_hostname=endpoint.server_hostname,
-            )
+            context = await endpoint.current_ssl()
+            if endpoint.proxy is not None:
+                sock = await tunnel_async(endpoint.proxy, endpoint.host, endpoint.port)
+                await loop.create_connection(
+                    factory, sock=sock, ssl=context, server_hostname=endpoint.server_hostname
+                )
+            else:
+                await loop.create_connection(
+                    factory,
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=context,
+                    server_hostname=endpoint.server_hostname,
+                )
             assert protocol is not None
             await protocol.opened
     except TimeoutError:
@@ -241,6 +254,12 @@ async def open_websocket(
         raise
     except TunnelError as error:
         raise _upgrade_error(error, what, endpoint) from None
+    except ProxyError as error:
+        if protocol is not None:
+            protocol.abort()
+        raise ApiServerUnreachableError(
+            f"cannot reach the Kubernetes API server at {endpoint.url}: {error}"
+        ) from None
     except OSError as error:
         if protocol is not None:
             protocol.abort()
