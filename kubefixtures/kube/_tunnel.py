@@ -13,6 +13,7 @@ import logging
 from typing import Protocol
 
 from kubefixtures.kube import _spdy as spdy
+from kubefixtures.kube import _wsframe as ws
 from kubefixtures.kube._endpoints import Target
 from kubefixtures.kube._local import LocalConnection
 from kubefixtures.kube._wsconn import WebSocketProtocol
@@ -108,8 +109,9 @@ class SpdyTunnel(WebSocketProtocol):
         try:
             frames = self._spdy.feed(payload)
         except spdy.SpdyProtocolError as error:
-            log.warning("port-forward tunnel to pod %s: %s; closing it", self.target.pod, error)
-            self.abort()
+            # A session error (SPDY/3.1 section 2.4.1): GOAWAY, then close the connection.
+            self.send_spdy(spdy.encode_goaway(0, spdy.GOAWAY_PROTOCOL_ERROR))
+            self.fail(ws.CLOSE_PROTOCOL_ERROR, f"pod {self.target.pod}: SPDY: {error}")
             return
         for frame in frames:
             if isinstance(frame, spdy.DataFrame):

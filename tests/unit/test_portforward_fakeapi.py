@@ -55,6 +55,15 @@ def endpoint_slice(pods: list[str]) -> dict[str, Any]:
     }
 
 
+def server_frame_header(size: int, first: int = 0x82) -> bytes:
+    """An unmasked frame's header, its length in the shortest form (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((first, size))
+    if size < 1 << 16:
+        return bytes((first, 126)) + struct.pack("!H", size)
+    return bytes((first, 127)) + struct.pack("!Q", size)
+
+
 class FakeApiServer:
     """Runs on its own loop in a thread; its state is changed from the test thread."""
 
@@ -211,12 +220,12 @@ class FakeApiServer:
         )
         self._tunnels.setdefault(pod, []).append(writer)
         deflate = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zdict=spdy.DICTIONARY)
-        frames = ws.FrameParser()
+        frames = ws.FrameParser(from_client=True)
         session = spdy.FrameParser()
 
         def send(*chunks: bytes) -> None:
             payload = b"".join(chunks)
-            writer.write(bytes((0x82, 127)) + struct.pack("!Q", len(payload)) + payload)
+            writer.write(server_frame_header(len(payload)) + payload)
 
         while True:
             data = await reader.read(65536)
