@@ -72,6 +72,10 @@ class FakeApiServer:
         self.forbid_portforward = False
         self.streams_per_pod: Counter[str] = Counter()
         self.tokens: set[str] = set()
+        # Raw bytes sent once in place of the next SYN_REPLY (a server breaking the protocol),
+        # and the codes of the close frames the client sent.
+        self.protocol_breach: bytes | None = None
+        self.close_codes: list[int] = []
         self._watchers: list[asyncio.Queue[dict[str, Any] | None]] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._tunnels: dict[str, list[asyncio.StreamWriter]] = {}
@@ -233,6 +237,7 @@ class FakeApiServer:
                 return
             for frame in frames.feed(data):
                 if frame.opcode == ws.OP_CLOSE:
+                    self.close_codes.append(struct.unpack_from("!H", frame.payload)[0])
                     writer.close()
                     return
                 for item in session.feed(frame.payload):
@@ -245,6 +250,9 @@ class FakeApiServer:
                                 ),
                                 item.data,
                             )
+                    elif item.type == spdy.TYPE_SYN_STREAM and self.protocol_breach:
+                        writer.write(self.protocol_breach)
+                        self.protocol_breach = None
                     elif item.type == spdy.TYPE_SYN_STREAM:
                         if dict(item.headers)["streamtype"] == "data":
                             self.streams_per_pod[pod] += 1
