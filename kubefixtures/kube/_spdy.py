@@ -277,6 +277,11 @@ class FrameParser:
         self._buffer = bytearray()
         self._inflate = zlib.decompressobj(zdict=DICTIONARY)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete (at most 8 + `MAX_FRAME_LENGTH`)."""
+        return len(self._buffer)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         buffer = self._buffer
         buffer += data

@@ -158,6 +158,11 @@ class FrameParser:
         # arrives, so a bad sequence fails the connection at once).
         self._text: codecs.IncrementalDecoder | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete (at most a header and `max_payload`)."""
+        return len(self._buffer)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         buffer = self._buffer
         buffer += data
