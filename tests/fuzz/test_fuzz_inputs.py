@@ -112,8 +112,8 @@ file_bytes = st.one_of(
     yaml_ish.map(lambda text: text.encode("utf-8", "surrogatepass")),
     yaml_ish.map(lambda text: text.encode("utf-16")),
     st.binary(max_size=512),
-    st.builds(lambda depth: b"[" * depth, st.integers(0, 2000)),
-    st.builds(lambda depth: b"{a: " * depth, st.integers(0, 2000)),
+    st.builds(lambda depth: b"[" * depth, st.integers(0, 1000)),
+    st.builds(lambda depth: b"{a: " * depth, st.integers(0, 1000)),
 )
 
 
