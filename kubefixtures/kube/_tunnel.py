@@ -13,7 +13,6 @@ import logging
 from typing import Protocol
 
 from kubefixtures.kube import _spdy as spdy
-from kubefixtures.kube import _wsframe as ws
 from kubefixtures.kube._endpoints import Target
 from kubefixtures.kube._local import LocalConnection
 from kubefixtures.kube._wsconn import WebSocketProtocol
@@ -111,7 +110,7 @@ class SpdyTunnel(WebSocketProtocol):
         except spdy.SpdyProtocolError as error:
             # A session error (SPDY/3.1 section 2.4.1): GOAWAY, then close the connection.
             self.send_spdy(spdy.encode_goaway(0, spdy.GOAWAY_PROTOCOL_ERROR))
-            self.fail(ws.CLOSE_PROTOCOL_ERROR, f"pod {self.target.pod}: SPDY: {error}")
+            self.fail(f"pod {self.target.pod}: SPDY: {error}")
             return
         for frame in frames:
             if isinstance(frame, spdy.DataFrame):

@@ -104,7 +104,7 @@ class V4Connection(WebSocketProtocol):
                         return
         except ws.WebSocketProtocolError as error:
             self.local.abort()
-            self.fail(error.close_code, f"pod {self.target.pod}: {error}")
+            self.fail(f"pod {self.target.pod}: {error}", error.close_code)
 
     def on_closed(self) -> None:
         if self._linger is not None:

@@ -72,7 +72,7 @@ class WebSocketProtocol(asyncio.Protocol):
             self._closing = True
             self.transport.abort()
 
-    def fail(self, close_code: int, reason: str) -> None:
+    def fail(self, reason: str, close_code: int = ws.CLOSE_PROTOCOL_ERROR) -> None:
         """Fails the connection (RFC 6455 section 7.1.7) after the peer broke a protocol:
         logs one line, sends a close frame with `close_code` if it can leave at once, and
         drops the connection, never waiting on a peer that no longer makes sense."""
@@ -181,7 +181,7 @@ class WebSocketProtocol(asyncio.Protocol):
         try:
             frames = self._parser.feed(data)
         except ws.WebSocketProtocolError as error:
-            self.fail(error.close_code, str(error))
+            self.fail(str(error), error.close_code)
             return
         for frame in frames:
             opcode = frame.opcode
