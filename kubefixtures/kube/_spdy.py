@@ -329,9 +329,8 @@ class FrameParser:
                 headers = self._headers(body[4:])
                 return ControlFrame(frame_type, flags, stream_id & _ID_MASK, headers=headers)
             if frame_type == TYPE_SYN_STREAM:
-                (stream_id,) = _U32.unpack_from(body, 0)
-                if len(body) < 10:
-                    raise struct.error
+                # Stream id, associated stream id, priority and slot come before the block.
+                stream_id, _associated, _priority = struct.unpack_from("!IIH", body, 0)
                 headers = self._headers(body[10:])
                 return ControlFrame(frame_type, flags, stream_id & _ID_MASK, headers=headers)
             if frame_type in (TYPE_RST_STREAM, TYPE_GOAWAY, TYPE_WINDOW_UPDATE):
