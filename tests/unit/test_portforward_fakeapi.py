@@ -56,6 +56,15 @@ def endpoint_slice(pods: list[str]) -> dict[str, Any]:
     }
 
 
+def server_frame_header(size: int, first: int = 0x82) -> bytes:
+    """An unmasked frame's header, its length in the shortest form (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((first, size))
+    if size < 1 << 16:
+        return bytes((first, 126)) + struct.pack("!H", size)
+    return bytes((first, 127)) + struct.pack("!Q", size)
+
+
 class FakeApiServer:
     """Runs on its own loop in a thread; its state is changed from the test thread."""
 
@@ -67,6 +76,10 @@ class FakeApiServer:
         self.forbid_portforward = False
         self.streams_per_pod: Counter[str] = Counter()
         self.tokens: set[str] = set()
+        # Raw bytes sent once in place of the next SYN_REPLY (a server breaking the protocol),
+        # and the codes of the close frames the client sent.
+        self.protocol_breach: bytes | None = None
+        self.close_codes: list[int] = []
         self._watchers: list[asyncio.Queue[dict[str, Any] | None]] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._tunnels: dict[str, list[asyncio.StreamWriter]] = {}
@@ -222,12 +235,12 @@ class FakeApiServer:
         )
         self._tunnels.setdefault(pod, []).append(writer)
         deflate = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zdict=spdy.DICTIONARY)
-        frames = ws.FrameParser()
+        frames = ws.FrameParser(from_client=True)
         session = spdy.FrameParser()
 
         def send(*chunks: bytes) -> None:
             payload = b"".join(chunks)
-            writer.write(bytes((0x82, 127)) + struct.pack("!Q", len(payload)) + payload)
+            writer.write(server_frame_header(len(payload)) + payload)
 
         while True:
             data = await reader.read(65536)
@@ -235,6 +248,7 @@ class FakeApiServer:
                 return
             for frame in frames.feed(data):
                 if frame.opcode == ws.OP_CLOSE:
+                    self.close_codes.append(struct.unpack_from("!H", frame.payload)[0])
                     writer.close()
                     return
                 for item in session.feed(frame.payload):
@@ -247,6 +261,9 @@ class FakeApiServer:
                                 ),
                                 item.data,
                             )
+                    elif item.type == spdy.TYPE_SYN_STREAM and self.protocol_breach:
+                        writer.write(self.protocol_breach)
+                        self.protocol_breach = None
                     elif item.type == spdy.TYPE_SYN_STREAM:
                         if dict(item.headers)["streamtype"] == "data":
                             self.streams_per_pod[pod] += 1

@@ -41,7 +41,7 @@ def test_client_frames_are_masked_and_parse_back(size: int) -> None:
     assert frame[1] & 0x80, "client frames must be masked"
     if size >= 16:
         assert payload not in frame
-    [parsed] = ws.FrameParser().feed(frame)
+    [parsed] = ws.FrameParser(from_client=True).feed(frame)
     assert parsed == ws.Frame(True, ws.OP_BINARY, payload)
 
 
@@ -182,5 +182,5 @@ def test_v4_header_may_arrive_with_data() -> None:
 
 
 def test_v4_data_is_sent_on_channel_zero() -> None:
-    [frame] = ws.FrameParser().feed(encode_data(b"ping"))
+    [frame] = ws.FrameParser(from_client=True).feed(encode_data(b"ping"))
     assert frame.payload == b"\x00ping"

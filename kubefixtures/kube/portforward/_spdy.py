@@ -9,6 +9,11 @@ cost one round trip to the kubelet instead of a TLS handshake and an HTTP upgrad
 Pure framing, no I/O. Header blocks are zlib-compressed with one context per direction
 for the whole session (SPDY/3 section 2.6.10), so every received header block must be
 inflated in order, even the empty ones, or later ones become garbage.
+
+What the peer sends is bounded before it is buffered or inflated: a frame holds at most
+`MAX_FRAME_LENGTH` bytes, a header block inflates to at most `MAX_HEADER_BLOCK` bytes and
+names at most `MAX_HEADER_COUNT` headers. Anything malformed or past a limit is a
+`SpdyProtocolError`, a session error: the tunnel sends GOAWAY and closes.
 """
 
 from __future__ import annotations
@@ -32,8 +37,17 @@ FLAG_FIN = 0x01
 
 RST_PROTOCOL_ERROR = 1
 RST_CANCEL = 5
+GOAWAY_PROTOCOL_ERROR = 1
 
 MAX_DATA_LENGTH = (1 << 24) - 1
+# The kubelet's data frames carry at most 32 KiB and its header blocks a few short headers;
+# these limits leave ample headroom while keeping a broken or hostile peer from making us
+# buffer 16 MiB frames or inflate a small frame into hundreds of megabytes.
+MAX_FRAME_LENGTH = 1024 * 1024
+MAX_HEADER_BLOCK = 64 * 1024
+MAX_HEADER_COUNT = 100
+# The fixed body lengths of the control frames that have one.
+_CONTROL_LENGTHS = {TYPE_RST_STREAM: 8, TYPE_PING: 4, TYPE_GOAWAY: 8, TYPE_WINDOW_UPDATE: 8}
 
 _HEADER = struct.Struct("!IB3s")  # first word, flags, 24-bit length
 _U32 = struct.Struct("!I")
@@ -167,21 +181,49 @@ def encode_header_block(pairs: dict[str, str]) -> bytes:
 
 
 def decode_header_block(block: bytes) -> tuple[tuple[str, str], ...]:
-    try:
-        (count,) = _U32.unpack_from(block, 0)
-        position = 4
-        pairs: list[tuple[str, str]] = []
-        for _ in range(count):
-            (size,) = _U32.unpack_from(block, position)
-            name = block[position + 4 : position + 4 + size].decode("utf-8")
-            position += 4 + size
-            (size,) = _U32.unpack_from(block, position)
-            value = block[position + 4 : position + 4 + size].decode("utf-8")
-            position += 4 + size
-            pairs.append((name, value))
-    except (struct.error, UnicodeDecodeError) as error:
-        raise SpdyProtocolError(f"malformed header block: {error}") from None
+    """The (name, value) pairs of an inflated block; SPDY/3 section 2.6.10's rules apply:
+    every length within the block and nothing after it, non-empty lowercase names, no name
+    twice, values that neither start nor end with a NUL nor hold two in a row."""
+    if len(block) < 4:
+        raise SpdyProtocolError("malformed header block: shorter than its header count")
+    (count,) = _U32.unpack_from(block, 0)
+    # Each pair takes at least 8 bytes (two lengths), which bounds the loop by the block.
+    if count > MAX_HEADER_COUNT or count * 8 > len(block) - 4:
+        raise SpdyProtocolError(f"malformed header block: {count} headers announced")
+    position = 4
+    pairs: list[tuple[str, str]] = []
+    names: set[str] = set()
+    for _ in range(count):
+        name, position = _length_prefixed(block, position)
+        value, position = _length_prefixed(block, position)
+        if not name:
+            raise SpdyProtocolError("malformed header block: an empty header name")
+        if name != name.lower():
+            raise SpdyProtocolError(f"malformed header block: header name {name!r} not lowercase")
+        if name in names:
+            raise SpdyProtocolError(f"malformed header block: header {name!r} twice")
+        if value.startswith("\0") or value.endswith("\0") or "\0\0" in value:
+            raise SpdyProtocolError(f"malformed header block: header {name!r} has an empty value")
+        names.add(name)
+        pairs.append((name, value))
+    if position != len(block):
+        raise SpdyProtocolError("malformed header block: bytes after the last header")
     return tuple(pairs)
+
+
+def _length_prefixed(block: bytes, position: int) -> tuple[str, int]:
+    """The UTF-8 string at `position` with its 32-bit length, and the position after it."""
+    if len(block) - position < 4:
+        raise SpdyProtocolError("malformed header block: truncated")
+    (size,) = _U32.unpack_from(block, position)
+    position += 4
+    if size > len(block) - position:
+        raise SpdyProtocolError(f"malformed header block: a {size}-byte string overruns it")
+    try:
+        text = block[position : position + size].decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpdyProtocolError("malformed header block: not UTF-8") from None
+    return text, position + size
 
 
 def data_frame_header(stream_id: int, length: int, *, fin: bool = False) -> bytes:
@@ -235,6 +277,11 @@ class FrameParser:
         self._buffer = bytearray()
         self._inflate = zlib.decompressobj(zdict=DICTIONARY)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete (at most 8 + `MAX_FRAME_LENGTH`)."""
+        return len(self._buffer)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         buffer = self._buffer
         buffer += data
@@ -244,6 +291,10 @@ class FrameParser:
         while end - offset >= 8:
             first, flags, raw_length = _HEADER.unpack_from(buffer, offset)
             length = int.from_bytes(raw_length, "big")
+            if length > MAX_FRAME_LENGTH:
+                raise SpdyProtocolError(
+                    f"frame of {length} bytes exceeds the limit of {MAX_FRAME_LENGTH}"
+                )
             if end - offset - 8 < length:
                 break
             body = bytes(buffer[offset + 8 : offset + 8 + length])
@@ -263,13 +314,23 @@ class FrameParser:
         if version != VERSION:
             raise SpdyProtocolError(f"unsupported SPDY version {version}")
         frame_type = first & 0xFFFF
+        expected = _CONTROL_LENGTHS.get(frame_type)
+        if expected is not None and len(body) != expected:
+            raise SpdyProtocolError(
+                f"control frame of type {frame_type} has {len(body)} bytes, not {expected}"
+            )
+        if frame_type == TYPE_SETTINGS and (
+            len(body) < 4 or len(body) != 4 + 8 * _U32.unpack_from(body)[0]
+        ):
+            raise SpdyProtocolError("SETTINGS frame length does not match its entry count")
         try:
             if frame_type in (TYPE_SYN_REPLY, TYPE_HEADERS):
                 (stream_id,) = _U32.unpack_from(body, 0)
                 headers = self._headers(body[4:])
                 return ControlFrame(frame_type, flags, stream_id & _ID_MASK, headers=headers)
             if frame_type == TYPE_SYN_STREAM:
-                (stream_id,) = _U32.unpack_from(body, 0)
+                # Stream id, associated stream id, priority and slot come before the block.
+                stream_id, _associated, _priority = struct.unpack_from("!IIH", body, 0)
                 headers = self._headers(body[10:])
                 return ControlFrame(frame_type, flags, stream_id & _ID_MASK, headers=headers)
             if frame_type in (TYPE_RST_STREAM, TYPE_GOAWAY, TYPE_WINDOW_UPDATE):
@@ -284,8 +345,17 @@ class FrameParser:
         return ControlFrame(frame_type, flags, 0)
 
     def _headers(self, compressed: bytes) -> tuple[tuple[str, str], ...]:
+        # Inflate at most one byte past the limit: a frame of a few KiB can hold a block
+        # that inflates to hundreds of MiB, which must never be materialised.
         try:
-            block = self._inflate.decompress(compressed)
+            block = self._inflate.decompress(compressed, MAX_HEADER_BLOCK + 1)
         except zlib.error as error:
             raise SpdyProtocolError(f"cannot inflate a header block: {error}") from None
+        if len(block) > MAX_HEADER_BLOCK:
+            raise SpdyProtocolError(
+                f"header block inflates past the limit of {MAX_HEADER_BLOCK} bytes"
+            )
+        if self._inflate.eof:
+            # The session's compression stream never ends; a block that ends it is corrupt.
+            raise SpdyProtocolError("a header block ended the session's compression stream")
         return decode_header_block(block)

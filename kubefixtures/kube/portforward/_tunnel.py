@@ -108,8 +108,9 @@ class SpdyTunnel(WebSocketProtocol):
         try:
             frames = self._spdy.feed(payload)
         except spdy.SpdyProtocolError as error:
-            log.warning("port-forward tunnel to pod %s: %s; closing it", self.target.pod, error)
-            self.abort()
+            # A session error (SPDY/3.1 section 2.4.1): GOAWAY, then close the connection.
+            self.send_spdy(spdy.encode_goaway(0, spdy.GOAWAY_PROTOCOL_ERROR))
+            self.fail(f"pod {self.target.pod}: SPDY: {error}")
             return
         for frame in frames:
             if isinstance(frame, spdy.DataFrame):

@@ -103,9 +103,8 @@ class V4Connection(WebSocketProtocol):
                         self.abort()
                         return
         except ws.WebSocketProtocolError as error:
-            log.warning("port-forward to pod %s: %s; closing it", self.target.pod, error)
             self.local.abort()
-            self.abort()
+            self.fail(f"pod {self.target.pod}: {error}", error.close_code)
 
     def on_closed(self) -> None:
         if self._linger is not None:

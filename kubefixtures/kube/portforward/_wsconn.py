@@ -75,6 +75,22 @@ class WebSocketProtocol(asyncio.Protocol):
             self._closing = True
             self.transport.abort()
 
+    def fail(self, reason: str, close_code: int = ws.CLOSE_PROTOCOL_ERROR) -> None:
+        """Fails the connection (RFC 6455 section 7.1.7) after the peer broke a protocol:
+        logs one line, sends a close frame with `close_code` if it can leave at once, and
+        drops the connection, never waiting on a peer that no longer makes sense."""
+        log.warning("port-forward tunnel: %s; closing it (WebSocket close %d)", reason, close_code)
+        transport = self.transport
+        if transport is None or self._closing:
+            return
+        self._closing = True
+        if self.is_open:
+            transport.write(ws.encode_close(close_code))
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -168,8 +184,7 @@ class WebSocketProtocol(asyncio.Protocol):
         try:
             frames = self._parser.feed(data)
         except ws.WebSocketProtocolError as error:
-            log.warning("port-forward tunnel: %s; closing it", error)
-            self.abort()
+            self.fail(str(error), error.close_code)
             return
         for frame in frames:
             opcode = frame.opcode
