@@ -61,6 +61,9 @@ class FakeApiServer:
     def __init__(self) -> None:
         self.ready_pods: list[str] = ["web-a"]
         self.forbid_portforward = False
+        # Seconds the "pod" takes to answer a client's FIN with its own (containerd's
+        # port-forward takes up to one).
+        self.fin_delay = 0.0
         self.streams_per_pod: Counter[str] = Counter()
         self.tokens: set[str] = set()
         self._watchers: list[asyncio.Queue[dict[str, Any] | None]] = []
@@ -230,12 +233,16 @@ class FakeApiServer:
                     if isinstance(item, spdy.DataFrame):
                         # The "pod" is an echo server; its FIN answers the client's FIN.
                         if item.stream_id % 4 == 3 and (item.data or item.fin):
+                            delayed_fin = item.fin and self.fin_delay > 0
                             send(
                                 spdy.data_frame_header(
-                                    item.stream_id, len(item.data), fin=item.fin
+                                    item.stream_id, len(item.data), fin=item.fin and not delayed_fin
                                 ),
                                 item.data,
                             )
+                            if delayed_fin:
+                                fin = spdy.data_frame_header(item.stream_id, 0, fin=True)
+                                asyncio.get_running_loop().call_later(self.fin_delay, send, fin)
                     elif item.type == spdy.TYPE_SYN_STREAM:
                         if dict(item.headers)["streamtype"] == "data":
                             self.streams_per_pod[pod] += 1
@@ -302,6 +309,31 @@ def test_echo_and_half_close_through_one_tunnel(api: FakeApiServer) -> None:
         assert echo(pf.local_port, b"x", half_close=False) == b"x"
     assert api.tokens == {"Bearer s3cret"}
     assert api.streams_per_pod == Counter({"web-a": 2})
+
+
+def test_a_client_gone_before_the_pods_fin_takes_no_other_connection_down(
+    api: FakeApiServer,
+) -> None:
+    # A client sends its EOF and closes; its kernel resets the connection (here at once,
+    # as it does when a late reply arrives after a close). When the pod's FIN comes, the
+    # forward cannot pass it on: that must end this connection alone, not the tunnel that
+    # carries the others.
+    api.fin_delay = 0.5
+    with forward(api) as pf:
+        with socket.create_connection(("127.0.0.1", pf.local_port), timeout=5) as other:
+            other.sendall(b"before")
+            assert other.recv(64) == b"before"
+            gone = socket.create_connection(("127.0.0.1", pf.local_port), timeout=5)
+            gone.sendall(b"x")
+            assert gone.recv(64) == b"x"
+            gone.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)  # the forward has passed the EOF on
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.close()  # a reset
+            time.sleep(api.fin_delay + 0.3)  # the pod's FIN has come
+            other.sendall(b"after")
+            assert other.recv(64) == b"after"
+        assert echo(pf.local_port, b"new") == b"new"
 
 
 def test_fifty_concurrent_connections_get_their_own_bytes(api: FakeApiServer) -> None:
