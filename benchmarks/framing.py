@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("kubefixtures/kube/_wsframe.py", "kubefixtures/kube/_spdy.py")
+MODULES = ("kubefixtures/kube/portforward/_wsframe.py", "kubefixtures/kube/portforward/_spdy.py")
 READ = 256 * 1024
 
 

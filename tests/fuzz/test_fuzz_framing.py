@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubefixtures.kube import _spdy as spdy
-from kubefixtures.kube import _wsframe as ws
+from kubefixtures.kube.portforward import _spdy as spdy
+from kubefixtures.kube.portforward import _wsframe as ws
 from tests.fuzz._support import mutate, raised, split
 
 SMALL_CAP = 1024  # a WebSocket frame cap that random lengths can actually cross

@@ -17,10 +17,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubefixtures.attach import find_details
 from kubefixtures.details import EnvironmentDetails
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.kube.config import load_config
+from kubefixtures.provisioning.attached import find_details
 from kubefixtures.rendering import RenderContext, parse_manifests, render_sources, substitute
 from tests.fuzz._support import mutate, raised
 

@@ -74,6 +74,9 @@ class FakeApiServer:
         self.peer_subjects: list[Any] = []  # client certificates' subjects (TLS)
         self.ready_pods: list[str] = ["web-a"]
         self.forbid_portforward = False
+        # Seconds the "pod" takes to answer a client's FIN with its own (containerd's
+        # port-forward takes up to one).
+        self.fin_delay = 0.0
         self.streams_per_pod: Counter[str] = Counter()
         self.tokens: set[str] = set()
         # Raw bytes sent once in place of the next SYN_REPLY (a server breaking the protocol),
@@ -242,6 +245,21 @@ class FakeApiServer:
             payload = b"".join(chunks)
             writer.write(server_frame_header(len(payload)) + payload)
 
+        def echo(item: spdy.DataFrame) -> None:
+            """The "pod" is an echo server; its FIN answers the client's FIN."""
+            if item.stream_id % 4 != 3 or not (item.data or item.fin):
+                return
+            delayed_fin = item.fin and self.fin_delay > 0
+            send(
+                spdy.data_frame_header(
+                    item.stream_id, len(item.data), fin=item.fin and not delayed_fin
+                ),
+                item.data,
+            )
+            if delayed_fin:
+                fin = spdy.data_frame_header(item.stream_id, 0, fin=True)
+                asyncio.get_running_loop().call_later(self.fin_delay, send, fin)
+
         while True:
             data = await reader.read(65536)
             if not data:
@@ -253,14 +271,7 @@ class FakeApiServer:
                     return
                 for item in session.feed(frame.payload):
                     if isinstance(item, spdy.DataFrame):
-                        # The "pod" is an echo server; its FIN answers the client's FIN.
-                        if item.stream_id % 4 == 3 and (item.data or item.fin):
-                            send(
-                                spdy.data_frame_header(
-                                    item.stream_id, len(item.data), fin=item.fin
-                                ),
-                                item.data,
-                            )
+                        echo(item)
                     elif item.type == spdy.TYPE_SYN_STREAM and self.protocol_breach:
                         writer.write(self.protocol_breach)
                         self.protocol_breach = None
@@ -330,6 +341,31 @@ def test_echo_and_half_close_through_one_tunnel(api: FakeApiServer) -> None:
         assert echo(pf.local_port, b"x", half_close=False) == b"x"
     assert api.tokens == {"Bearer s3cret"}
     assert api.streams_per_pod == Counter({"web-a": 2})
+
+
+def test_a_client_gone_before_the_pods_fin_takes_no_other_connection_down(
+    api: FakeApiServer,
+) -> None:
+    # A client sends its EOF and closes; its kernel resets the connection (here at once,
+    # as it does when a late reply arrives after a close). When the pod's FIN comes, the
+    # forward cannot pass it on: that must end this connection alone, not the tunnel that
+    # carries the others.
+    api.fin_delay = 0.5
+    with forward(api) as pf:
+        with socket.create_connection(("127.0.0.1", pf.local_port), timeout=5) as other:
+            other.sendall(b"before")
+            assert other.recv(64) == b"before"
+            gone = socket.create_connection(("127.0.0.1", pf.local_port), timeout=5)
+            gone.sendall(b"x")
+            assert gone.recv(64) == b"x"
+            gone.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)  # the forward has passed the EOF on
+            gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            gone.close()  # a reset
+            time.sleep(api.fin_delay + 0.3)  # the pod's FIN has come
+            other.sendall(b"after")
+            assert other.recv(64) == b"after"
+        assert echo(pf.local_port, b"new") == b"new"
 
 
 def test_fifty_concurrent_connections_get_their_own_bytes(api: FakeApiServer) -> None:

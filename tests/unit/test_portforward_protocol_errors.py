@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from kubefixtures.kube import _spdy as spdy
-from kubefixtures.kube import _wsframe as ws
+from kubefixtures.kube.portforward import _spdy as spdy
+from kubefixtures.kube.portforward import _wsframe as ws
 from tests.unit.test_portforward_fakeapi import (
     FakeApiServer,
     api,  # noqa: F401 (the fixture)

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from kubefixtures.kube import _spdy as spdy
+from kubefixtures.kube.portforward import _spdy as spdy
 
 
 def deflater() -> zlib._Compress:

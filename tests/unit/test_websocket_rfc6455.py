@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from kubefixtures.kube import _wsframe as ws
+from kubefixtures.kube.portforward import _wsframe as ws
 
 
 def frame(first: int, payload: bytes = b"", *, length: bytes | None = None) -> bytes:

@@ -84,8 +84,19 @@ class LocalConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def write_eof(self) -> None:
-        if self.transport is not None and not self.finished and self.transport.can_write_eof():
+        if self.transport is None or self.finished or not self.transport.can_write_eof():
+            return
+        try:
             self.transport.write_eof()
+        except OSError:
+            # The client is gone already: it closed after sending its EOF (redis-py's
+            # disconnect does shutdown() then close()) and its kernel answered a late
+            # reply with a reset, which asyncio does not see once reading stopped at the
+            # EOF. shutdown() then fails (ENOTCONN), and, raised from the tunnel's
+            # data_received, the error made asyncio close the whole tunnel, silently
+            # (it logs OSErrors only in debug mode): every other connection on it was
+            # dropped, new ones before their first reply. Only this one is over.
+            self.abort()
 
     def close(self) -> None:
         if self.transport is not None:

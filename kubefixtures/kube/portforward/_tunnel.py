@@ -115,8 +115,16 @@ class SpdyTunnel(WebSocketProtocol):
         for frame in frames:
             if isinstance(frame, spdy.DataFrame):
                 stream = self._streams.get(frame.stream_id)
-                if stream is not None:
+                if stream is None:
+                    continue
+                try:
                     stream.on_data(frame.stream_id, frame.data, frame.fin)
+                except OSError as error:
+                    # One client's socket failing ends that connection only. Raised from
+                    # here, asyncio would close this tunnel and every connection on it,
+                    # and say nothing (see LocalConnection.write_eof).
+                    log.debug("a forwarded connection's client failed (%s); dropping it", error)
+                    stream.local.abort()
             else:
                 self._control(frame)
 
