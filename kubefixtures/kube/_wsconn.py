@@ -35,6 +35,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._request = request
         self._key = key
         self._subprotocol = subprotocol
+        self.subprotocol = ""  # the one the server chose, once open
         self._head = bytearray()
         self._status = 0
         self._body_wanted = -1
@@ -136,13 +137,18 @@ class WebSocketProtocol(asyncio.Protocol):
         if headers.get("sec-websocket-accept") != ws.accept_for(self._key):
             self._fail_open(b"the apiserver answered the upgrade with a wrong Sec-WebSocket-Accept")
             return
-        if headers.get("sec-websocket-protocol", "") != self._subprotocol:
+        # SUBPROTOCOL may offer several, best first ("v5.channel.k8s.io, v4.channel.k8s.io"):
+        # the server picks one of them.
+        offered = [name.strip() for name in self._subprotocol.split(",")]
+        chosen = headers.get("sec-websocket-protocol", "")
+        if chosen not in offered:
             self._status = 1
             self._fail_open(
                 f"the apiserver does not speak {self._subprotocol} "
-                f"(it chose {headers.get('sec-websocket-protocol') or 'none'})".encode()
+                f"(it chose {chosen or 'none'})".encode()
             )
             return
+        self.subprotocol = chosen
         self._head = bytearray()
         self.is_open = True
         self.opened.set_result(None)
@@ -182,6 +188,31 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
 
 
+async def upgrade_request(
+    endpoint: ApiEndpoint,
+    path: str,
+    subprotocol: str,
+    key: str,
+    user_agent: str = "kubefixtures-portforward",
+) -> bytes:
+    """The HTTP/1.1 request that opens a WebSocket on `path` (credentials included)."""
+    headers = await endpoint.auth_headers()
+    default_port = 443 if endpoint.ssl is not None else 80
+    host = endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        f"Sec-WebSocket-Protocol: {subprotocol}",
+        f"User-Agent: {user_agent}",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 async def open_websocket(
     endpoint: ApiEndpoint,
     path: str,
@@ -194,23 +225,8 @@ async def open_websocket(
 
     `what` names the target in errors ("pod ns/web-1").
     """
-    subprotocol: str = protocol_type.SUBPROTOCOL
     key = ws.new_key()
-    headers = await endpoint.auth_headers()
-    default_port = 443 if endpoint.ssl is not None else 80
-    host = endpoint.host if endpoint.port == default_port else f"{endpoint.host}:{endpoint.port}"
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        f"Sec-WebSocket-Protocol: {subprotocol}",
-        "User-Agent: kubefixtures-portforward",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    request = await upgrade_request(endpoint, path, protocol_type.SUBPROTOCOL, key)
     loop = asyncio.get_running_loop()
     protocol: WebSocketProtocol | None = None
 
