@@ -106,6 +106,13 @@ def environment(
             # outside the except block, so that pytest shows no chained exception either).
             pytest.fail(failure, pytrace=False)
         lifecycle.report_ready()
+        # The controls (env.exec, env.restart, ...) use the session's connection, whichever
+        # way the environment came: brought up here, from a details file, or from the xdist
+        # worker that manages it.
+        context = environment.context
+        environment._bind_controls(
+            lambda: session.cluster(context), session.settings.image_overrides
+        )
         tracked = session.track(fixture_name, lifecycle)
         try:
             yield environment
@@ -114,6 +121,8 @@ def environment(
             failed = tracked.failed_tests
             keep = session.settings.keep_on_failure and bool(failed)
             why = f"{len(failed)} failed test(s), first {failed[0]}" if keep else ""
+            for problem in environment._close_controls(keep=keep):
+                session.write_line(f"kubefixtures: tearing down {spec.name!r}: {problem}")
             try:
                 lifecycle.teardown(keep=keep, why=why)
             except KubefixturesError as error:

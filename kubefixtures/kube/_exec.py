@@ -77,6 +77,7 @@ def exec_path(
     namespace: str,
     pod: str,
     argv: Sequence[str],
+    *,
     container: str | None,
     stdin: bool,
 ) -> str:
@@ -97,7 +98,7 @@ class ExecConnection(WebSocketProtocol):
 
     def __init__(self, request: bytes, key: str) -> None:
         super().__init__(request, key, self.SUBPROTOCOL)
-        self._assembler = ws.MessageAssembler()
+        self._messages = ws.MessageAssembler()
         self.stdout = bytearray()
         self.stderr = bytearray()
         self.status = bytearray()
@@ -127,7 +128,7 @@ class ExecConnection(WebSocketProtocol):
                     return
                 if frame.opcode == ws.OP_PONG:
                     continue
-                message = self._assembler.add(frame)
+                message = self._messages.add(frame)
                 if message is None or not message[1]:
                     continue
                 payload = message[1]
@@ -258,7 +259,9 @@ class PodExec:
             if self._loop is None:
                 self._loop = _loop.SHARED.acquire()
             loop = self._loop
-        coroutine = self._run(namespace, pod, argv, container, stdin, timeout, what)
+        coroutine = self._run(
+            namespace, pod, argv, container=container, stdin=stdin, timeout=timeout, what=what
+        )
         return _loop.run(coroutine, loop, timeout=None)
 
     def close(self) -> None:
@@ -277,6 +280,7 @@ class PodExec:
         namespace: str,
         pod: str,
         argv: Sequence[str],
+        *,
         container: str | None,
         stdin: bytes | None,
         timeout: float,
@@ -287,7 +291,9 @@ class PodExec:
         if self._warm is None:
             self._warm = _WarmConnection(self._endpoint)
         endpoint = self._endpoint
-        path = exec_path(endpoint, namespace, pod, argv, container, stdin is not None)
+        path = exec_path(
+            endpoint, namespace, pod, argv, container=container, stdin=stdin is not None
+        )
         command = " ".join(argv)
         try:
             async with asyncio.timeout(timeout):
@@ -304,7 +310,9 @@ class PodExec:
                 f"exec in {what}: {command!r} did not finish within {timeout:g} s"
             ) from None
         if connection.broken:
-            raise ControlError(f"exec in {what}: the apiserver broke the protocol: {connection.broken}")
+            raise ControlError(
+                f"exec in {what}: the apiserver broke the protocol: {connection.broken}"
+            )
         if not connection.status:
             raise ControlError(
                 f"exec in {what}: the connection ended before {command!r} reported its exit status"
@@ -320,7 +328,8 @@ class PodExec:
         return ExecResult(code, bytes(connection.stdout), bytes(connection.stderr))
 
     async def _open(self, path: str, what: str) -> ExecConnection:
-        assert self._endpoint is not None and self._warm is not None
+        assert self._endpoint is not None
+        assert self._warm is not None
         endpoint = self._endpoint
         loop = asyncio.get_running_loop()
         for attempt in range(2):
@@ -334,7 +343,7 @@ class PodExec:
                     connection.connection_made(warm)
                 else:
                     await loop.create_connection(
-                        lambda connection=connection: connection,  # type: ignore[misc]
+                        lambda connection=connection: connection,
                         endpoint.host,
                         endpoint.port,
                         ssl=endpoint.ssl,

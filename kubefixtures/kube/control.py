@@ -244,7 +244,9 @@ def wait_gone(
 
 def list_events(cluster: Cluster, namespace: str) -> list[JSON]:
     listing = calling(
-        "list the events of", f"namespace {namespace}", lambda: cluster.list_objects(EVENT, namespace)
+        "list the events of",
+        f"namespace {namespace}",
+        lambda: cluster.list_objects(EVENT, namespace),
     )
     return list(listing.get("items") or [])
 
@@ -252,7 +254,9 @@ def list_events(cluster: Cluster, namespace: str) -> list[JSON]:
 _BUILT_IN = {
     "configmap": Resource("v1", "ConfigMap", "configmaps", True),
     "secret": Resource("v1", "Secret", "secrets", True),
-    "persistentvolumeclaim": Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True),
+    "persistentvolumeclaim": Resource(
+        "v1", "PersistentVolumeClaim", "persistentvolumeclaims", namespaced=True
+    ),
     "serviceaccount": Resource("v1", "ServiceAccount", "serviceaccounts", True),
     "endpointslice": Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),
     "event": EVENT,
@@ -287,7 +291,8 @@ def find_resource(cluster: Cluster, kind: str) -> Resource:
                 *(str(short) for short in entry.get("shortNames") or []),
             }
             if (plural if group else wanted) in names:
-                resource = Resource(api_version, str(entry["kind"]), name, bool(entry["namespaced"]))
+                kind_name = str(entry["kind"])
+                resource = Resource(api_version, kind_name, name, bool(entry["namespaced"]))
                 if not resource.namespaced:
                     raise ControlError(
                         f"get {kind}: {resource.kind} is cluster-scoped; an environment holds "
