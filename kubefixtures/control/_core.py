@@ -137,20 +137,22 @@ class ControlCore:
 
         return WORKLOADS[target.kind]
 
-    def _get(self, target: Target) -> JSON:
+    def _get(self, target: Target, verb: str = "get") -> JSON:
         from kubefixtures.kube.control import get_object
 
-        return get_object(self.cluster, self._resource(target), self.namespace, target.name)
+        return get_object(
+            self.cluster, self._resource(target), self.namespace, target.name, verb=verb
+        )
 
     def pods_of(self, target: Target, verb: str) -> list[JSON]:
         """The target's pods, not being deleted, ready ones first, then by name."""
         from kubefixtures.kube.control import list_pods, selector_of
 
         if target.kind == "pod":
-            pods = [self._get(target)]
+            pods = [self._get(target, verb)]
         else:
-            obj = self._get(target)
-            pods = list_pods(self.cluster, self.namespace, selector_of(obj), str(target))
+            obj = self._get(target, verb)
+            pods = list_pods(self.cluster, self.namespace, selector_of(obj), str(target), verb=verb)
         alive = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
         return sorted(alive, key=lambda pod: (not _ready(pod), pod["metadata"]["name"]))
 
@@ -318,7 +320,7 @@ class ControlCore:
         if target.kind in ("deployment", "statefulset", "daemonset") or (
             target.kind == "replicaset" and verb == "scale"
         ):
-            self._get(target)  # a missing one fails here, naming the target
+            self._get(target, verb)  # a missing one fails here, naming the target
             return [(WORKLOADS[target.kind], target.name)]
         if target.kind != "service":
             hint = {
@@ -334,7 +336,7 @@ class ControlCore:
                 continue
             kind, name = owner
             if kind == "ReplicaSet":
-                replica_set = get_object(self.cluster, REPLICA_SET, self.namespace, name)
+                replica_set = get_object(self.cluster, REPLICA_SET, self.namespace, name, verb=verb)
                 owner = _controller(replica_set)
                 if owner is None or owner[0] != "Deployment":
                     continue
@@ -399,7 +401,8 @@ class ControlCore:
         self._wait(workloads, deadline)
         for resource, name in workloads:
             workload = Target(resource.kind.lower(), name)
-            self._wait_terminated(workload, selector_of(self._get(workload)), deadline)
+            selector = selector_of(self._get(workload, "scale"))
+            self._wait_terminated(workload, selector, deadline)
 
     def patch(self, target: str, patch: Mapping[str, Any] | Sequence[Any]) -> JSON:
         from kubefixtures.control._targets import KINDS
@@ -553,7 +556,7 @@ class ControlCore:
         from kubefixtures.kube.client import POD
         from kubefixtures.kube.control import SERVICE, patch_object
 
-        obj = self._get(target)
+        obj = self._get(target, "forward to")
         digest = hashlib.sha256(f"{target}:{port}".encode()).hexdigest()[:10]
         if target.kind == "pod":
             # A pod's labels may match its siblings': mark this one.

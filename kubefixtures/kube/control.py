@@ -86,10 +86,13 @@ def _explain(error: ApiError) -> str:
     return f"HTTP {error.status} {error.reason}: {message}"
 
 
-def get_object(cluster: Cluster, resource: Resource, namespace: str, name: str) -> JSON:
+def get_object(
+    cluster: Cluster, resource: Resource, namespace: str, name: str, *, verb: str = "get"
+) -> JSON:
+    """The object; errors name ``verb`` (what the caller was doing) and the object."""
     what = f"{resource.kind.lower()}/{name}"
     found = calling(
-        "get", what, lambda: cluster.request("GET", resource.object_path(namespace, name))
+        verb, what, lambda: cluster.request("GET", resource.object_path(namespace, name))
     )
     found.setdefault("apiVersion", resource.api_version)
     found.setdefault("kind", resource.kind)
@@ -118,12 +121,12 @@ def selector_of(obj: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
-def list_pods(cluster: Cluster, namespace: str, selector: str, what: str) -> list[JSON]:
+def list_pods(
+    cluster: Cluster, namespace: str, selector: str, what: str, *, verb: str = "list the pods of"
+) -> list[JSON]:
     if not selector:
-        raise ControlError(f"list the pods of {what}: it selects no pods (empty selector)")
-    listing = calling(
-        "list the pods of", what, lambda: cluster.list_objects(POD, namespace, selector)
-    )
+        raise ControlError(f"{verb} {what}: it selects no pods (empty selector)")
+    listing = calling(verb, what, lambda: cluster.list_objects(POD, namespace, selector))
     return list(listing.get("items") or [])
 
 
