@@ -513,6 +513,8 @@ class ControlCore:
         else:
             wanted = [targets] if isinstance(targets, str) else list(targets)
             parsed = [parse_target(target, "wait for") for target in wanted]
+            for target in parsed:  # a typo fails now, not at the deadline
+                self._get(target, "wait for")
             items = [(WORKLOADS[target.kind], target.name) for target in parsed]
         self._wait(items, deadline)
 
@@ -736,8 +738,8 @@ def _parse_time(text: str) -> datetime:
     cleaned = text.replace("Z", "+00:00")
     if "." in cleaned:  # microseconds at most
         head, _, rest = cleaned.partition(".")
-        digits = "".join(ch for ch in rest if ch.isdigit())
-        zone = rest[len(digits) :]
+        zone_at = next((at for at, ch in enumerate(rest) if not ch.isdigit()), len(rest))
+        digits, zone = rest[:zone_at], rest[zone_at:]
         cleaned = f"{head}.{digits[:6]}{zone}"
     return datetime.fromisoformat(cleaned)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import threading
 import time
 from collections.abc import Sequence
@@ -44,6 +45,9 @@ _STDIN_CHUNK = 256 * 1024
 # proxy on the way) may close idle connections, and a stale one costs a retry.
 _WARM_MAX_AGE = 30.0
 _OPEN_TIMEOUT = 10.0
+_ATTEMPTS = 3
+_RETRY_PAUSE = 0.2
+_KUBELET_UNREACHABLE = "error sending request"
 
 JSON = dict[str, Any]
 
@@ -294,38 +298,48 @@ class PodExec:
         path = exec_path(
             endpoint, namespace, pod, argv, container=container, stdin=stdin is not None
         )
-        command = " ".join(argv)
-        try:
-            async with asyncio.timeout(timeout):
-                connection = await self._open(path, what)
-                try:
-                    if stdin is not None:
-                        connection.send_stdin(stdin)
-                        connection.close_stdin()
-                    await connection.closed
-                finally:
-                    connection.abort()
-        except TimeoutError:
-            raise ControlError(
-                f"exec in {what}: {command!r} did not finish within {timeout:g} s"
-            ) from None
-        if connection.broken:
-            raise ControlError(
-                f"exec in {what}: the apiserver broke the protocol: {connection.broken}"
-            )
-        if not connection.status:
-            raise ControlError(
-                f"exec in {what}: the connection ended before {command!r} reported its exit status"
-            )
-        try:
-            status = json.loads(bytes(connection.status))
-        except ValueError:
-            status = {"message": bytes(connection.status).decode("utf-8", "replace")}
-        code = exit_code_of(status)
-        if code is None:
+        command = shlex.join(argv)
+        deadline = asyncio.get_running_loop().time() + timeout
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._open(path, what)
+                    try:
+                        if stdin is not None:
+                            connection.send_stdin(stdin)
+                            connection.close_stdin()
+                        await connection.closed
+                    finally:
+                        connection.abort()
+            except TimeoutError:
+                raise ControlError(
+                    f"exec in {what}: {command} did not finish within {timeout:g} s"
+                ) from None
+            if connection.broken:
+                raise ControlError(
+                    f"exec in {what}: the apiserver broke the protocol: {connection.broken}"
+                )
+            if not connection.status:
+                raise ControlError(
+                    f"exec in {what}: the connection ended before {command} reported its "
+                    "exit status"
+                )
+            try:
+                status = json.loads(bytes(connection.status))
+            except ValueError:
+                status = {"message": bytes(connection.status).decode("utf-8", "replace")}
+            code = exit_code_of(status)
+            if code is not None:
+                return ExecResult(code, bytes(connection.stdout), bytes(connection.stderr))
             message = " ".join(str(status.get("message") or status).split())
-            raise ControlError(f"exec in {what}: {command!r} could not run: {message}")
-        return ExecResult(code, bytes(connection.stdout), bytes(connection.stderr))
+            never_started = not connection.stdout and not connection.stderr
+            if never_started and _KUBELET_UNREACHABLE in message and attempt + 1 < _ATTEMPTS:
+                # The apiserver could not reach the kubelet (it resets connections while
+                # busy or restarting): the command never started, so it is safe to retry.
+                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
+                continue
+            raise ControlError(f"exec in {what}: {command} could not run: {message}")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _open(self, path: str, what: str) -> ExecConnection:
         assert self._endpoint is not None

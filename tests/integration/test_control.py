@@ -82,7 +82,7 @@ def test_get_and_events(control: Environment) -> None:
 def test_exec_returns_the_exit_code_and_both_outputs(control: Environment) -> None:
     result = control.exec("deployment/shell", ["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert (result.exit_code, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
-    assert control.exec("shell", ["true"]).exit_code == 0  # a Service name: its pod
+    assert control.exec("redis", ["true"]).exit_code == 0  # a Service name: its pod
 
 
 def test_exec_passes_ten_mib_through_intact(control: Environment) -> None:
@@ -120,7 +120,7 @@ def test_exec_of_a_missing_command_says_it_could_not_run(control: Environment) -
         control.exec("deployment/shell", ["no-such-command", "--flag"])
     message = str(raised.value)
     assert message.startswith("exec in deployment/shell (pod/shell-")
-    assert "'no-such-command --flag' could not run: " in message
+    assert "no-such-command --flag could not run: " in message
 
 
 @pytest.mark.parametrize(
@@ -132,6 +132,7 @@ def test_exec_of_a_missing_command_says_it_could_not_run(control: Environment) -
         (lambda env: env.scale("job/x", 1), "scale job/x: not a workload that can scale"),
         (lambda env: env.exec("pod/nope", ["true"]), "exec in pod/nope: not found"),
         (lambda env: env.get("widgets", "x"), "get widgets: "),
+        (lambda env: env.wait_ready(["web"]), "wait for service/web: not found"),
     ],
 )
 def test_bad_targets_give_one_line_naming_the_verb_and_target(
@@ -216,7 +217,7 @@ def test_the_environments_forward_survives_a_restart(
     address = control.services["redis"].address
     assert redis_ping(address)
     before = pod_names(kubefixtures_cluster, control, "redis")
-    control.restart("deployment/redis")
+    control.restart("redis")  # a Service name: the Deployment that runs its pods
     after = pod_names(kubefixtures_cluster, control, "redis")
     assert after
     assert not after & before, "restart() returns once the old pods are gone"
@@ -239,14 +240,14 @@ def test_an_adhoc_forward_to_an_unexposed_port_heals_across_restarts(
 
     first = hello()
     assert first.startswith("hello from shell-")
-    control.restart("shell")  # a Service name: the Deployment that runs its pods
+    control.restart("deployment/shell")
     second = eventually(lambda: (text := hello()) and text != first and text, timeout=20)
     assert second, "the forward reached no new pod"
     assert second.startswith("hello from shell-")
 
 
-def test_a_forward_to_one_pod(control: Environment) -> None:
-    pod = next(iter(control.get("endpointslices", "redis")["endpoints"]))["targetRef"]["name"]
+def test_a_forward_to_one_pod(control: Environment, kubefixtures_cluster: Cluster) -> None:
+    pod = min(pod_names(kubefixtures_cluster, control, "redis"))
     address = control.forward(f"pod/{pod}", 6379)
     assert redis_ping(address.address)
 
@@ -254,7 +255,7 @@ def test_a_forward_to_one_pod(control: Environment) -> None:
 def test_delete_pod_then_wait_ready(control: Environment, kubefixtures_cluster: Cluster) -> None:
     deleted = control.delete_pod("deployment/shell")
     assert deleted.startswith("shell-")
-    control.wait_ready(["deployment/shell", "shell"], timeout=60)
+    control.wait_ready(["deployment/shell", "redis"], timeout=60)
     assert deleted not in pod_names(kubefixtures_cluster, control, "shell")
     assert control.exec("deployment/shell", ["true"]).exit_code == 0  # picks the new pod
     control.wait_ready()  # every object of the environment

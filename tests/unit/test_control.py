@@ -131,3 +131,6 @@ def test_a_failed_check_names_the_command_the_code_and_the_last_stderr_lines() -
 def test_event_times_parse_with_nanoseconds() -> None:
     assert _parse_time("2026-12-01T06:00:01Z") == datetime(2026, 12, 1, 6, 0, 1, tzinfo=UTC)
     assert _parse_time("2026-12-01T06:00:01.123456789Z").microsecond == 123456
+    assert _parse_time("2026-12-01T06:00:01.024145Z") == datetime(
+        2026, 12, 1, 6, 0, 1, 24145, tzinfo=UTC
+    )
