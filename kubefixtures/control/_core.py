@@ -39,6 +39,8 @@ _DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 _FORWARD_LABEL = "kubefixtures.io/forward-pod"
 _HELPER_LABEL = "kubefixtures.io/forward"
 _STDERR_LINES = 5
+_REPLICATED = frozenset({"Deployment", "StatefulSet", "ReplicaSet"})
+_POD_PAUSE = 0.1
 
 # Objects applied from tests, by namespace, for a failing test's report (diagnostics).
 _APPLIED: dict[str, list[str]] = {}
@@ -169,14 +171,54 @@ class ControlCore:
     def _wait(self, items: Sequence[tuple[Resource, str]], deadline: float) -> None:
         from kubefixtures.kube import Tracked, wait_ready
 
+        started = time.monotonic()
         wait_ready(
             self.cluster,
             self.namespace,
             [Tracked(resource, name) for resource, name in items],
             deadline=deadline,
             environment=self.name,
-            started=time.monotonic(),
+            started=started,
         )
+        for resource, name in items:
+            if resource.kind in _REPLICATED:
+                self._wait_pods(Target(resource.kind.lower(), name), deadline, started)
+
+    def _wait_pods(self, target: Target, deadline: float, started: float) -> None:
+        """Until as many of the workload's pods are ready as it wants. Its status lags
+        behind its pods for a moment (a pod just deleted still counts as available), so a
+        ready status alone is not proof after a ``delete_pod``."""
+        from kubefixtures.kube import Tracked, wait_ready
+        from kubefixtures.kube.client import POD
+        from kubefixtures.kube.control import list_pods, selector_of
+
+        obj = self._get(target, "wait for")
+        wanted = (obj.get("spec") or {}).get("replicas")
+        wanted = 1 if wanted is None else int(wanted)
+        selector = selector_of(obj)
+        while True:
+            pods = list_pods(self.cluster, self.namespace, selector, str(target), verb="wait for")
+            alive = [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+            if sum(_ready(pod) for pod in alive) >= wanted:
+                return
+            pending = [pod["metadata"]["name"] for pod in alive if not _ready(pod)]
+            if pending:
+                tracked = [Tracked(POD, name) for name in pending]
+                wait_ready(
+                    self.cluster,
+                    self.namespace,
+                    tracked,
+                    deadline=deadline,
+                    environment=self.name,
+                    started=started,
+                )
+            elif time.monotonic() > deadline:
+                raise ControlError(
+                    f"wait for {target}: {len(alive)}/{wanted} pods after "
+                    f"{time.monotonic() - started:.1f} s"
+                )
+            else:  # its controller has not made the replacement pod yet
+                time.sleep(_POD_PAUSE)
 
     def _wait_terminated(self, target: Target, selector: str, deadline: float) -> None:
         """Wait until the pods of ``selector`` being deleted are gone."""
