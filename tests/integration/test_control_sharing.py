@@ -59,7 +59,7 @@ def test_logs_get_events({name}):
 
 
 def test_exec_and_copies({name}, tmp_path):
-    assert {name}.exec("shell", ["echo", "hi"]).stdout == b"hi\\n"
+    assert {name}.exec("deployment/shell", ["echo", "hi"]).stdout == b"hi\\n"
     assert {name}.exec("deployment/shell", ["cat"], stdin=b"x" * 100000).stdout == b"x" * 100000
     (tmp_path / "f.txt").write_text("payload")
     remote = "/tmp/f-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -104,7 +104,7 @@ def test_restart_scale_delete({name}):
 
 def test_async_twins({name}):
     async def both():
-        return await asyncio.gather({name}.aio.exec("shell", ["echo", "a"]),
+        return await asyncio.gather({name}.aio.exec("deployment/shell", ["echo", "a"]),
                                     {name}.aio.logs("deployment/shell", tail=1))
     result, tail = asyncio.run(both())
     assert result.stdout == b"a\\n"
@@ -178,7 +178,8 @@ def test_every_control_on_a_details_file_environment(
     finally:
         up.terminate()
         try:
-            up.wait(timeout=60)
+            up.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             up.kill()
+            up.communicate()
         delete_all(kubefixtures_cluster, name)
