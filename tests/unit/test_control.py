@@ -134,3 +134,73 @@ def test_event_times_parse_with_nanoseconds() -> None:
     assert _parse_time("2026-12-01T06:00:01.024145Z") == datetime(
         2026, 12, 1, 6, 0, 1, 24145, tzinfo=UTC
     )
+
+
+class _Transport(asyncio.Transport):
+    """Enough of an asyncio transport for a handshake: what is written, and closing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += bytes(data)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("chosen", ["v5.channel.k8s.io", "v4.channel.k8s.io"])
+def test_exec_offers_v5_then_v4_and_takes_the_servers_choice(chosen: str) -> None:
+    async def handshake() -> tuple[ExecConnection, _Transport]:
+        key = ws.new_key()
+        connection = ExecConnection(b"GET /exec HTTP/1.1\r\n\r\n", key)
+        transport = _Transport()
+        connection.connection_made(transport)
+        connection.data_received(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {ws.accept_for(key)}\r\n".encode()
+            + f"Sec-WebSocket-Protocol: {chosen}\r\n\r\n".encode()
+        )
+        await connection.opened
+        return connection, transport
+
+    connection, transport = asyncio.run(handshake())
+    assert ExecConnection.SUBPROTOCOL == "v5.channel.k8s.io, v4.channel.k8s.io"
+    assert connection.subprotocol == chosen
+    transport.written = b""
+    # Only v5 can say that stdin ended (channel 255, then the stream's number).
+    assert connection.close_stdin() is (chosen == "v5.channel.k8s.io")
+    if connection.subprotocol == "v5.channel.k8s.io":
+        [frame] = ws.FrameParser().feed(transport.written)
+        assert frame.payload == bytes((255, 0))
+    else:
+        assert transport.written == b""
+
+
+def test_exec_refuses_a_subprotocol_it_did_not_offer() -> None:
+    async def handshake() -> BaseException | None:
+        key = ws.new_key()
+        connection = ExecConnection(b"GET /exec HTTP/1.1\r\n\r\n", key)
+        connection.connection_made(_Transport())
+        connection.data_received(
+            b"HTTP/1.1 101 Switching Protocols\r\n"
+            + f"Sec-WebSocket-Accept: {ws.accept_for(key)}\r\n".encode()
+            + b"Sec-WebSocket-Protocol: channel.k8s.io\r\n\r\n"
+        )
+        try:
+            await connection.opened
+        except Exception as error:
+            return error
+        return None
+
+    error = asyncio.run(handshake())
+    assert error is not None
+    assert "(it chose channel.k8s.io)" in str(error)
