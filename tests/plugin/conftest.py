@@ -11,15 +11,3 @@ def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     worker's variables would make it believe it is an xdist worker too."""
     for variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(variable, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _inner_runs_without_asyncio(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """pytest-asyncio (a dev dependency, for the async controls' tests) warns in every run
-    whose ini does not set its loop scope: inner runs have no use for it. (Set once
-    pytester exists: it clears PYTEST_ADDOPTS when it starts.)"""
-    if "pytester" in request.fixturenames:
-        request.getfixturevalue("pytester")
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
