@@ -319,7 +319,7 @@ def render_text(text: str, file: str, context: RenderContext) -> list[RenderedOb
     """Render YAML ``text`` as if read from ``file`` (named in errors): objects handed over
     in code (``env.apply({...})``) go through the same rules as sources."""
     lookup = _lookup_in(context, _resolve_values(context))
-    objects = parse_manifests(substitute(text, file, lookup), file)
+    objects = parse_manifests(substitute(text, file, lookup), file, budget=ExpansionBudget())
     _check_duplicates(objects)
     for rendered in objects:
         _check_namespace(rendered, context.namespace)

@@ -303,6 +303,7 @@ class ControlCore:
         check: bool = False,
     ) -> ExecResult:
         parsed = parse_target(target, "exec in")
+        _check_timeout("exec in", parsed, timeout)
         if isinstance(argv, str | bytes) or not argv or not all(isinstance(a, str) for a in argv):
             raise ControlError(
                 f"exec in {parsed}: argv is a non-empty list of strings, such as "
@@ -400,6 +401,7 @@ class ControlCore:
         from kubefixtures.kube.control import restart_workload, wait_gone
 
         parsed = parse_target(target, "restart")
+        _check_timeout("restart", parsed, timeout)
         deadline = time.monotonic() + timeout
         workloads = self._workloads(parsed, "restart")
         old = [
@@ -433,6 +435,7 @@ class ControlCore:
         from kubefixtures.kube.control import scale_workload, selector_of
 
         parsed = parse_target(target, "scale")
+        _check_timeout("scale", parsed, timeout)
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise ControlError(f"scale {parsed}: replicas must be an int >= 0, not {replicas!r}")
         deadline = time.monotonic() + timeout
@@ -475,6 +478,7 @@ class ControlCore:
         from kubefixtures.rendering import RenderContext, render_sources, render_text
         from kubefixtures.reuse import KnownSecrets
 
+        _check_timeout("apply", "objects", timeout)
         details = self._environment.details
         context = RenderContext(
             namespace=self.namespace,
@@ -539,6 +543,7 @@ class ControlCore:
     ) -> None:
         from kubefixtures.kube.control import WORKLOADS
 
+        _check_timeout("wait for", targets or "the environment", timeout)
         deadline = time.monotonic() + timeout
         if targets is None:
             declared = [
@@ -569,6 +574,7 @@ class ControlCore:
         from kubefixtures.kube.portforward import PortForwardError, ServicePortForward
 
         parsed = parse_target(target, "forward to")
+        _check_timeout("forward to", parsed, timeout)
         if isinstance(port, bool) or not isinstance(port, int | str) or port in ("", 0):
             raise ControlError(
                 f"forward to {parsed}: port is a number or a port name, not {port!r}"
@@ -784,6 +790,19 @@ def _parse_time(text: str) -> datetime:
         digits, zone = rest[:zone_at], rest[zone_at:]
         cleaned = f"{head}.{digits[:6]}{zone}"
     return datetime.fromisoformat(cleaned)
+
+
+def _check_timeout(verb: str, target: object, timeout: float) -> None:
+    """A timeout is finite, positive and at most a year (as every setting's seconds are)."""
+    from kubefixtures.limits import MAX_SECONDS
+
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ControlError(f"{verb} {target}: timeout is a number of seconds, not {timeout!r}")
+    if not 0 < timeout <= MAX_SECONDS:  # NaN fails both comparisons
+        raise ControlError(
+            f"{verb} {target}: timeout must be more than 0 and at most {MAX_SECONDS} s, "
+            f"not {timeout!r}"
+        )
 
 
 def _exec_failure(what: str, argv: Sequence[str], result: ExecResult) -> str:

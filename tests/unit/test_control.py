@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kubefixtures.control import ExecResult, Target, parse_target
-from kubefixtures.control._core import _exec_failure, _parse_time
+from kubefixtures.control._core import _check_timeout, _exec_failure, _parse_time
 from kubefixtures.errors import ControlError
 from kubefixtures.kube import _wsframe as ws
 from kubefixtures.kube._exec import ExecConnection, exit_code_of
@@ -204,3 +204,10 @@ def test_exec_refuses_a_subprotocol_it_did_not_offer() -> None:
     error = asyncio.run(handshake())
     assert error is not None
     assert "(it chose channel.k8s.io)" in str(error)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e12, "5", True])
+def test_timeouts_out_of_range_are_one_line(timeout: Any) -> None:
+    with pytest.raises(ControlError, match=r"^restart deployment/web: timeout "):
+        _check_timeout("restart", "deployment/web", timeout)
+    _check_timeout("restart", "deployment/web", 0.5)
