@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from kubefixtures.errors import (
     ApplyError,
     ClusterError,
+    ControlError,
     KubefixturesError,
     NotReadyError,
     RenderError,
@@ -19,6 +20,7 @@ from kubefixtures.errors import (
 from kubefixtures.factories import environment
 
 if TYPE_CHECKING:
+    from kubefixtures.control import ExecError, ExecResult
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
 
 __version__ = "0.1.0"
@@ -26,8 +28,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ApplyError",
     "ClusterError",
+    "ControlError",
     "Environment",
     "EnvironmentDetails",
+    "ExecError",
+    "ExecResult",
     "KubefixturesError",
     "NotReadyError",
     "RenderError",
@@ -37,6 +42,7 @@ __all__ = [
 ]
 
 _LAZY = {"Environment", "EnvironmentDetails", "ServiceDetails"}
+_LAZY_CONTROL = {"ExecError", "ExecResult"}
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +50,10 @@ def __getattr__(name: str) -> Any:
         from kubefixtures import details  # the point of this function
 
         return getattr(details, name)
+    if name in _LAZY_CONTROL:
+        from kubefixtures import control
+
+        return getattr(control, name)
     raise AttributeError(f"module 'kubefixtures' has no attribute {name!r}")
 
 

@@ -26,6 +26,7 @@ from pydantic import (
     field_serializer,
 )
 
+from kubefixtures.control import Controls
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.limits import MAX_FILE_BYTES, read_text
 
@@ -140,8 +141,9 @@ class EnvironmentDetails(BaseModel):
             raise KubefixturesError(f"{path}: details field {field}: {problem}") from None
 
 
-class Environment:
-    """The value of an environment fixture: a running environment in its own namespace."""
+class Environment(Controls):
+    """The value of an environment fixture: a running environment in its own namespace,
+    with controls to act on it (``logs``, ``exec``, ``restart``, ...; kubefixtures.control)."""
 
     def __init__(self, details: EnvironmentDetails, objects: Sequence[Mapping[str, Any]]) -> None:
         self._details = details

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ApplyError",
     "ClusterError",
+    "ControlError",
     "KubefixturesError",
     "NotReadyError",
     "RenderError",
@@ -50,3 +51,9 @@ class NotReadyError(KubefixturesError):
     The first line of the message is a summary; the following lines say, per object, why it
     is not ready (pod phase, container waiting reasons, last events).
     """
+
+
+class ControlError(KubefixturesError):
+    """An action on a running environment (``env.exec``, ``env.restart``, ...) failed: a bad
+    target, an RBAC denial, a command that could not run. The message names the target and
+    the verb, on one line."""

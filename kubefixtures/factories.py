@@ -73,13 +73,9 @@ def environment(
     whose image it runs; such an environment is not brought up in advance (see
     ``prestart``), since it has to wait for them.
     """
-    _check_arguments(sources, values, scope, timeout)
-    base = caller_directory()
-    paths = tuple(path if path.is_absolute() else base / path for path in map(Path, sources))
+    _check_arguments(sources, values, values_files, scope, timeout)
+    paths, files = _beside_the_caller(sources, values_files)
     frozen_values = dict(values or {})
-    if isinstance(values_files, str | Path):
-        raise TypeError("environment(values_files=...) takes a list of files")
-    files = tuple(path if path.is_absolute() else base / path for path in map(Path, values_files))
     required = tuple(_fixture_name(dependency) for dependency in requires)
 
     # pytest is imported here rather than at the top: `import kubefixtures` (the CLI does)
@@ -121,6 +117,13 @@ def environment(
             # outside the except block, so that pytest shows no chained exception either).
             pytest.fail(failure, pytrace=False)
         lifecycle.report_ready()
+        # The controls (env.exec, env.restart, ...) use the session's connection, whichever
+        # way the environment came: brought up here, from a details file, or from the xdist
+        # worker that manages it.
+        context = environment.context
+        environment._bind_controls(
+            lambda: session.cluster(context), session.settings.image_overrides
+        )
         tracked = session.track(fixture_name, lifecycle)
         try:
             yield environment
@@ -129,6 +132,8 @@ def environment(
             failed = tracked.failed_tests
             keep = session.settings.keep_on_failure and bool(failed)
             why = f"{len(failed)} failed test(s), first {failed[0]}" if keep else ""
+            for problem in environment._close_controls(keep=keep):
+                session.write_line(f"kubefixtures: tearing down {spec.name!r}: {problem}")
             try:
                 lifecycle.teardown(keep=keep, why=why)
             except KubefixturesError as error:
@@ -165,15 +170,30 @@ def _bring_up(
         raise
 
 
+def _beside_the_caller(
+    *groups: Sequence[str | Path],
+) -> tuple[tuple[Path, ...], ...]:
+    """Each group of paths, relative ones taken from the directory of the conftest (or
+    module) that declared the environment."""
+    base = caller_directory(depth=2)  # the caller of environment()
+    return tuple(
+        tuple(path if path.is_absolute() else base / path for path in map(Path, group))
+        for group in groups
+    )
+
+
 def _check_arguments(
     sources: Sequence[str | Path],
     values: Mapping[str, Any] | None,
+    values_files: Sequence[str | Path],
     scope: str,
     timeout: float | None,
 ) -> None:
     """Mistakes in a declaration fail when the conftest is imported, not in some test."""
     if not sources:
         raise TypeError("environment() needs at least one source (a YAML file, dir or chart)")
+    if isinstance(values_files, str | Path):
+        raise TypeError("environment(values_files=...) takes a list of files")
     if scope not in _SCOPES:
         raise ValueError(f"environment(scope={scope!r}): scope must be one of {', '.join(_SCOPES)}")
     if timeout is not None:

@@ -46,6 +46,7 @@ __all__ = [
     "find_helm",
     "parse_manifests",
     "render_sources",
+    "render_text",
     "substitute",
 ]
 
@@ -339,6 +340,18 @@ def render_sources(sources: Sequence[Path], context: RenderContext) -> list[Rend
             objects.extend(_render_file(source, lookup, budget))
         else:
             raise RenderError(str(source), "no such file or directory")
+    _check_duplicates(objects)
+    for rendered in objects:
+        _check_namespace(rendered, context.namespace)
+        apply_image_overrides(rendered.manifest, context.image_overrides)
+    return objects
+
+
+def render_text(text: str, file: str, context: RenderContext) -> list[RenderedObject]:
+    """Render YAML ``text`` as if read from ``file`` (named in errors): objects handed over
+    in code (``env.apply({...})``) go through the same rules as sources."""
+    lookup = _lookup_in(context, _resolve_values(context))
+    objects = parse_manifests(substitute(text, file, lookup), file, budget=ExpansionBudget())
     _check_duplicates(objects)
     for rendered in objects:
         _check_namespace(rendered, context.namespace)

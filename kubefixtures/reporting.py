@@ -164,6 +164,11 @@ def report_sections(inspection: Inspection, log_lines: int) -> list[tuple[str, s
     except KubefixturesError as error:
         return [(f"{prefix}: diagnostics", f"could not read the namespace: {error}")]
     sections = []
+    from kubefixtures.control import applied_objects
+
+    applied = applied_objects(namespace)
+    if applied:
+        sections.append((f"{prefix}: applied by tests", "\n".join(applied)))
     try:
         sections.append(
             (f"{prefix}: events", masker(events_text(cluster, namespace, REPORT_EVENTS)))

@@ -125,7 +125,21 @@ def _deployment(obj: Object) -> Readiness:
     updated = int(_status(obj).get("updatedReplicas") or 0)
     if updated < replicas:
         return _pending(f"{updated}/{replicas} replicas updated")
-    return _replica_counts(obj, "availableReplicas", "available")
+    return _no_surplus(obj) or _replica_counts(obj, "availableReplicas", "available")
+
+
+def _no_surplus(obj: Object) -> Readiness | None:
+    """Pending while pods of an older template, or beyond the wanted count, still run
+    (as ``kubectl rollout status`` waits for them): a restart or a scale-down is not over
+    while the old pods still serve."""
+    status = _status(obj)
+    total = int(status.get("replicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    if total > updated:
+        return _pending(f"{total - updated} old replicas pending termination")
+    if total > _replicas(obj):
+        return _pending(f"{total}/{_replicas(obj)} replicas, scaling down")
+    return None
 
 
 def _replica_counts(obj: Object, field: str, word: str) -> Readiness:
@@ -199,6 +213,19 @@ def _service(obj: Object, endpoint_slices: Sequence[Object]) -> Readiness:
 
 
 def _stateful_set(obj: Object) -> Readiness:
+    status = _status(obj)
+    strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+    current, update = status.get("currentRevision"), status.get("updateRevision")
+    if strategy != "OnDelete" and update and current != update:
+        updated = int(status.get("updatedReplicas") or 0)
+        return _pending(f"rolling update: {updated}/{_replicas(obj)} replicas updated")
+    total = int(status.get("replicas") or 0)
+    if total > _replicas(obj):
+        return _pending(f"{total}/{_replicas(obj)} replicas, scaling down")
+    return _replica_counts(obj, "readyReplicas", "ready")
+
+
+def _replica_set(obj: Object) -> Readiness:
     return _replica_counts(obj, "readyReplicas", "ready")
 
 
@@ -206,7 +233,7 @@ _WORKLOADS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"})
 _RULES: dict[str, Callable[[Object], Readiness]] = {
     "Deployment": _deployment,
     "StatefulSet": _stateful_set,
-    "ReplicaSet": _stateful_set,
+    "ReplicaSet": _replica_set,
     "DaemonSet": _daemon_set,
     "Pod": _pod,
     "Job": _job,

@@ -192,3 +192,50 @@ def test_events_are_summarised_newest_last() -> None:
         "Normal Pulled: ok",
         "Warning Unhealthy (x7): Readiness probe failed: nope",
     ]
+
+
+def rolling(total: int, updated: int, available: int) -> dict[str, Any]:
+    """A Deployment of one wanted replica, with ``total`` pods running."""
+    obj = deployment(1, updatedReplicas=updated, availableReplicas=available)
+    obj["status"]["replicas"] = total
+    return obj
+
+
+def test_deployment_restarting_waits_for_its_old_pods() -> None:
+    # Mid-rollout: the new pod is updated, the old one still available (and counted).
+    verdict = assess(rolling(2, 1, 1))
+    assert verdict.state is State.PENDING
+    assert verdict.reason == "1 old replicas pending termination"
+    assert assess(rolling(1, 1, 1)).ready
+
+
+def test_deployment_scaling_down_waits_for_the_surplus() -> None:
+    verdict = assess(rolling(2, 2, 2))
+    assert verdict.reason == "2/1 replicas, scaling down"
+
+
+def stateful_set(wanted: int = 1, strategy: str | None = None, **status: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {"replicas": wanted}
+    if strategy:
+        spec["updateStrategy"] = {"type": strategy}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "generation": 2},
+        "spec": spec,
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+def test_stateful_set_restarting_waits_for_the_update_revision() -> None:
+    rolling = stateful_set(
+        readyReplicas=1, replicas=1, currentRevision="db-1", updateRevision="db-2"
+    )
+    assert assess(rolling).reason == "rolling update: 0/1 replicas updated"
+    done = stateful_set(readyReplicas=1, replicas=1, currentRevision="db-2", updateRevision="db-2")
+    assert assess(done).ready
+    # OnDelete never rolls: the old revision is what runs until pods are deleted by hand.
+    on_delete = stateful_set(
+        1, "OnDelete", readyReplicas=1, replicas=1, currentRevision="db-1", updateRevision="db-2"
+    )
+    assert assess(on_delete).ready

@@ -38,6 +38,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._request = request
         self._key = key
         self._subprotocol = subprotocol
+        self.subprotocol = ""  # the one the server chose, once open
         self._head = bytearray()
         self._status = 0
         self._body_wanted = -1
@@ -155,13 +156,18 @@ class WebSocketProtocol(asyncio.Protocol):
         if headers.get("sec-websocket-accept") != ws.accept_for(self._key):
             self._fail_open(b"the apiserver answered the upgrade with a wrong Sec-WebSocket-Accept")
             return
-        if headers.get("sec-websocket-protocol", "") != self._subprotocol:
+        # SUBPROTOCOL may offer several, best first ("v5.channel.k8s.io, v4.channel.k8s.io"):
+        # the server picks one of them.
+        offered = [name.strip() for name in self._subprotocol.split(",")]
+        chosen = headers.get("sec-websocket-protocol", "")
+        if chosen not in offered:
             self._status = 1
             self._fail_open(
                 f"the apiserver does not speak {self._subprotocol} "
-                f"(it chose {headers.get('sec-websocket-protocol') or 'none'})".encode()
+                f"(it chose {chosen or 'none'})".encode()
             )
             return
+        self.subprotocol = chosen
         self._head = bytearray()
         self.is_open = True
         self.opened.set_result(None)
@@ -200,20 +206,15 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
 
 
-async def open_websocket(
+async def upgrade_request(
     endpoint: ApiEndpoint,
     path: str,
-    protocol_type: type[WebSocketProtocol],
-    *args: Any,
-    timeout: float = 10.0,
-    what: str,
-) -> Any:
-    """Connects, upgrades and returns the open `protocol_type(request, key, *args)`.
-
-    `what` names the target in errors ("pod ns/web-1").
-    """
-    subprotocol: str = protocol_type.SUBPROTOCOL
-    key = ws.new_key()
+    subprotocol: str,
+    key: str,
+    user_agent: str = "kubefixtures-portforward",
+) -> bytes:
+    """The HTTP/1.1 request that opens a WebSocket on `path` (credentials included); every
+    header value is checked for control characters, an IPv6 host is bracketed."""
     default_port = 443 if endpoint.ssl is not None else 80
     host = authority(endpoint.host, endpoint.port)
     if endpoint.port == default_port:
@@ -226,13 +227,29 @@ async def open_websocket(
             ("Sec-WebSocket-Key", key),
             ("Sec-WebSocket-Version", "13"),
             ("Sec-WebSocket-Protocol", subprotocol),
-            ("User-Agent", "kubefixtures-portforward"),
+            ("User-Agent", user_agent),
         ],
         endpoint.config.source,
     )
     headers += await endpoint.auth_headers()  # checked there too
     lines = [f"GET {path} HTTP/1.1", *(f"{name}: {value}" for name, value in headers)]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def open_websocket(
+    endpoint: ApiEndpoint,
+    path: str,
+    protocol_type: type[WebSocketProtocol],
+    *args: Any,
+    timeout: float = 10.0,
+    what: str,
+) -> Any:
+    """Connects, upgrades and returns the open `protocol_type(request, key, *args)`.
+
+    `what` names the target in errors ("pod ns/web-1").
+    """
+    key = ws.new_key()
+    request = await upgrade_request(endpoint, path, protocol_type.SUBPROTOCOL, key)
     loop = asyncio.get_running_loop()
     protocol: WebSocketProtocol | None = None
 
