@@ -341,6 +341,8 @@ def test_echo_and_half_close_through_one_tunnel(api: FakeApiServer) -> None:
         assert echo(pf.local_port, b"x", half_close=False) == b"x"
     assert api.tokens == {"Bearer s3cret"}
     assert api.streams_per_pod == Counter({"web-a": 2})
+    # One upgrade: the tunnel opened by start(), no spare opened beside it and retired.
+    assert sum("/portforward" in head for head in api.heads) == 1
 
 
 def test_a_client_gone_before_the_pods_fin_takes_no_other_connection_down(

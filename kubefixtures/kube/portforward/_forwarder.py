@@ -365,6 +365,10 @@ class AsyncServicePortForward:
         """Opens the tunnel to the current pod before a client needs it."""
         if self._stopping or self.transport != "spdy" or self._current is None:
             return
+        if self._server is None:
+            # Not started yet: _start opens the first tunnel itself. A second one opened here
+            # at the same time would retire one of the two at once (a wasted upgrade).
+            return
         if (
             self._tunnel is not None
             and self._tunnel.usable

@@ -27,6 +27,9 @@ _MAX_RESPONSE_HEAD = 64 * 1024
 # asyncio's default high-water mark (64 KiB) pauses producers after a single 256 KiB read;
 # a larger one lets one local read and one tunnel write overlap.
 WRITE_HIGH_WATER = 1024 * 1024
+# How long a failed connection waits for the peer to read its close frame and hang up
+# before it resets the TCP connection (see WebSocketProtocol.fail).
+FAIL_CLOSE_TIMEOUT = 2.0
 
 
 class WebSocketProtocol(asyncio.Protocol):
@@ -50,6 +53,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.is_open = False
         self._closing = False
+        self._notified_closed = False
+        self._fail_deadline: asyncio.TimerHandle | None = None
 
     # -- for subclasses ---------------------------------------------------------------
     def on_data(self, payload: bytes) -> None:
@@ -78,19 +83,29 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def fail(self, reason: str, close_code: int = ws.CLOSE_PROTOCOL_ERROR) -> None:
         """Fails the connection (RFC 6455 section 7.1.7) after the peer broke a protocol:
-        logs one line, sends a close frame with `close_code` if it can leave at once, and
-        drops the connection, never waiting on a peer that no longer makes sense."""
+        logs one line, sends a close frame with `close_code` and drops the connection at
+        once for its users, never waiting on a peer that no longer makes sense."""
         log.warning("port-forward tunnel: %s; closing it (WebSocket close %d)", reason, close_code)
         transport = self.transport
         if transport is None or self._closing:
             return
         self._closing = True
-        if self.is_open:
-            transport.write(ws.encode_close(close_code))
-        if transport.get_write_buffer_size():
+        if not self.is_open:
             transport.abort()
-        else:
-            transport.close()
+            return
+        transport.write(ws.encode_close(close_code))
+        # Closing the socket now would lose the close frame: the peer goes on sending (here
+        # the rest of what broke the protocol, replies already on their way), a socket
+        # closed with unread bytes, or receiving more, answers with a TCP reset, and a reset
+        # makes the peer's kernel drop what it had not read yet - our close frame with it.
+        # So the socket stays open, reading and discarding (data_received), until the peer
+        # hangs up after reading the frame, or FAIL_CLOSE_TIMEOUT passes: then a reset.
+        # The users are told now (on_closed): for them the connection is gone.
+        transport.resume_reading()
+        self._fail_deadline = asyncio.get_running_loop().call_later(
+            FAIL_CLOSE_TIMEOUT, transport.abort
+        )
+        self._notify_closed()
 
     # -- asyncio.Protocol ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +115,8 @@ class WebSocketProtocol(asyncio.Protocol):
         transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:  # a failed connection waiting for the peer to hang up (fail)
+            return
         if self.is_open:
             self._frames(data)
         else:
@@ -108,6 +125,8 @@ class WebSocketProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_open = False
         self._closing = True
+        if self._fail_deadline is not None:
+            self._fail_deadline.cancel()
         if not self.opened.done():
             if self._status:
                 self._fail_open(bytes(self._head))
@@ -120,9 +139,14 @@ class WebSocketProtocol(asyncio.Protocol):
                 )
         if not self.closed.done():
             self.closed.set_result(None)
-        self.on_closed()
+        self._notify_closed()
 
     # -- internals -----------------------------------------------------------------------
+    def _notify_closed(self) -> None:
+        if not self._notified_closed:
+            self._notified_closed = True
+            self.on_closed()
+
     def _handshake(self, data: bytes) -> None:
         self._head += data
         if self._status:  # an error response: collecting its body
