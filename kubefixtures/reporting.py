@@ -12,8 +12,10 @@
 
 Secrets never appear: the values of the namespace's Secrets (kubefixtures' own
 ``kubefixtures-secrets`` among them, which holds the generated ones) and any value the
-caller knows to be secret are replaced with ``********`` in everything shown or written,
-and Secret objects are written with their data masked.
+caller knows to be secret are replaced with ``********`` in everything shown or written
+(in objects and events before they are serialised or normalised, so that neither YAML's
+folding nor collapsed whitespace hides a value from the masker), and Secret objects are
+written with their data masked. The bundle is private: directories 0700, files 0600.
 
 Everything here is best effort: an error becomes a line in the output, never an exception
 that would hide the test's own failure.
@@ -21,6 +23,7 @@ that would hide the test's own failure.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures.errors import KubefixturesError
+from kubefixtures.private_files import write_private_file
 from kubefixtures.secrets import MASK, Masker, namespace_secret_values
 
 if TYPE_CHECKING:
@@ -71,8 +75,11 @@ def _event_time(event: Mapping[str, Any]) -> str:
     )
 
 
-def _events(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    return sorted(cluster.events(namespace, timeout=_TIMEOUT), key=_event_time)
+def _events(cluster: Cluster, namespace: str, masker: Masker) -> list[dict[str, Any]]:
+    """The namespace's events, oldest first, masked as read: ``_event_line`` collapses a
+    message's whitespace, after which a secret holding spaces or newlines no longer matches."""
+    events = sorted(cluster.events(namespace, timeout=_TIMEOUT), key=_event_time)
+    return [masker.tree(event) for event in events]
 
 
 def _event_line(event: Mapping[str, Any]) -> str:
@@ -87,9 +94,9 @@ def _event_line(event: Mapping[str, Any]) -> str:
     )
 
 
-def events_text(cluster: Cluster, namespace: str, limit: int | None = None) -> str:
-    """The namespace's events, oldest first (the last ``limit`` of them)."""
-    events = _events(cluster, namespace)
+def events_text(cluster: Cluster, namespace: str, masker: Masker, limit: int | None = None) -> str:
+    """The namespace's events, oldest first (the last ``limit`` of them), masked."""
+    events = _events(cluster, namespace, masker)
     shown = events[-limit:] if limit else events
     lines = [_event_line(event) for event in shown]
     if limit and len(events) > limit:
@@ -171,7 +178,7 @@ def report_sections(inspection: Inspection, log_lines: int) -> list[tuple[str, s
         sections.append((f"{prefix}: applied by tests", "\n".join(applied)))
     try:
         sections.append(
-            (f"{prefix}: events", masker(events_text(cluster, namespace, REPORT_EVENTS)))
+            (f"{prefix}: events", events_text(cluster, namespace, masker, REPORT_EVENTS))
         )
     except KubefixturesError as error:
         sections.append((f"{prefix}: events", f"could not list events: {error}"))
@@ -267,6 +274,21 @@ def _clean(item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+def _make_private_directory(path: Path) -> None:
+    """Create ``path`` and its missing parents 0700 (the umask can only take bits away),
+    never chmod'ed after; an existing directory is the caller's and keeps its mode."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+
+
 def write_bundle(
     cluster: Cluster,
     namespace: str,
@@ -282,12 +304,12 @@ def write_bundle(
         raise KubefixturesError(f"namespace {namespace} does not exist on {cluster.description}")
     masker = Masker({*masks, *namespace_secret_values(cluster, namespace, _TIMEOUT)})
     errors: list[str] = []
-    out.mkdir(parents=True, exist_ok=True)
+    _make_private_directory(out)
 
     def write(relative: str, text: str) -> None:
         path = out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(masker(text) + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+        _make_private_directory(path.parent)
+        write_private_file(path, masker(text) + ("" if text.endswith("\n") else "\n"))
 
     # Objects, one file per kind.
     listed: dict[str, list[dict[str, Any]]] = {}
@@ -309,11 +331,13 @@ def write_bundle(
         cleaned = [_clean(item) for item in items]
         if stem == "secrets":
             cleaned = [_mask_secret_object(item) for item in cleaned]
+        # Masked before YAML folds, quotes or escapes a long or multi-line value.
+        listed[stem] = [masker.tree(item) for item in cleaned]
         objects += len(cleaned)
-        write(f"objects/{stem}.yaml", yaml.safe_dump_all(cleaned, sort_keys=False))
+        write(f"objects/{stem}.yaml", yaml.safe_dump_all(listed[stem], sort_keys=False))
 
     # Events, then describe-like text that also uses them.
-    events = _events(cluster, namespace)
+    events = _events(cluster, namespace, masker)
     write("events.txt", "\n".join(_event_line(event) for event in events) or "(no events)")
     pods = listed.get("pods", [])
     write("describe.txt", describe(listed, events))

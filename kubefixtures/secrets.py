@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kubefixtures import naming
-from kubefixtures.errors import KubefixturesError
+from kubefixtures.errors import ApplyError, KubefixturesError
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
@@ -26,6 +26,7 @@ __all__ = [
     "SECRETS_KEY",
     "SECRETS_NAME",
     "Masker",
+    "masked_apply_error",
     "namespace_secret_values",
     "secret_object_values",
     "secret_values",
@@ -54,6 +55,18 @@ class Masker:
 
     def __call__(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern is not None else text
+
+    def tree(self, value: Any) -> Any:
+        """``value`` (parsed JSON or YAML) with every string in it masked, keys included.
+        Mask a tree before serialising it: YAML folds, wraps and escapes a long or
+        multi-line string, after which the text no longer contains the secret as such."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, Mapping):
+            return {self.tree(key): self.tree(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.tree(item) for item in value]
+        return value
 
 
 def stored_secrets_manifest(values: Mapping[str, str]) -> dict[str, Any]:
@@ -151,3 +164,16 @@ def namespace_secret_values(
     for secret in cluster.secrets(namespace, timeout=timeout):
         values.update(secret_object_values(secret))
     return values
+
+
+def masked_apply_error(
+    error: ApplyError, manifests: Iterable[Mapping[str, Any]], generated: Iterable[str]
+) -> ApplyError:
+    """``error`` with the environment's secrets masked: the apiserver's message may quote
+    the rejected object, values included. The secrets are the ``generated`` ones and the
+    values of the Secrets among ``manifests``."""
+    values = set(generated)
+    for manifest in manifests:
+        if manifest.get("kind") == "Secret" and manifest.get("apiVersion") == "v1":
+            values.update(secret_object_values(manifest))
+    return ApplyError(Masker(values)(str(error)))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kubefixtures import cancel, naming
 from kubefixtures.commands_for_people import kept_namespace_lines
-from kubefixtures.errors import KubefixturesError
+from kubefixtures.errors import ApplyError, KubefixturesError
 from kubefixtures.leases.policy import holder_identity
 from kubefixtures.provisioning.base import (
     EnvironmentSpec,
@@ -42,7 +42,7 @@ from kubefixtures.provisioning.cluster_scoped import (
 )
 from kubefixtures.provisioning.hooks import Hook, split_hooks, wait_hook
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
-from kubefixtures.secrets import SECRETS_NAME, stored_secrets_manifest
+from kubefixtures.secrets import SECRETS_NAME, masked_apply_error, stored_secrets_manifest
 
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
@@ -165,9 +165,12 @@ class FreshProvisioning:
             self.cluster_scoped.check()
         try:
             self._prepare_namespace(self.cluster, namespace)
-            self._apply(self.cluster)
-            services = self._wait_ready_and_forward(self.cluster)
-            self._run_hooks(self.cluster, self._post_install)
+            try:
+                self._apply(self.cluster)
+                services = self._wait_ready_and_forward(self.cluster)
+                self._run_hooks(self.cluster, self._post_install)
+            except ApplyError as error:
+                raise self._masked(error) from None
         except BaseException as error:
             self._abort(error)
             raise
@@ -302,6 +305,12 @@ class FreshProvisioning:
             self.namespace,
             self._deadline,
         )
+
+    def _masked(self, error: ApplyError) -> ApplyError:
+        """The apply error with this environment's secrets masked (it may quote an object)."""
+        context = self._context
+        generated = [context.secrets.get(name) for name in context.used_secrets] if context else []
+        return masked_apply_error(error, [obj.manifest for obj in self.objects], generated)
 
     def _run_hooks(self, cluster: Cluster, hooks: Sequence[Hook]) -> None:
         """Helm hooks of one phase, one after the other, each waited for."""

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kubefixtures.details import Environment, EnvironmentDetails
-from kubefixtures.errors import ClusterError
+from kubefixtures.errors import ApplyError, ClusterError
 from kubefixtures.kube import ApiError, Cluster
 from kubefixtures.provisioning.base import Inspection
 from kubefixtures.reporting import report_sections, write_bundle
-from kubefixtures.secrets import MASK, Masker, secret_values
+from kubefixtures.secrets import MASK, Masker, masked_apply_error, secret_values
 
 NS = "kf-shop-abc123"
 GENERATED = "Gx7generatedSecretValue1"
@@ -233,3 +235,86 @@ def test_the_bundle_of_a_missing_namespace_is_a_one_line_error(tmp_path: Path) -
     with pytest.raises(KubefixturesError, match=r"^namespace kf-gone does not exist on context"):
         write_bundle(FakeCluster(), "kf-gone", tmp_path)  # type: ignore[arg-type]
     assert not any(tmp_path.iterdir())
+
+
+# A value YAML folds (long, with spaces) and quotes (a newline): masking the YAML text
+# would miss it. One with double spaces and a newline, which an event line collapses.
+LONG_SECRET = ("folded secret words " * 5).strip() + "\n" + "q" * 100
+SPACED_SECRET = "two  spaces\nthen a newline"
+
+
+class LeakyCluster(FakeCluster):
+    """Secrets where serialising or normalising would hide them from a text masker."""
+
+    def request(self, method: str, path: str, **extra: Any) -> dict[str, Any]:
+        if path == f"/apis/apps/v1/namespaces/{NS}/deployments":
+            annotations = {"config": f"password: {LONG_SECRET}"}
+            deployment = {"metadata": {"name": "web", "annotations": annotations}}
+            return {"items": [deployment]}
+        if path == f"/api/v1/namespaces/{NS}/events":
+            event = {
+                "involvedObject": {"kind": "Pod", "name": "web-1"},
+                "type": "Warning",
+                "reason": "Failed",
+                "message": f"auth failed: {SPACED_SECRET}",
+                "lastTimestamp": "2024-05-01T12:00:03Z",
+            }
+            return {"items": [event]}
+        return super().request(method, path, **extra)
+
+
+def test_a_secret_yaml_folds_is_masked_in_the_bundle_objects(tmp_path: Path) -> None:
+    import yaml
+
+    assert len(LONG_SECRET) >= 200
+    assert LONG_SECRET not in yaml.safe_dump({"config": LONG_SECRET})  # YAML does fold it
+    write_bundle(LeakyCluster(), NS, tmp_path / "bundle", masks={LONG_SECRET})  # type: ignore[arg-type]
+    text = (tmp_path / "bundle" / "objects" / "deployments.apps.yaml").read_text()
+    [deployment] = yaml.safe_load_all(text)
+    assert deployment["metadata"]["annotations"]["config"] == f"password: {MASK}"
+    assert "folded secret" not in text
+
+
+def test_an_event_secret_is_masked_before_its_whitespace_is_collapsed(tmp_path: Path) -> None:
+    collapsed = " ".join(SPACED_SECRET.split())
+    masks = frozenset({SPACED_SECRET})
+    sections = dict(report_sections(inspection(LeakyCluster(), masks), log_lines=0))
+    events = sections[f"kubefixtures shop ({NS}): events"]
+    assert f"auth failed: {MASK}" in events
+    assert collapsed not in events
+    write_bundle(LeakyCluster(), NS, tmp_path / "bundle", masks=masks)  # type: ignore[arg-type]
+    for name in ("events.txt", "describe.txt"):
+        written = (tmp_path / "bundle" / name).read_text()
+        assert f"auth failed: {MASK}" in written, name
+        assert collapsed not in written, name
+
+
+def test_the_bundle_is_private_even_under_umask_0(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "bundle"
+    previous = os.umask(0)
+    try:
+        write_bundle(FakeCluster(), NS, out)  # type: ignore[arg-type]
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    paths = [out, *out.rglob("*")]
+    assert len(paths) > 10
+    for path in paths:
+        expected = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_an_apply_error_is_masked_with_the_environment_secrets() -> None:
+    manifests = [
+        {"apiVersion": "v1", "kind": "Secret", "data": {"password": b64(USER_PASSWORD)}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "data": {"note": "not-a-secret"}},
+    ]
+    error = ApplyError(
+        f"app.yaml:3: configmap/app was rejected: bad value {USER_PASSWORD!r} and "
+        f"{GENERATED}; not-a-secret"
+    )
+    masked = masked_apply_error(error, manifests, [GENERATED])
+    assert isinstance(masked, ApplyError)
+    assert str(masked) == (
+        f"app.yaml:3: configmap/app was rejected: bad value '{MASK}' and {MASK}; not-a-secret"
+    )
