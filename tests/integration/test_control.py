@@ -189,7 +189,7 @@ def test_rbac_denials_name_the_verb_and_target(
         client_cert=None,
         client_cert_files=None,
         authorization=lambda: f"Bearer {token}",
-        _ssl=[],
+        _ssl={},  # a TLS context of its own, without the admin certificate
     )
     reader = Cluster(config)
     limited = Environment(control.details, control.objects)

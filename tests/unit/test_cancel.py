@@ -14,6 +14,22 @@ from kubefixtures.leases.renewal import SessionLease, release_unsettled, unsettl
 from tests.unit.test_lease_renewal import FakeCluster
 
 
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The suite itself runs under kubefixtures, whose session has installed its own cancel
+    handlers and callback in this very process: each test gets a fresh module state and the
+    default handlers, and the outer run's come back after it (a test's SIGTERM must never
+    reach the outer run's callback, which would end the whole test run by that signal)."""
+    saved = {signum: signal.getsignal(signum) for signum in cancel.CANCEL_SIGNALS}
+    monkeypatch.setattr(cancel, "_state", cancel._State())
+    for signum in cancel.CANCEL_SIGNALS:
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, default)
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
 @pytest.fixture
 def installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     monkeypatch.setattr(cancel, "RELEASE_AFTER", 3600.0)  # not during these tests
