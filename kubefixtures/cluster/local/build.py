@@ -112,9 +112,7 @@ def ensure_kubernetes(cache_bin: Path, log_dir: Path, progress: bool = True) -> 
         target_dir.mkdir(parents=True, exist_ok=True)
         partial = target_dir / "kube.partial"
         if progress:
-            print(
-                f"building Kubernetes {version} (first run only; ~20-30 min on 2 cores)", flush=True
-            )
+            print(f"building Kubernetes {version} (first run only; ~7 min on 2 cores)", flush=True)
         started = time.monotonic()
         _run_go(
             [_require_go(), "build", "-o", str(partial), "-ldflags", " ".join(ldflags), "."],
