@@ -7,7 +7,9 @@ tokens and token files, basic auth, exec credential plugins (tokens or client
 certificates), impersonation and ``proxy-url`` (kind, our local cluster, EKS, GKE and AKS
 with kubelogin all use these). A kubeconfig that needs more (the legacy ``auth-provider``
 plugins) is loaded by the official client instead, whose configuration is then read
-through the same interface.
+through the same interface; the client is an optional dependency
+(``pip install kubefixtures[auth-provider]``), and without it such a kubeconfig is a
+one-line error naming the user entry.
 
 Merging follows kubectl: of the files in KUBECONFIG, the first to define a name wins, as
 does the first ``current-context``; relative paths are relative to the file that holds them.
@@ -51,6 +53,10 @@ _TLS_LOCK = threading.Lock()
 class _Unsupported(Exception):
     """The kubeconfig needs something only the official client's loader does."""
 
+    def __init__(self, user: str, user_file: Path, key: str) -> None:
+        super().__init__(f"kubeconfig {user_file}: user {user!r} uses {key}")
+        self.user, self.user_file, self.key = user, user_file, key
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
@@ -76,6 +82,7 @@ class ClusterConfig:
     proxy: Proxy | None = None  # the kubeconfig's proxy-url (None: the environment's, if any)
     # Impersonate-* headers (as, as-groups, as-uid, as-user-extra), sent with every request.
     impersonation: tuple[tuple[str, str], ...] = ()
+    namespace: str | None = None  # the context's namespace (in a pod: the pod's own)
     _ssl: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -168,8 +175,8 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> Cl
     where = os.pathsep.join(str(path) for path in existing)
     try:
         return _from_merged(merged, context, where)
-    except _Unsupported:
-        return _official(files, context, where)
+    except _Unsupported as unsupported:
+        return _official(files, context, where, unsupported)
 
 
 def _read(path: Path) -> JSON:
@@ -275,8 +282,9 @@ def _from_merged(merged: _Merged, context: str | None, where: str) -> ClusterCon
         raise ClusterError(f"kubeconfig {where}: context {name!r} names no known cluster")
     cluster, cluster_file = merged.clusters[cluster_name]
     user, user_file = merged.users.get(str(user_name), ({}, cluster_file))
-    if any(key in user for key in _UNSUPPORTED_USER_KEYS):
-        raise _Unsupported
+    for key in _UNSUPPORTED_USER_KEYS:
+        if key in user:
+            raise _Unsupported(str(user_name), user_file, key)
     source = f"kubeconfig {where}"
     server = str(cluster.get("server") or "").rstrip("/")
     if not server:
@@ -307,6 +315,7 @@ def _from_merged(merged: _Merged, context: str | None, where: str) -> ClusterCon
         else None,
         proxy=parse_proxy(proxy_url, f"{cluster_source}: proxy-url") if proxy_url else None,
         impersonation=_impersonation(user, f"kubeconfig {user_file}: user {user_name!r}"),
+        namespace=_optional_string(entry, "namespace", f"{source}: context {name!r}"),
     )
 
 
@@ -562,14 +571,29 @@ def _in_cluster() -> ClusterConfig:
         source=source,
         ca_file=str(ca),
         authorization=_TokenFile(_SERVICE_ACCOUNT / "token", source).authorization,
+        namespace=_pod_namespace(),
     )
+
+
+def _pod_namespace() -> str | None:
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        return (_SERVICE_ACCOUNT / "namespace").read_text().strip() or None
+    return None
 
 
 # --- the official client, for what this module does not read --------------------------------
 
 
-def _official(files: str, context: str | None, where: str) -> ClusterConfig:
-    from kubernetes import client, config  # lazy: see the module docstring
+def _official(
+    files: str, context: str | None, where: str, unsupported: _Unsupported
+) -> ClusterConfig:
+    try:
+        from kubernetes import client, config  # lazy: see the module docstring
+    except ImportError:
+        raise ClusterError(
+            f"{unsupported}, which needs the official kubernetes client: "
+            "pip install 'kubefixtures[auth-provider]'"
+        ) from None
 
     configuration = client.Configuration()
     try:

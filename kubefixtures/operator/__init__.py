@@ -6,7 +6,7 @@ this package registers its kopf handlers). The pytest plugin never imports it.
 
 from __future__ import annotations
 
-from kubefixtures.operator import handlers
+from kubefixtures.operator import handlers, login
 from kubefixtures.operator.config import OperatorConfig
 
-__all__ = ["OperatorConfig", "handlers"]
+__all__ = ["OperatorConfig", "handlers", "login"]

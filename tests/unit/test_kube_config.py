@@ -289,3 +289,18 @@ def test_importing_the_loader_does_not_import_the_official_client() -> None:
     code = "import sys, kubefixtures.kube.config; print('kubernetes' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False"
+
+
+def test_an_auth_provider_without_the_official_client_names_the_user_and_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "kubernetes", None)  # as when it is not installed
+    provider = {"name": "oidc", "config": {"id-token": "x", "client-id": "kf"}}
+    path = kubeconfig(tmp_path / "config", users={"main": {"auth-provider": provider}})
+    with pytest.raises(ClusterError) as raised:
+        load_config(str(path))
+    message = str(raised.value)
+    assert message == (
+        f"kubeconfig {path}: user 'main' uses auth-provider, which needs the official "
+        "kubernetes client: pip install 'kubefixtures[auth-provider]'"
+    )
