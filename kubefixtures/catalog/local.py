@@ -256,12 +256,15 @@ def _answers(ready: str) -> bool:
                 return True
         except OSError:
             return False
-    import httpx
+    import urllib.error
+    import urllib.request
 
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local process
     try:
-        return httpx.get(ready, timeout=1.0).status_code < 400
-    except httpx.HTTPError:
-        return False
+        with direct.open(ready, timeout=1.0) as response:
+            return bool(response.status < 400)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False  # an HTTPError (4xx, 5xx) too: not ready yet
 
 
 def _give_up(service: LocalService, why: str) -> None:

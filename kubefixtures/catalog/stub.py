@@ -6,7 +6,7 @@ by its Service, so each is forwarded to the test process and reachable in the cl
 
     imposter = http_stub.create([{"predicates": [{"equals": {"path": "/price"}}],
                                   "responses": [{"is": {"statusCode": 200, "body": "42"}}]}])
-    httpx.get(imposter.url + "/price").text == "42"
+    urllib.request.urlopen(imposter.url + "/price").read() == b"42"
     imposter.requests()  # what the service under test sent it
 
 Imposters a helper created are deleted by ``close()`` (the ``http_stub`` fixture does it
@@ -15,18 +15,21 @@ after each test); ones created by others (another xdist worker) are left alone.
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import httpx
 
 from kubefixtures.catalog.connections import HttpStubDetails
 from kubefixtures.errors import KubefixturesError
 
 __all__ = ["HttpStub", "Imposter"]
 
-_TIMEOUT = httpx.Timeout(10.0)
+_TIMEOUT = 10.0
+# The admin API is a forward on 127.0.0.1: never through an HTTP(S)_PROXY of the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
@@ -41,14 +44,14 @@ class Imposter:
 
     def requests(self) -> list[dict[str, Any]]:
         """The requests it received (recorded: ``recordRequests`` is on)."""
-        response = httpx.get(self.admin_url, timeout=_TIMEOUT)
-        _check(response, f"reading imposter {self.port}")
-        recorded: list[dict[str, Any]] = response.json().get("requests", [])
+        status, body = _call("GET", self.admin_url)
+        _check(status, body, f"reading imposter {self.port}")
+        recorded: list[dict[str, Any]] = json.loads(body).get("requests", [])
         return recorded
 
 
 class HttpStub:
-    """Create and delete Mountebank imposters through the admin API, with httpx."""
+    """Create and delete Mountebank imposters through the admin API."""
 
     def __init__(self, details: HttpStubDetails) -> None:
         self.details = details
@@ -86,10 +89,10 @@ class HttpStub:
                 body["name"] = name
             if default_response is not None:
                 body["defaultResponse"] = dict(default_response)
-            response = httpx.post(f"{self.admin_url}/imposters", json=body, timeout=_TIMEOUT)
-            if response.status_code == 400 and "port" in response.text.lower() and port is None:
+            status, answer = _call("POST", f"{self.admin_url}/imposters", body)
+            if status == 400 and b"port" in answer.lower() and port is None:
                 continue  # taken (by another worker): try the next one
-            _check(response, f"creating an imposter on port {candidate}")
+            _check(status, answer, f"creating an imposter on port {candidate}")
             self._created.append(candidate)
             local = self.details.imposter_ports[candidate]
             return Imposter(
@@ -105,16 +108,16 @@ class HttpStub:
 
     def delete(self, imposter: Imposter | int) -> None:
         port = imposter.port if isinstance(imposter, Imposter) else imposter
-        response = httpx.delete(f"{self.admin_url}/imposters/{port}", timeout=_TIMEOUT)
-        _check(response, f"deleting imposter {port}")
+        status, body = _call("DELETE", f"{self.admin_url}/imposters/{port}")
+        _check(status, body, f"deleting imposter {port}")
         if port in self._created:
             self._created.remove(port)
 
     def imposters(self) -> list[dict[str, Any]]:
         """Every imposter the stub server has (``GET /imposters``)."""
-        response = httpx.get(f"{self.admin_url}/imposters", timeout=_TIMEOUT)
-        _check(response, "listing imposters")
-        listed: list[dict[str, Any]] = response.json().get("imposters", [])
+        status, body = _call("GET", f"{self.admin_url}/imposters")
+        _check(status, body, "listing imposters")
+        listed: list[dict[str, Any]] = json.loads(body).get("imposters", [])
         return listed
 
     def close(self) -> None:
@@ -126,10 +129,27 @@ class HttpStub:
         return f"HttpStub(admin_url={self.admin_url!r}, created={self._created})"
 
 
-def _check(response: httpx.Response, doing: str) -> None:
-    if response.is_success:
+def _call(method: str, url: str, body: Mapping[str, Any] | None = None) -> tuple[int, bytes]:
+    """(status, body) of one JSON request to the admin API (the standard library's HTTP:
+    the stub needs no client of its own)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with _DIRECT.open(request, timeout=_TIMEOUT) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise KubefixturesError(f"http_stub: cannot reach {url}: {reason}") from None
+
+
+def _check(status: int, body: bytes, doing: str) -> None:
+    if 200 <= status < 300:
         return
-    detail = response.text.strip().replace("\n", " ")[:300]
-    raise KubefixturesError(
-        f"http_stub: {doing}: Mountebank answered {response.status_code}: {detail}"
-    )
+    detail = body.decode("utf-8", "replace").strip().replace("\n", " ")[:300]
+    raise KubefixturesError(f"http_stub: {doing}: Mountebank answered {status}: {detail}")

@@ -6,20 +6,19 @@ the operator never imports.
     packages.py --pins       print requirements.txt from what the dev venv has installed
                              (.venv/bin/python hack/images/operator/packages.py --pins)
 
-kubernetes 37 ships an asyncio copy of its whole client (``kubernetes/aio``, about 70 MB
-with its byte code); neither kopf nor kubefixtures imports it. Standard library only.
+The official ``kubernetes`` client is not among them: the operator logs kopf in through
+kubefixtures' own kubeconfig loader (kubefixtures/operator/login.py) and reads the pod's
+ServiceAccount itself. Standard library only.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 IMAGE_DIR = "/opt/kubefixtures/site"
-UNUSED = ("kubernetes/aio",)
 
 
 HEADER = """\
@@ -72,8 +71,6 @@ def main() -> None:
     command += ["--compile", IMAGE_DIR]
     if subprocess.run(command, check=False).returncode != 0:
         sys.exit("packages.py: tree.py pip failed (its output is above)")
-    for unused in UNUSED:
-        shutil.rmtree(out / unused)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from kubefixtures.kube._headers import checked_headers
-from kubefixtures.kube._proxy import ProxyError, authority, tunnel_async
+from kubefixtures.kube._proxy import ProxyError, tunnel_async
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     PortForwardForbiddenError,
@@ -19,7 +19,7 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward import _wsframe as ws
-from kubefixtures.kube.portforward._api import ApiEndpoint, status_message
+from kubefixtures.kube.portforward._api import ApiEndpoint, host_header, status_message
 
 log = logging.getLogger("kubefixtures.portforward")
 
@@ -239,13 +239,9 @@ async def upgrade_request(
 ) -> bytes:
     """The HTTP/1.1 request that opens a WebSocket on `path` (credentials included); every
     header value is checked for control characters, an IPv6 host is bracketed."""
-    default_port = 443 if endpoint.ssl is not None else 80
-    host = authority(endpoint.host, endpoint.port)
-    if endpoint.port == default_port:
-        host = host.rsplit(":", 1)[0]
     headers = checked_headers(
         [
-            ("Host", host),
+            ("Host", host_header(endpoint)),
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
             ("Sec-WebSocket-Key", key),
