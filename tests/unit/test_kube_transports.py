@@ -1,5 +1,5 @@
 """Every way kubefixtures reaches an apiserver (the synchronous client, the port
-forwarder's httpx reads and watches, its WebSocket/SPDY upgrades) against a local TLS fake
+forwarder's own HTTP reads and watches, its WebSocket/SPDY upgrades) against a local TLS fake
 apiserver: tls-server-name, CONNECT proxies, client certificates from a credential plugin,
 impersonation headers, and header values that would inject lines."""
 
@@ -10,6 +10,7 @@ import base64
 import json
 import ssl
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +69,7 @@ def config(pki: Pki, server: str, **fields: Any) -> ClusterConfig:
 
 
 def every_transport(cluster: ClusterConfig) -> None:
-    """A GET on the synchronous client, then a forward: httpx GETs and a watch, a WebSocket
+    """A GET on the synchronous client, then a forward: its GETs and a watch, a WebSocket
     upgrade speaking SPDY, and bytes through it."""
     connections = Connections(cluster)
     try:
@@ -104,7 +105,7 @@ def test_a_proxy_url_carries_every_transport_with_its_credentials(
     host = proxy.url.removeprefix("http://")
     every_transport(config(pki, server, proxy=parse_proxy(f"http://alice:p%40ss@{host}", "t")))
     assert set(proxy.targets) == {f"{SERVER_NAME}:6443"}
-    # The sync client's connection, httpx's (reads and the watch) and the upgrade's.
+    # The sync client's connection, the forwarder's (reads, the watch) and the upgrade's.
     assert len(proxy.targets) >= 3
     expected = "Basic " + base64.b64encode(b"alice:p@ss").decode()
     assert set(proxy.authorizations) == {expected}
@@ -255,3 +256,29 @@ def test_a_credential_plugins_client_certificate_is_used_on_every_transport(
         every_transport(cluster)
         assert api.peer_subjects
         assert all(subject == ((("commonName", "exec-user"),),) for subject in api.peer_subjects)
+
+
+def test_a_forward_loads_no_general_http_client() -> None:
+    """The forwarder's reads and watches are its own HTTP/1.1 on asyncio: a first forward
+    imports no httpx (whose client cost 4.6 times the CPU per request, and tens of ms of
+    import). Run in a process of its own: other tests import httpx."""
+    code = """
+import sys
+from kubefixtures.kube.config import ClusterConfig
+from kubefixtures.kube.portforward import ServicePortForward
+from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, echo
+with FakeApiServer() as api:
+    config = ClusterConfig(server=f"http://127.0.0.1:{api.port}", context="t", source="t")
+    with ServicePortForward(config, NS, "web", "echo") as forward:
+        assert echo(forward.local_port, b"ping") == b"ping"
+print(sorted(name for name in ("httpx", "httpcore", "anyio", "h11") if name in sys.modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
