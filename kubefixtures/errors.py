@@ -6,6 +6,9 @@ option or object at fault, and what to do about it when that is not obvious.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Mapping
+
 __all__ = [
     "ApplyError",
     "ClusterError",
@@ -14,7 +17,37 @@ __all__ = [
     "NotReadyError",
     "RenderError",
     "SettingsError",
+    "setting_name",
+    "settings_named",
 ]
+
+# How the surface being run spells a setting ("kubeconfig"), for messages that tell the user
+# which one to change: pytest's option by default (kubefixtures.settings.Option.flag), the
+# CLI's flags while a `kubefixtures` command runs (settings_named). A process global rather
+# than a context variable: messages are also raised in worker threads.
+_SURFACE_NAMES: dict[str, str] = {}
+
+
+def setting_name(name: str, *, environment: str | None = None) -> str:
+    """``name`` (a setting: ``kubeconfig``, ``context``) as the user sets it where they are,
+    with ``environment`` (a variable that also sets it) added: ``--kubeconfig or KUBECONFIG``
+    under the CLI, ``--kubefixtures-kubeconfig or KUBECONFIG`` under pytest."""
+    spelled = _SURFACE_NAMES.get(name, f"--kubefixtures-{name}")
+    if environment and environment != spelled:
+        return f"{spelled} or {environment}"
+    return spelled
+
+
+@contextlib.contextmanager
+def settings_named(names: Mapping[str, str]) -> Iterator[None]:
+    """While it lasts, messages name the settings in ``names`` as given (the CLI's flags)."""
+    previous = dict(_SURFACE_NAMES)
+    _SURFACE_NAMES.update(names)
+    try:
+        yield
+    finally:
+        _SURFACE_NAMES.clear()
+        _SURFACE_NAMES.update(previous)
 
 
 class KubefixturesError(Exception):

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from kubefixtures import __version__
-from kubefixtures.errors import KubefixturesError
+from kubefixtures.cli.options import SETTING_FLAGS
+from kubefixtures.errors import KubefixturesError, settings_named
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:
-        code: int = arguments.handler(arguments)
+        with settings_named(SETTING_FLAGS):
+            code: int = arguments.handler(arguments)
     except KubefixturesError as error:
         print(f"kubefixtures: error: {error}", file=sys.stderr)
         return 1

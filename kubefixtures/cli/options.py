@@ -12,6 +12,15 @@ from kubefixtures.settings import parse_namespace_prefix
 
 T = TypeVar("T")
 
+# How messages name a setting while a command runs (kubefixtures.errors.setting_name): the
+# flags below, not the pytest options.
+SETTING_FLAGS = {
+    "kubeconfig": "--kubeconfig",
+    "context": "--context",
+    "image-overrides": "--image-overrides (kubefixtures up) or --kubefixtures-image-overrides "
+    "(pytest)",
+}
+
 
 def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     """--kubeconfig and --context, for commands that talk to a cluster."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from kubefixtures.cluster import kubeconfig
 from kubefixtures.cluster.base import ClusterError, ClusterStatus
 from kubefixtures.cluster.tools import find_tool, require_tool
+from kubefixtures.errors import setting_name
 
 ANSWER_TIMEOUT = "5s"
 
@@ -75,7 +76,8 @@ class ExistingProvider:
     def load_image(self, archive: Path) -> None:
         raise ClusterError(
             "images cannot be loaded into an existing cluster; push the image to a "
-            "registry the cluster pulls from and use --kubefixtures-image NAME=REF"
+            f"registry the cluster pulls from and map it with {setting_name('image-overrides')} "
+            "NAME=REF"
         )
 
 

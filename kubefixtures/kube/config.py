@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from kubefixtures.errors import ClusterError
+from kubefixtures.errors import ClusterError, setting_name
 from kubefixtures.kube import _redact
 from kubefixtures.kube._headers import checked_headers
 from kubefixtures.kube._proxy import Proxy, environment_proxy, parse_proxy
@@ -169,7 +169,8 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> Cl
             return _in_cluster()
         first = paths[0] if paths else Path(files)
         raise ClusterError(
-            f"kubeconfig {first} does not exist (set --kubefixtures-kubeconfig or KUBECONFIG)"
+            f"kubeconfig {first} does not exist "
+            f"(set {setting_name('kubeconfig', environment='KUBECONFIG')})"
         )
     merged = _merge([(path, _read(path)) for path in existing])
     where = os.pathsep.join(str(path) for path in existing)
@@ -273,7 +274,9 @@ def _merge(documents: list[tuple[Path, JSON]]) -> _Merged:
 def _from_merged(merged: _Merged, context: str | None, where: str) -> ClusterConfig:
     name = context or merged.current
     if not name:
-        raise ClusterError(f"kubeconfig {where}: no current-context (set --kubefixtures-context)")
+        raise ClusterError(
+            f"kubeconfig {where}: no current-context (set {setting_name('context')})"
+        )
     if name not in merged.contexts:
         raise ClusterError(f"kubeconfig {where}: no context named {name!r}")
     entry = merged.contexts[name]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import kopf
 
-from kubefixtures.errors import KubefixturesError
+from kubefixtures.errors import KubefixturesError, settings_named
 from kubefixtures.leases.options import OPERATOR_DESCRIPTION, add_operator_arguments
 from kubefixtures.operator import handlers  # noqa: F401 - registers the handlers
 from kubefixtures.operator.config import OperatorConfig
@@ -45,12 +45,17 @@ def start(arguments: argparse.Namespace) -> int:
     return run(config, liveness=arguments.liveness, verbose=arguments.verbose)
 
 
+# The operator takes its cluster from the environment (or its pod): messages name that.
+SETTING_SOURCES = {"kubeconfig": "KUBECONFIG", "context": "the kubeconfig's current-context"}
+
+
 def run(config: OperatorConfig, *, liveness: str | None = None, verbose: bool = False) -> int:
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
-    kopf.run(
-        clusterwide=True,  # namespaces are cluster-scoped, and Leases live in every namespace
-        standalone=True,
-        liveness_endpoint=liveness,
-        memo=kopf.Memo(config=config),
-    )
+    with settings_named(SETTING_SOURCES):
+        kopf.run(
+            clusterwide=True,  # namespaces are cluster-scoped, and Leases live in every namespace
+            standalone=True,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(config=config),
+        )
     return 0

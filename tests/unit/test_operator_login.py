@@ -129,3 +129,15 @@ def test_kopf_uses_this_handler_and_none_of_its_piggybacking_logins() -> None:
     registry = registries.get_default_registry()
     handlers = list(registry._activities.get_handlers(activity=causes.Activity.AUTHENTICATION))
     assert [handler.fn for handler in handlers] == [login]
+
+
+def test_the_operator_names_kubeconfig_as_it_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubefixtures.errors import ClusterError, settings_named
+    from kubefixtures.operator.main import SETTING_SOURCES
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with settings_named(SETTING_SOURCES), pytest.raises(ClusterError) as raised:
+        load_config(str(tmp_path / "absent"))
+    assert str(raised.value).endswith("absent does not exist (set KUBECONFIG)")
