@@ -17,8 +17,6 @@ __all__ = [
     "NotReadyError",
     "RenderError",
     "SettingsError",
-    "setting_name",
-    "settings_named",
 ]
 
 # How the surface being run spells a setting ("kubeconfig"), for messages that tell the user

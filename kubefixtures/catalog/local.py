@@ -261,10 +261,10 @@ def _answers(ready: str) -> bool:
 
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local process
     try:
-        with direct.open(ready, timeout=1.0) as response:
-            return bool(response.status < 400)
+        with direct.open(ready, timeout=1.0):
+            return True
     except (urllib.error.URLError, OSError, ValueError):
-        return False  # an HTTPError (4xx, 5xx) too: not ready yet
+        return False  # an HTTPError (an answer of 400 or more) too: not ready yet
 
 
 def _give_up(service: LocalService, why: str) -> None:
