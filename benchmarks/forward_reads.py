@@ -1,5 +1,5 @@
 """The port forwarder's reads of the apiserver: this checkout's HTTP client against a git
-revision's (``main`` before issue 16 used httpx), on the real cluster.
+revision's (by default 8430497, the last whose forwarder used httpx), on the real cluster.
 
     .venv/bin/python benchmarks/forward_reads.py [--baseline REV] [--requests 300] [--repeats 5]
 
@@ -30,6 +30,7 @@ from kubefixtures.kube.config import ClusterConfig, load_config
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "kubefixtures/kube/portforward/_api.py"
 PATH = "/api/v1/namespaces/default/services/kubernetes"
+HTTPX_REVISION = "8430497"  # the last revision whose forwarder read through httpx
 
 
 def load(path: Path, name: str) -> ModuleType:
@@ -93,7 +94,7 @@ def import_seconds(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", default="main")
+    parser.add_argument("--baseline", default=HTTPX_REVISION)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--kubeconfig")
