@@ -135,7 +135,8 @@ class ApiClient:
                 status, body = await self._get(target)
         except (OSError, EOFError, TimeoutError, _proxy.ProxyError, _HttpError) as error:
             raise ApiServerUnreachableError(
-                f"cannot reach the Kubernetes API server at {self.endpoint.url}: {_describe(error)}"
+                f"cannot reach the Kubernetes API server at {self.endpoint.url}: "
+                f"{_describe(error, self._timeout)}"
             ) from None
         _raise_for_status(status, body, what)
         try:
@@ -194,7 +195,7 @@ class ApiClient:
                 yield json.loads(line)
         except (OSError, EOFError, TimeoutError, _proxy.ProxyError, _HttpError) as error:
             raise ApiServerUnreachableError(
-                f"watch of {what} at {self.endpoint.url} broke: {_describe(error)}"
+                f"watch of {what} at {self.endpoint.url} broke: {_describe(error, self._timeout)}"
             ) from None
         finally:
             if connection is not None:
@@ -353,7 +354,9 @@ def _chunk_size(line: bytes) -> int:
         raise _HttpError("a malformed chunk size") from None
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException, timeout: float | None = None) -> str:
+    if isinstance(error, TimeoutError) and not str(error):
+        return f"no answer within {timeout:g}s" if timeout else "timed out"
     cause: BaseException | None = error
     while cause is not None and cause.__cause__ is not None and not str(cause):
         cause = cause.__cause__
