@@ -208,7 +208,13 @@ def test_every_other_value_reaches_its_object() -> None:
     account = the(docs, "ServiceAccount")
     assert account["metadata"]["annotations"] == {"iam.example.com/role": "reaper"}
     rules = the(docs, "ClusterRole")["rules"]
-    assert rules[2:] == [
+    # Always granted: webhook configurations calling into a namespace go before it.
+    assert rules[2] == {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+        "verbs": ["get", "list", "patch", "delete"],
+    }
+    assert rules[3:] == [
         {
             "apiGroups": ["apiextensions.k8s.io"],
             "resources": ["customresourcedefinitions"],
