@@ -170,9 +170,7 @@ def test_a_json_report_of_an_xdist_run_merges_the_workers(
     assert "s3cret-token" not in report.read_text()
 
 
-def test_an_html_report_draws_every_environment(
-    pytester: pytest.Pytester, tmp_path: Path
-) -> None:
+def test_an_html_report_draws_every_environment(pytester: pytest.Pytester, tmp_path: Path) -> None:
     project(pytester, ready=0.05)
     pytester.makeini(f"[pytest]\nkubefixtures_report = {tmp_path / 'session.html'}\n")
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=7)

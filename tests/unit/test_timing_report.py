@@ -130,9 +130,14 @@ def test_a_phase_entered_twice_adds_up_and_spans_both() -> None:
 def test_a_phase_that_raises_is_recorded_all_the_same() -> None:
     clock = ManualClock()
     phases = Phases(clock=clock)
-    with pytest.raises(RuntimeError), phases.phase("apply"):
-        clock.advance(0.5)
-        raise RuntimeError("conflict")
+
+    def conflicting_apply() -> None:
+        with phases.phase("apply"):
+            clock.advance(0.5)
+            raise RuntimeError("conflict")
+
+    with pytest.raises(RuntimeError):
+        conflicting_apply()
     assert phases.seconds() == {"apply": 0.5}
     assert phases.total == 0.5  # no begin/end: over the spans
 
@@ -218,7 +223,8 @@ def test_a_shared_environment_whose_manager_is_unknown_has_a_line_of_its_own() -
     provisioning = FakeProvisioning(spec(), waiting, manager="gw3")
     collector.environment(provisioning, "session", environment(), worker="gw1")
     assert collector.summary_lines() == [
-        "shop: namespace kf-shop-x7k2p9 of xdist worker gw3, waited 1.5 s (shared, xdist worker gw1)"
+        "shop: namespace kf-shop-x7k2p9 of xdist worker gw3, waited 1.5 s "
+        "(shared, xdist worker gw1)"
     ]
 
 
@@ -366,3 +372,9 @@ def test_public_server_keeps_scheme_host_and_port_only() -> None:
     assert public_server("https://u:p@[::1]:6443/x?y=z") == "https://[::1]:6443"
     assert public_server("https://example.com") == "https://example.com"
     assert public_server("not a url") == "(unreadable server URL)"
+
+
+def test_every_phase_is_documented() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text()
+    for phase in PHASES:
+        assert f"| `{phase}` |" in text, phase
