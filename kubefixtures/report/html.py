@@ -34,7 +34,9 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.5em; }
 table { border-collapse: collapse; } td, th { padding: 2px 10px; border-bottom: 1px solid #ddd;
   text-align: left; vertical-align: top; }
+table { font-size: 13px; } td code { white-space: nowrap; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
+td.failed { max-width: 22em; }
 code, pre { font: 12px ui-monospace, monospace; }
 .legend span { display: inline-block; margin-right: 1em; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px;
