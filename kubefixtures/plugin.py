@@ -247,7 +247,11 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     state.summary_lines.extend(str(line) for line in lines)
     if gathered:
         worker = str((getattr(node, "workerinput", None) or {}).get("workerid") or "gw?")
-        state.report.merge(worker, gathered)
+        try:
+            state.report.merge(worker, gathered)
+        except (ValueError, KeyError, TypeError) as problem:  # another kubefixtures release?
+            first = (str(problem).splitlines() or [type(problem).__name__])[0]
+            state.summary(f"kubefixtures: xdist worker {worker}'s environments: {first}")
 
 
 @pytest.hookimpl(optionalhook=True)
