@@ -112,7 +112,7 @@ class Phases:
                 )
 
     def spans(self) -> dict[str, Span]:
-        """The recorded phases, in the order they started."""
+        """The recorded phases, in the order they started (as recorded, when at once)."""
         with self._lock:
             return dict(sorted(self._spans.items(), key=lambda item: item[1].start))
 

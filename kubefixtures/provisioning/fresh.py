@@ -362,7 +362,7 @@ class FreshProvisioning:
             max_workers=max(1, min(len(keys), 16)), thread_name_prefix="kubefixtures-forward"
         )
         clock = self.phases.clock
-        forwarding = clock.monotonic()
+        started = clock.monotonic()  # the wait and the forwards start together
         forwarded: list[float] = []  # when each forward started serving
 
         def start_forward(service: str, port: int) -> PortForward:
@@ -373,7 +373,7 @@ class FreshProvisioning:
         starting = {key: pool.submit(start_forward, *key) for key in keys}
         pool.submit(_import_details)  # pydantic, for the details at the end: while pods start
         try:
-            with self.phases.phase("ready"):
+            try:
                 wait_ready(
                     cluster,
                     self.namespace,
@@ -383,11 +383,13 @@ class FreshProvisioning:
                     started=self._started,
                     cancelled=self._cancelled,
                 )
+            finally:
+                self.phases.record("ready", started, clock.monotonic())
             local_ports: dict[str, dict[int, int]] = {}
             for (name, port), future in starting.items():
                 local_ports.setdefault(name, {})[port] = future.result().local_port
             if forwarded:
-                self.phases.record("forward", forwarding, max(forwarded))
+                self.phases.record("forward", started, max(forwarded))
         except BaseException:
             self._stop_forwards()  # cancels the starts still waiting for their pods
             raise
