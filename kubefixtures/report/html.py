@@ -37,6 +37,7 @@ table { border-collapse: collapse; } td, th { padding: 2px 10px; border-bottom: 
 table { font-size: 13px; } td code { white-space: nowrap; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 td.failed { max-width: 22em; }
+div.wide { overflow-x: auto; }
 code, pre { font: 12px ui-monospace, monospace; }
 .legend span { display: inline-block; margin-right: 1em; }
 .legend i { display: inline-block; width: 12px; height: 12px; margin-right: 4px;
@@ -213,7 +214,7 @@ def render_html(report: SessionReport) -> str:
         f"{escape(report.started_at.isoformat(timespec='seconds'))}, {report.seconds:.1f} s; "
         f"exit status {outcome.exit_status}{': ' + counts if counts else ''}.</p>"
         f"<h2>Environments across the session</h2>{waterfall}"
-        f"<h2>Phases (seconds)</h2>{_environment_table(report)}"
+        f'<h2>Phases (seconds)</h2><div class="wide">{_environment_table(report)}</div>'
         f"<h2>Kept namespaces</h2>{_kept(report)}"
         "</body></html>\n"
     )
