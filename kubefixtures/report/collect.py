@@ -15,11 +15,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kubefixtures.clock import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from kubefixtures.details import Environment
     from kubefixtures.provisioning.base import Provisioning
     from kubefixtures.report.model import (
@@ -29,20 +31,20 @@ if TYPE_CHECKING:
         SessionReport,
     )
 
+    class _Address(Protocol):  # ServiceDetails and the report's ServiceAddress
+        @property
+        def host(self) -> str: ...
+
+        @property
+        def port(self) -> int: ...
+
+        @property
+        def url(self) -> str | None: ...
+
+
 __all__ = ["Collector", "describe_services", "environment_line"]
 
 _OUTCOMES = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
-
-
-class _Address(Protocol):
-    @property
-    def host(self) -> str: ...
-
-    @property
-    def port(self) -> int: ...
-
-    @property
-    def url(self) -> str | None: ...
 
 
 def describe_services(services: Mapping[str, _Address]) -> str:
