@@ -64,11 +64,20 @@ cluster: $(HOST_STAMP) $(VENV_STAMP) images ## bring the cluster up (builds Kube
 down: $(VENV_STAMP) ## stop the cluster and remove everything it put on the host
 	$(BIN)/kubefixtures cluster down
 
+# The demo's session report: a waterfall of every environment's phases (docs/report.md).
+DEMO_REPORT := $(CURDIR)/kubefixtures-report.html
+
 .PHONY: demo
 demo: cluster ## bring the cluster up, show it, and run the example shop's tests against it
 	@echo; $(BIN)/kubefixtures cluster status
 	@echo; $(BIN)/kubectl get nodes -o wide
-	@echo; cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
+	@echo; cd examples/shop && status=0; \
+	  ../../$(BIN)/pytest -p no:cacheprovider -n 2 --kubefixtures-report=$(DEMO_REPORT) || status=$$?; \
+	  echo; echo "Look around (namespaces being deleted show as Terminating for a few seconds):"; \
+	  echo "  $(BIN)/kubectl get ns -l app.kubernetes.io/managed-by=kubefixtures"; \
+	  echo "  $(BIN)/kubefixtures status"; \
+	  echo "  the session's timeline, every environment's phases: $(DEMO_REPORT)"; \
+	  exit $$status
 
 .PHONY: example
 example: cluster ## the example project's tests, two xdist workers

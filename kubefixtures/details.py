@@ -92,6 +92,11 @@ class EnvironmentDetails(BaseModel):
     objects: list[ObjectRef] = Field(default_factory=list)
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
     ready_seconds: float = 0.0
+    # Added after version 1 was first written: optional, so older files still read.
+    phases: dict[str, float] = Field(
+        default_factory=dict,
+        description="seconds spent in each phase of the setup (kubefixtures.timing.PHASES)",
+    )
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @field_serializer("secrets")

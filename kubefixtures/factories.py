@@ -109,7 +109,7 @@ def environment(
         )
         failure = None
         try:
-            environment = _bring_up(session, lifecycle, claimed)
+            environment = _bring_up(session, lifecycle, claimed, scope)
         except KubefixturesError as error:
             failure = str(error)
         if failure is not None:
@@ -157,8 +157,24 @@ def _bring_up(
     session: SessionState,
     lifecycle: Provisioning,
     claimed: tuple[Provisioning, Future[Environment]] | None,
+    scope: str,
 ) -> Environment:
-    """The environment: set up here, or brought up in advance (``claimed``)."""
+    """The environment: set up here, or brought up in advance (``claimed``); recorded, with
+    its phases, for the terminal summary and the session report."""
+    try:
+        environment = _set_up(session, lifecycle, claimed)
+    except KubefixturesError as error:
+        session.record(lifecycle, scope, None, str(error))
+        raise
+    session.record(lifecycle, scope, environment)
+    return environment
+
+
+def _set_up(
+    session: SessionState,
+    lifecycle: Provisioning,
+    claimed: tuple[Provisioning, Future[Environment]] | None,
+) -> Environment:
     if claimed is None:
         return lifecycle.setup()
     try:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kubefixtures.errors import SettingsError
 from kubefixtures.settings import OPTIONS, Settings
 
+if TYPE_CHECKING:
+    from kubefixtures.session import SessionState
+
 # Lines of a worker's terminal summary, sent to the xdist controller, which prints them:
 # a worker's own terminal output is never shown.
 WORKER_SUMMARY = "kubefixtures_summary"
+# What a worker gathered for the session report (environments, phases, kept namespaces).
+WORKER_REPORT = "kubefixtures_report"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,7 +77,12 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.write_line(line)
 
     state = SessionState(settings, write_line)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        state.worker = str(workerinput.get("workerid") or "") or None
     config.stash[SESSION_KEY] = state
+    if settings.report and workerinput is None:
+        config.pluginmanager.register(_OutcomeCounter(state), "kubefixtures-report-outcomes")
     from kubefixtures import factories
 
     # The conftests that declare environments are loaded by now (those of deeper
@@ -111,6 +121,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             state.summary_lines.append(
                 f"kubefixtures: not sharing environments with other workers: {error}"
             )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """``kubefixtures X.Y.Z: cluster CONTEXT (SERVER)``, for suites that declare environments
+    (read from the kubeconfig: nothing is contacted). Nothing for other suites."""
+    from kubefixtures import factories
+    from kubefixtures.session import SESSION_KEY
+
+    state = config.stash.get(SESSION_KEY, None)
+    if state is None or not factories.declared() or hasattr(config, "workerinput"):
+        return None
+    from kubefixtures.report.header import header_line
+
+    return header_line(state.settings.kubeconfig, state.settings.context)
 
 
 def _provisions(config: pytest.Config) -> bool:
@@ -154,15 +178,28 @@ def pytest_runtest_makereport(
     return report
 
 
+class _OutcomeCounter:
+    """Registered when a session report is asked for: counts the tests' outcomes (under
+    xdist, the controller is given every worker's reports)."""
+
+    def __init__(self, state: SessionState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.state.report.count(report.when, report.outcome, hasattr(report, "wasxfail"))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from kubefixtures.session import SESSION_KEY
 
     state = terminalreporter.config.stash.get(SESSION_KEY, None)
     if state is not None:
         state.flush()
-    if state is not None and state.summary_lines:
+    # One line per environment (every xdist worker's too), then kept namespaces and such.
+    lines = [*state.report.summary_lines(), *state.summary_lines] if state is not None else []
+    if lines:
         terminalreporter.section("kubefixtures")
-        for line in state.summary_lines:
+        for line in lines:
             terminalreporter.write_line(line)
 
 
@@ -188,17 +225,33 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
             if workeroutput is not None:
                 state.flush()
                 workeroutput[WORKER_SUMMARY] = list(state.summary_lines)
+                workeroutput[WORKER_REPORT] = state.report.worker_output()
+            elif state.settings.report:
+                from kubefixtures.report.files import write_session_report
+
+                state.summary(write_session_report(state, int(session.exitstatus)))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """pytest-xdist's controller: a worker is done; print its summary lines with ours."""
-    lines = (getattr(node, "workeroutput", None) or {}).get(WORKER_SUMMARY) or []
-    if not lines:
+    """pytest-xdist's controller: a worker is done; print its summary lines with ours, and
+    merge its environments into the session report."""
+    output = getattr(node, "workeroutput", None) or {}
+    lines = output.get(WORKER_SUMMARY) or []
+    gathered = output.get(WORKER_REPORT)
+    if not lines and not gathered:
         return
     from kubefixtures.session import session_state
 
-    session_state(node.config).summary_lines.extend(str(line) for line in lines)
+    state = session_state(node.config)
+    state.summary_lines.extend(str(line) for line in lines)
+    if gathered:
+        worker = str((getattr(node, "workerinput", None) or {}).get("workerid") or "gw?")
+        try:
+            state.report.merge(worker, gathered)
+        except (ValueError, KeyError, TypeError) as problem:  # another kubefixtures release?
+            first = (str(problem).splitlines() or [type(problem).__name__])[0]
+            state.summary(f"kubefixtures: xdist worker {worker}'s environments: {first}")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,6 +20,7 @@ import pytest
 
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.naming import new_session_id
+from kubefixtures.report.collect import Collector
 from kubefixtures.settings import Settings
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class SessionState:
         self._cancel_armed = False
         self.worker_pids: list[int] = []  # pytest-xdist's controller: its workers
         self.summary_lines: list[str] = []  # printed at the end of the run (kept namespaces)
+        self.report = Collector()  # environments, phases, outcome: the summary and the report
+        self.worker: str | None = None  # this process's xdist worker id, if it is one
 
     @property
     def secrets(self) -> Secrets:
@@ -130,6 +133,22 @@ class SessionState:
         """A line for the end of the run (a kept namespace, how to look at it)."""
         with self._lock:
             self.summary_lines.append(line)
+
+    def kept(self, namespace: str, environment: str, why: str, lines: Sequence[str]) -> None:
+        """A namespace kept for a person to look at: in the summary, and in the report."""
+        for line in lines:
+            self.summary(line)
+        self.report.kept_namespace(namespace, environment, why, lines, self.worker)
+
+    def record(
+        self,
+        provisioning: Provisioning,
+        scope: str,
+        environment: Environment | None,
+        error: str | None = None,
+    ) -> None:
+        """A fixture got its environment (or its setup failed): for the summary and report."""
+        self.report.environment(provisioning, scope, environment, error=error, worker=self.worker)
 
     def write_line(self, line: str) -> None:
         """Show ``line`` on the terminal: now from the main thread; from another thread

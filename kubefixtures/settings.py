@@ -8,6 +8,7 @@ pydantic model keeps that start-up cheap.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field
@@ -17,7 +18,14 @@ from typing import Any, Literal, Protocol
 from kubefixtures.errors import SettingsError
 from kubefixtures.limits import parse_count, parse_seconds
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides", "parse_namespace_prefix"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "Settings",
+    "parse_image_overrides",
+    "parse_namespace_prefix",
+    "parse_report_path",
+]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 
@@ -142,6 +150,13 @@ OPTIONS: tuple[Option, ...] = (
         "count",
         "log lines per container in a failing test's report (0: events only)",
     ),
+    Option(
+        "report",
+        "string",
+        "write a report of the session to FILE.json (machine-readable: environments, their "
+        "phases, the outcome, kept namespaces) or FILE.html (a waterfall of the phases)",
+        metavar="FILE",
+    ),
 )
 
 
@@ -174,6 +189,7 @@ class Settings:
     reuse: bool = False
     diagnostics: bool = True
     log_lines: int = 50
+    report: str | None = None
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -208,6 +224,7 @@ class Settings:
             reuse=parsed("kubefixtures_reuse", _flag),
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
+            report=parsed("kubefixtures_report", parse_report_path) or None,
         )
 
 
@@ -258,3 +275,25 @@ def parse_image_overrides(text: str | Iterable[str]) -> dict[str, str]:
                 raise ValueError(f"{pair!r} is not a NAME=IMAGE pair")
             overrides[name] = image
     return overrides
+
+
+REPORT_SUFFIXES = (".json", ".html")
+
+
+def parse_report_path(text: str) -> str:
+    """The session report's file, absolute: ``.json`` or ``.html``, in a directory that
+    exists and that we may write to ("" for none)."""
+    if not text:
+        return ""
+    path = os.path.abspath(os.path.expanduser(text))
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in REPORT_SUFFIXES:
+        raise ValueError(f"{text!r} must end in .json or .html (the report's format)")
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise ValueError(f"{text!r}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ValueError(f"{text!r}: directory {directory} is not writable")
+    if os.path.isdir(path):
+        raise ValueError(f"{text!r} is a directory")
+    return path

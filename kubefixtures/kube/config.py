@@ -161,11 +161,9 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> Cl
     KUBECONFIG, else ~/.kube/config), or the in-cluster config when there is no kubeconfig
     and we run in a pod. Raises ClusterError with one line naming the file and what is wrong.
     """
-    files = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
-    paths = [Path(part) for part in files.split(os.pathsep) if part]
-    existing = [path for path in paths if path.is_file()]
+    files, paths, existing = _kubeconfig_files(kubeconfig)
     if not existing:
-        if not kubeconfig and os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
+        if _in_cluster_applies(kubeconfig, context):
             return _in_cluster()
         first = paths[0] if paths else Path(files)
         raise ClusterError(
@@ -178,6 +176,44 @@ def load_config(kubeconfig: str | None = None, context: str | None = None) -> Cl
         return _from_merged(merged, context, where)
     except _Unsupported as unsupported:
         return _official(files, context, where, unsupported)
+
+
+def _kubeconfig_files(kubeconfig: str | None) -> tuple[str, list[Path], list[Path]]:
+    """The kubeconfig files as given (``kubeconfig``, else KUBECONFIG, else ~/.kube/config),
+    each as a path, and those of them that exist."""
+    files = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    paths = [Path(part) for part in files.split(os.pathsep) if part]
+    return files, paths, [path for path in paths if path.is_file()]
+
+
+def _in_cluster_applies(kubeconfig: str | None, context: str | None) -> bool:
+    """No kubeconfig file: the in-cluster config is used when we run in a pod."""
+    return not kubeconfig and not context and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+def kubeconfig_cluster(
+    kubeconfig: str | None = None, context: str | None = None
+) -> tuple[str | None, str] | None:
+    """The context and server ``load_config`` would use, read from the kubeconfig alone: no
+    credential is loaded (no exec plugin runs) and nothing is contacted, so that a pytest
+    header line can name them at no cost. None when there is no kubeconfig and no
+    in-cluster config; ClusterError (one line) when the kubeconfig cannot say."""
+    _files, _paths, existing = _kubeconfig_files(kubeconfig)
+    if not existing:
+        if _in_cluster_applies(kubeconfig, context):
+            return None, _in_cluster_server()
+        return None
+    merged = _merge([(path, _read(path)) for path in existing])
+    where = os.pathsep.join(str(path) for path in existing)
+    name = context or merged.current
+    if not name:
+        raise ClusterError(f"kubeconfig {where}: no current-context")
+    if name not in merged.contexts:
+        raise ClusterError(f"kubeconfig {where}: no context named {name!r}")
+    cluster = merged.clusters.get(str(merged.contexts[name].get("cluster")))
+    if cluster is None:
+        raise ClusterError(f"kubeconfig {where}: context {name!r} names no known cluster")
+    return name, str(cluster[0].get("server") or "").rstrip("/")
 
 
 def _read(path: Path) -> JSON:
@@ -560,16 +596,20 @@ def _timestamp(value: Any) -> float:
     return float("inf")
 
 
-def _in_cluster() -> ClusterConfig:
+def _in_cluster_server() -> str:
     host = os.environ["KUBERNETES_SERVICE_HOST"]
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     host = f"[{host}]" if ":" in host else host
+    return f"https://{host}:{port}"
+
+
+def _in_cluster() -> ClusterConfig:
     ca = _SERVICE_ACCOUNT / "ca.crt"
     source = "in-cluster config"
     if not ca.is_file():
         raise ClusterError(f"{source}: {ca} does not exist (is a service account mounted?)")
     return ClusterConfig(
-        server=f"https://{host}:{port}",
+        server=_in_cluster_server(),
         context=None,
         source=source,
         ca_file=str(ca),

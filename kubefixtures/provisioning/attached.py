@@ -31,6 +31,7 @@ from kubefixtures.provisioning.base import (
     inspect,
 )
 from kubefixtures.rendering import RenderContext, render_sources
+from kubefixtures.timing import Phases
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
@@ -90,18 +91,26 @@ class AttachedProvisioning:
         self.environment: Environment | None = None
         self.forwards: list[ServicePortForward] = []
         self._started = 0.0
+        self.phases = Phases("attached")
 
     def setup(self) -> Environment:
+        phases = self.phases
+        phases.begin()
         self._started = time.monotonic()
         self.path, details = find_details(self.files, self.spec.name)
-        self.cluster = self.session.cluster(details.context)
-        _check_namespace(self.cluster, self.path, details)
-        objects = self._render(details)
+        with phases.phase("connect"):
+            self.cluster = self.session.cluster(details.context)
+        with phases.phase("namespace"):
+            _check_namespace(self.cluster, self.path, details)
+        with phases.phase("render"):
+            objects = self._render(details)
         try:
-            services = self._forward(self.cluster, details)
+            with phases.phase("forward"):
+                services = self._forward(self.cluster, details)
         except BaseException:
             self._stop_forwards()
             raise
+        phases.end()
         self.environment = Environment(details.model_copy(update={"services": services}), objects)
         return self.environment
 

@@ -8,7 +8,7 @@ the terminal now, lines for the summary at the end). This module imports nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
     from kubefixtures.rendering import Secrets
     from kubefixtures.settings import Settings
+    from kubefixtures.timing import Phases
 
 __all__ = [
     "DETAILS_VARIABLE",
@@ -56,6 +57,10 @@ class Reporter(Protocol):
 
     def summary(self, line: str) -> None:
         """A line for the end of the run (a kept namespace, how to look at it)."""
+
+    def kept(self, namespace: str, environment: str, why: str, lines: Sequence[str]) -> None:
+        """A namespace kept for a person to look at: ``lines`` (for the end of the run, as
+        ``summary``) say so and give the commands to paste; the session report lists it."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,10 @@ class Provisioning(Protocol):
     reused) namespace, one shared with other xdist workers, or one from a details file."""
 
     spec: EnvironmentSpec
+
+    @property
+    def phases(self) -> Phases:
+        """How long each phase of the setup took, and how the environment came."""
 
     def setup(self) -> Environment: ...
 

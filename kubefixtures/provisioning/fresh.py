@@ -43,6 +43,7 @@ from kubefixtures.provisioning.cluster_scoped import (
 from kubefixtures.provisioning.hooks import Hook, split_hooks, wait_hook
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
 from kubefixtures.secrets import SECRETS_NAME, masked_apply_error, stored_secrets_manifest
+from kubefixtures.timing import Phases
 
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
@@ -137,6 +138,7 @@ class FreshProvisioning:
         self.render_session_id = session.session_id
         self.secrets: Secrets | None = None  # None: the session's
         self._context: RenderContext | None = None
+        self.phases = Phases("fresh")  # how long each step took (kubefixtures.timing)
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -146,34 +148,45 @@ class FreshProvisioning:
         Prints nothing: the caller reports (``report_ready``), so that setup can also run in
         a background thread.
         """
+        phases = self.phases
+        phases.begin()
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
         # Connecting (loading credentials, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
         try:
-            connecting: Future[Cluster] = pool.submit(self.session.cluster, None)
+            connecting: Future[Cluster] = pool.submit(
+                phases.timed("connect", self.session.cluster), None
+            )
             namespace = self._choose_namespace(connecting)
-            context = self._render(namespace)
+            with phases.phase("render"):
+                context = self._render(namespace)
             self.cluster = connecting.result()
         finally:
             # A render error is reported at once, without waiting for a slow connection.
             pool.shutdown(wait=False)
-        self._resolve(self.cluster, namespace)
-        if self.cluster_scoped:
-            # Before anything exists: a foreign or conflicting object leaves nothing behind.
-            self.cluster_scoped.check()
+        with phases.phase("resolve"):
+            self._resolve(self.cluster, namespace)
+            if self.cluster_scoped:
+                # Before anything exists: a foreign or conflicting object leaves nothing behind.
+                self.cluster_scoped.check()
         try:
-            self._prepare_namespace(self.cluster, namespace)
+            with phases.phase("namespace"):
+                self._prepare_namespace(self.cluster, namespace)
             try:
-                self._apply(self.cluster)
+                with phases.phase("apply"):
+                    self._apply(self.cluster)
                 services = self._wait_ready_and_forward(self.cluster)
-                self._run_hooks(self.cluster, self._post_install)
+                if self._post_install:
+                    with phases.phase("hooks"):
+                        self._run_hooks(self.cluster, self._post_install)
             except ApplyError as error:
                 raise self._masked(error) from None
         except BaseException as error:
             self._abort(error)
             raise
+        phases.end()
         from kubefixtures.details import Environment  # pydantic: loaded while pods start
 
         self.environment = Environment(self._details(context, services), self._manifests())
@@ -181,10 +194,15 @@ class FreshProvisioning:
 
     def _choose_namespace(self, connecting: Future[Cluster]) -> str:
         """The namespace to bring the environment up in: the strategy's, or a new one."""
-        adopted = self.strategy.choose(connecting)
+        if isinstance(self.strategy, NewNamespace):
+            adopted = None
+        else:
+            with self.phases.phase("reuse"):
+                adopted = self.strategy.choose(connecting)
         if adopted is None:
             return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         self._adopted = True
+        self.phases.mode = "reused"
         self._adopted_lease = adopted.lease
         self.secrets = adopted.secrets
         self.render_session_id = adopted.session_id
@@ -343,21 +361,35 @@ class FreshProvisioning:
         pool = ThreadPoolExecutor(
             max_workers=max(1, min(len(keys), 16)), thread_name_prefix="kubefixtures-forward"
         )
-        starting = {key: pool.submit(self._start_forward, cluster, *key) for key in keys}
+        clock = self.phases.clock
+        started = clock.monotonic()  # the wait and the forwards start together
+        forwarded: list[float] = []  # when each forward started serving
+
+        def start_forward(service: str, port: int) -> PortForward:
+            forward = self._start_forward(cluster, service, port)
+            forwarded.append(clock.monotonic())
+            return forward
+
+        starting = {key: pool.submit(start_forward, *key) for key in keys}
         pool.submit(_import_details)  # pydantic, for the details at the end: while pods start
         try:
-            wait_ready(
-                cluster,
-                self.namespace,
-                tracked,
-                deadline=self._deadline,
-                environment=self.spec.name,
-                started=self._started,
-                cancelled=self._cancelled,
-            )
+            try:
+                wait_ready(
+                    cluster,
+                    self.namespace,
+                    tracked,
+                    deadline=self._deadline,
+                    environment=self.spec.name,
+                    started=self._started,
+                    cancelled=self._cancelled,
+                )
+            finally:
+                self.phases.record("ready", started, clock.monotonic())
             local_ports: dict[str, dict[int, int]] = {}
             for (name, port), future in starting.items():
                 local_ports.setdefault(name, {})[port] = future.result().local_port
+            if forwarded:
+                self.phases.record("forward", started, max(forwarded))
         except BaseException:
             self._stop_forwards()  # cancels the starts still waiting for their pods
             raise
@@ -434,6 +466,7 @@ class FreshProvisioning:
                 name: SecretStr(context.secrets.get(name)) for name in sorted(context.used_secrets)
             },
             ready_seconds=round(time.monotonic() - self._started, 3),
+            phases=self.phases.seconds(),
         )
 
     def _manifests(self) -> list[dict[str, Any]]:
@@ -450,11 +483,10 @@ class FreshProvisioning:
     def report_ready(self) -> None:
         """Write the environment's line to the terminal: namespace, objects, time, services."""
         assert self.environment is not None
+        from kubefixtures.report.collect import describe_services
+
         details = self.environment.details
-        services = ", ".join(
-            f"{name} {service.url or f'{service.host}:{service.port}'}"
-            for name, service in details.services.items()
-        )
+        services = describe_services(details.services)
         self.session.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r} ready in {details.ready_seconds:.1f} s: "
             f"namespace {details.namespace}, {len(details.objects)} objects"
@@ -505,8 +537,8 @@ class FreshProvisioning:
         if not self._created or self.cluster is None or self.namespace is None:
             return
         if keep:
-            for line in self._kept_message(why):
-                self.session.reporter.summary(line)
+            lines = self._kept_message(why)
+            self.session.reporter.kept(self.namespace, self.spec.name, why, lines)
             self._finish_lease(keep_for=self.settings.keep_for, because=why or "kept")
             return
         left_up = (

@@ -20,6 +20,7 @@ from kubefixtures.provisioning.base import (
     SessionView,
     inspect,
 )
+from kubefixtures.timing import Phases
 
 if TYPE_CHECKING:
     from kubefixtures.details import Environment
@@ -54,10 +55,21 @@ class SharedProvisioning:
         self.key = sharing_key(local.spec)
         self.claim: Claim | None = None
         self.environment: Environment | None = None
+        self._waiting = Phases("shared")  # a worker that attaches: how long it waited
 
     @property
     def managing(self) -> bool:
         return self.claim is not None and self.claim.role == "manager"
+
+    @property
+    def phases(self) -> Phases:
+        """The manager's phases where this worker brings it up, else its wait."""
+        return self.local.phases if self.managing else self._waiting
+
+    @property
+    def manager(self) -> str | None:
+        """The xdist worker that brought the environment up (None before the claim)."""
+        return self.claim.manager if self.claim is not None else None
 
     def setup(self) -> Environment:
         self.claim = self.coordinator.claim(self.key, self.spec.name)
@@ -71,7 +83,10 @@ class SharedProvisioning:
             self.coordinator.publish(self.key, _payload(self.environment))
             return self.environment
         timeout = (self.spec.timeout or self.session.settings.ready_timeout) + ATTACH_MARGIN
-        payload = self.coordinator.wait_ready(self.key, timeout)
+        self._waiting.begin()
+        with self._waiting.phase("wait"):
+            payload = self.coordinator.wait_ready(self.key, timeout)
+        self._waiting.end()
         from kubefixtures.details import Environment, EnvironmentDetails
 
         self.environment = Environment(

@@ -80,6 +80,12 @@ def test_namespace_is_labelled_and_objects_rendered(
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "kubefixtures.local/redis:7.0"  # the image override reached the pod spec
     assert shop.details.ready_seconds > 0
+    # Every step of a fresh setup was timed, in the order it ran (kubefixtures.timing).
+    phases = shop.details.phases
+    assert sorted(list(phases)[:2]) == ["connect", "render"]  # side by side
+    assert list(phases)[2:] == ["resolve", "namespace", "apply", "ready", "forward"]
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert phases["forward"] <= shop.details.ready_seconds
 
 
 def test_a_helm_chart_source_works(echo_chart: Environment, kubefixtures_cluster: Cluster) -> None:

@@ -39,10 +39,12 @@ def test_forty_tests_on_four_workers_share_one_namespace(
     write_suite(tmp_path, name, count=40)
     try:
         started = time.monotonic()
-        result = run_pytest(tmp_path, "-n", "4")
+        report = tmp_path / "report.json"
+        result = run_pytest(tmp_path, "-n", "4", f"--kubefixtures-report={report}")
         elapsed = time.monotonic() - started
         assert result.returncode == 0, output(result)
         assert "40 passed" in result.stdout
+        check_report(report, result.stdout, name)
         seen = records(tmp_path)
         assert len(seen) == 40
         assert len({record["worker"] for record in seen}) > 1  # really spread over workers
@@ -55,6 +57,26 @@ def test_forty_tests_on_four_workers_share_one_namespace(
         print(f"pytest -n 4, 40 tests, one environment: {elapsed:.1f} s")
     finally:
         delete_all(kubefixtures_cluster, name)
+
+
+def check_report(path: Path, stdout: str, name: str) -> None:
+    """The controller's summary line and report hold what the workers did."""
+    import jsonschema
+
+    from kubefixtures.report.model import SCHEMA_PATH
+
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    assert data["outcome"]["passed"] == 40
+    assert data["workers"] == ["gw0", "gw1", "gw2", "gw3"]
+    brought_up = [env for env in data["environments"] if env["mode"] == "fresh"]
+    [manager] = brought_up  # one worker brought it up; the others that needed it waited
+    assert {env["mode"] for env in data["environments"]} <= {"fresh", "shared"}
+    assert list(manager["phases"])[2:] == ["resolve", "namespace", "apply", "ready", "forward"]
+    assert data["cluster"]["server"].startswith("https://")
+    line = f"{name}: ready in * s (fresh, xdist worker {manager['worker']}): namespace "
+    line += f"{manager['namespace']}, * objects, web http://127.0.0.1:* | * ready * s*"
+    pytest.LineMatcher(stdout.splitlines()).fnmatch_lines(["*= kubefixtures =*", line])
 
 
 def state_file(basetemp: Path) -> dict[str, Any] | None:
