@@ -82,6 +82,7 @@ def _error(message: str) -> int:
 def run_gc(arguments: argparse.Namespace) -> int:
     from kubefixtures.kube.client import Cluster
     from kubefixtures.leases.cluster_scoped import reap_cluster_scoped
+    from kubefixtures.leases.existing_namespaces import reap_existing
     from kubefixtures.leases.reaping import list_sessions, recheck_and_delete
 
     started = time.monotonic()
@@ -115,6 +116,17 @@ def run_gc(arguments: argparse.Namespace) -> int:
                 else:
                     kept += 1
                     print(f"kept          {session.name}: {reason}")
+        # Sessions in existing namespaces: their objects and Lease, never the namespace.
+        existing = reap_existing(
+            cluster, arguments.grace, selector=arguments.selector, dry_run=arguments.dry_run
+        )
+        for gone in existing:
+            what = ", ".join(gone.deleted) if gone.deleted else "no objects left"
+            verb_now = "would reap" if gone.dry_run else "reaped"
+            print(
+                f"{verb_now:<13} session {gone.session} in namespace {gone.namespace} (the "
+                f"namespace stays): {gone.reason}; {what if not gone.dry_run else 'its objects'}"
+            )
         # After the namespaces: owners in a namespace just deleted are gone too.
         reaped = reap_cluster_scoped(
             cluster, arguments.grace, selector=arguments.selector, dry_run=arguments.dry_run
