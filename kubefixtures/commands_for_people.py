@@ -122,4 +122,5 @@ def kept_objects_lines(
         f"  {kubectl} logs --all-containers --prefix --tail=200 -l {quoted}",
         f"  {kubectl} get events --sort-by=.lastTimestamp",
         f"  {kubectl} delete {listed} -l {quoted}  # remove them (the namespace stays)",
+        f"  {kubectl} delete lease kubefixtures-session  # then let the next session in",
     ]

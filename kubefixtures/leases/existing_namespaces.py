@@ -120,7 +120,8 @@ def list_existing(cluster: Cluster, selector: str | None = None) -> list[dict[st
 
 def reap_session(cluster: Cluster, lease: Mapping[str, Any]) -> list[str]:
     """Delete a dead session's objects in its existing namespace, then its Lease (only as it
-    was read). Returns what was deleted, as ``kind/name``."""
+    was read, and only if every recorded kind could be listed: the Lease is the record of
+    what is left). Returns what was deleted, as ``kind/name``."""
     from kubefixtures.leases.cluster_scoped import remove_webhooks_into, unchanged
 
     metadata = _metadata(lease)
@@ -129,6 +130,7 @@ def reap_session(cluster: Cluster, lease: Mapping[str, Any]) -> list[str]:
     if not namespace or not session_id:
         return []
     deleted = remove_webhooks_into(cluster, namespace)
+    complete = True  # every recorded kind listed: only then may the record (the Lease) go
     for api_version, kind in kinds_of(lease):
         resource = cluster.resource_for(api_version, kind)
         if resource is None or not resource.namespaced:
@@ -138,13 +140,15 @@ def reap_session(cluster: Cluster, lease: Mapping[str, Any]) -> list[str]:
             objects = cluster.items(resource, namespace, label_selector=selector)
         except Forbidden:
             logger.warning("may not list %s in %s: left alone", resource.plural, namespace)
+            complete = False
             continue
         for obj in objects:
             name = str(_metadata(obj).get("name") or "")
             uid = str(_metadata(obj).get("uid") or "")
             if cluster.delete_unchanged(resource, namespace, name, {"uid": uid}):
                 deleted.append(f"{kind.lower()}/{name}")
-    cluster.delete_unchanged(LEASE, namespace, LEASE_NAME, unchanged(lease))
+    if complete:
+        cluster.delete_unchanged(LEASE, namespace, LEASE_NAME, unchanged(lease))
     return deleted
 
 
