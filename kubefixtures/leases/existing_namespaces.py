@@ -108,12 +108,15 @@ def session_selector(session_id: str) -> str:
     return managed_selector(f"{SESSION_LABEL}={session_id}")
 
 
-def list_existing(cluster: Cluster, selector: str | None = None) -> list[dict[str, Any]]:
-    """The Leases of sessions in existing namespaces (narrowed by ``selector``)."""
+def list_existing(
+    cluster: Cluster, selector: str | None = None, namespace: str | None = None
+) -> list[dict[str, Any]]:
+    """The Leases of sessions in existing namespaces (narrowed by ``selector``; in one
+    ``namespace`` only, for credentials limited to it)."""
     extra = f"{EXISTING_NAMESPACE_LABEL}=true" + (f",{selector}" if selector else "")
     return [
         lease
-        for lease in cluster.items(LEASE, None, label_selector=managed_selector(extra))
+        for lease in cluster.items(LEASE, namespace, label_selector=managed_selector(extra))
         if _metadata(lease).get("name") == LEASE_NAME
     ]
 
@@ -170,16 +173,16 @@ def reap_existing(
     selector: str | None = None,
     dry_run: bool = False,
     now: Callable[[], datetime] | None = None,
+    namespace: str | None = None,
 ) -> list[ReapedSession]:
     """One sweep over the Leases of sessions in existing namespaces: reap those
     :func:`decide` condemns, after reading each afresh (a renewal since the listing wins)."""
     now = now or cluster.server_clock.wall
     done = []
-    for listed in list_existing(cluster, selector):
-        metadata = _metadata(listed)
-        namespace, session_id = str(metadata.get("namespace")), ""
+    for listed in list_existing(cluster, selector, namespace):
+        where, session_id = str(_metadata(listed).get("namespace")), ""
         try:
-            fresh = cluster.get_or_none(LEASE, namespace, LEASE_NAME)
+            fresh = cluster.get_or_none(LEASE, where, LEASE_NAME)
             if fresh is None:
                 continue
             judged = existing_session(fresh)
@@ -189,7 +192,7 @@ def reap_existing(
                 continue
             deleted = () if dry_run else tuple(reap_session(cluster, fresh))
         except KubefixturesError as error:  # one namespace must not stop the sweep
-            logger.warning("reaping session %s in namespace %s: %s", session_id, namespace, error)
+            logger.warning("reaping session %s in namespace %s: %s", session_id, where, error)
             continue
-        done.append(ReapedSession(namespace, session_id, decision.reason, deleted, dry_run))
+        done.append(ReapedSession(where, session_id, decision.reason, deleted, dry_run))
     return done

@@ -275,6 +275,12 @@ def test_a_killed_sessions_objects_are_reaped_by_gc_but_never_the_namespace(
     wait_until(lambda: not session_objects(cluster, team.namespace, session_id), 30, "deletion")
     assert the_lease(cluster, team.namespace) is None
     assert_left_alone(cluster, team.namespace)
+    # With the team's own credentials (no namespace or cluster-wide rights), `gc
+    # --namespace` finds nothing left to reap there.
+    capsys.readouterr()
+    limited = ["gc", f"--kubeconfig={team.kubeconfig}", f"--namespace={team.namespace}"]
+    assert cli_main(limited) == 0
+    assert f"gc: 0 dead sessions in namespace {team.namespace}" in capsys.readouterr().out
     # The namespace is free for the next session.
     again = sessions(fixture_name())
     assert again.namespace() == team.namespace
