@@ -27,6 +27,7 @@ from kubefixtures.kube.config import load_config
 from kubefixtures.leases.existing_namespaces import APPLIED_KINDS_ANNOTATION
 from kubefixtures.leases.policy import EXISTING_NAMESPACE_LABEL, LEASE_NAME
 from kubefixtures.naming import ENVIRONMENT_LABEL, SESSION_LABEL
+from tests.integration.sharing_support import BIN
 from tests.integration.test_cluster_scoped import (
     ENVIRONMENTS,
     GRACE_SECONDS,
@@ -241,6 +242,7 @@ def test_keep_on_failure_keeps_the_objects_with_commands_that_work(
     for line in lines:
         if " delete " in line:
             command = shlex.split(line.partition("  #")[0])
+            command[0] = str(BIN / "kubectl")  # the project's kubectl
             subprocess.run(command, check=True, capture_output=True, timeout=60)
     wait_until(lambda: not session_objects(cluster, team.namespace, session_id), 30, "deletion")
     assert the_lease(cluster, team.namespace) is None

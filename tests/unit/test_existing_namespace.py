@@ -140,3 +140,63 @@ def test_kept_objects_lines_select_by_label_and_leave_the_namespace() -> None:
         "next session in"
     )
     assert not any("delete namespace" in line for line in lines)
+
+
+class FakeLease:
+    """What a share of an existing namespace's Lease calls on it."""
+
+    namespace = "team-ci"
+    holder = "abc12345@ci-7/42"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.clock = self
+
+    def wall(self) -> datetime:
+        return NOW
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def delete(self) -> str | None:
+        self.calls.append("delete")
+        return None
+
+    def keep_until(self, until: datetime, because: str | None, *, released: bool) -> None:
+        self.calls.append(f"keep {format_time(until)} {because} released={released}")
+
+
+def shares(count: int) -> tuple[FakeLease, list[Any]]:
+    from kubefixtures.provisioning import existing
+
+    lease = FakeLease()
+    hold = existing._Hold(lease)  # type: ignore[arg-type]
+    hold.users = count
+    key = ("test", f"team-{count}")
+    existing._holds[key] = hold
+    return lease, [existing._Share(key, hold) for _ in range(count)]
+
+
+def test_the_last_environment_deletes_the_lease() -> None:
+    lease, (first, second) = shares(2)
+    assert first.finish(None) is None
+    assert lease.calls == []  # the second environment still needs it
+    assert first.finish(None) is None  # a second finish of the same share counts once
+    assert second.finish(None) is None
+    assert lease.calls == ["delete"]
+
+
+def test_one_kept_environment_keeps_the_lease_for_the_longest_keep() -> None:
+    lease, (first, second) = shares(2)
+    first.finish(3600, "test_a failed")
+    line = second.finish(None)
+    assert lease.calls == [
+        "stop",
+        f"keep {format_time(NOW + timedelta(seconds=3600))} test_a failed released=True",
+    ]
+    assert line is not None
+    assert "objects of session abc12345 in namespace team-ci are kept until" in line
+    assert "never the namespace" in line
