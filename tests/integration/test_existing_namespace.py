@@ -228,7 +228,7 @@ def test_keep_on_failure_keeps_the_objects_with_commands_that_work(
     kubefixtures_cluster: Cluster, team: Team, sessions: Callable[..., Session]
 ) -> None:
     cluster = kubefixtures_cluster
-    session = sessions(fixture_name(), "--kubefixtures-keep-on-failure", check="assert False")
+    session = sessions(fixture_name(), "--kubefixtures-keep-on-failure=true", check="assert False")
     assert session.finish() != 0
     assert "kept the objects of environment" in session.output, session.output
     lines = [
