@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["MAX_POD_LINES", "kept_namespace_lines", "kubectl_prefix"]
+__all__ = ["MAX_POD_LINES", "kept_namespace_lines", "kept_objects_lines", "kubectl_prefix"]
 
 MAX_POD_LINES = 8  # a namespace with more pods gets one `logs` line per pod up to this many
 
@@ -95,3 +95,32 @@ def kept_namespace_lines(
         f"  {cluster_wide} delete namespace {namespace}  # remove it",
     ]
     return lines
+
+
+def kept_objects_lines(
+    namespace: str,
+    environment: str,
+    why: str,
+    *,
+    selector: str,
+    kinds: Sequence[str],
+    context: str | None,
+    kubeconfig: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What the summary says about an environment's objects kept in a namespace that is not
+    kubefixtures' (``--kubefixtures-namespace``): they are found by ``selector`` among
+    ``kinds`` (plural resource names); removing them leaves the namespace alone."""
+    kubectl = kubectl_prefix(context, kubeconfig, namespace, environ)
+    listed = ",".join(kinds) or "all"
+    quoted = shlex.quote(selector)
+    return [
+        f"kept the objects of environment {environment!r} in namespace {namespace} ({why}); "
+        "the namespace is yours and stays; commands to paste:",
+        f"  {kubectl} get {listed} -l {quoted}",
+        f"  {kubectl} describe pods -l {quoted}",
+        f"  {kubectl} logs --all-containers --prefix --tail=200 -l {quoted}",
+        f"  {kubectl} get events --sort-by=.lastTimestamp",
+        f"  {kubectl} delete {listed} -l {quoted}  # remove them (the namespace stays)",
+        f"  {kubectl} delete lease kubefixtures-session  # then let the next session in",
+    ]

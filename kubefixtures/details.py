@@ -91,6 +91,9 @@ class EnvironmentDetails(BaseModel):
     services: dict[str, ServiceDetails] = Field(default_factory=dict)
     objects: list[ObjectRef] = Field(default_factory=list)
     secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # The values ``kubefixtures up`` rendered it with (a run attaching to it renders its
+    # objects with them); empty: the declaration's own.
+    values: dict[str, Any] = Field(default_factory=dict)
     ready_seconds: float = 0.0
     # Added after version 1 was first written: optional, so older files still read.
     phases: dict[str, float] = Field(

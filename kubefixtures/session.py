@@ -89,7 +89,7 @@ class SessionState:
             if key not in self._clusters:
                 from kubefixtures.kube import Cluster  # lazy: only sessions with environments
 
-                self._clusters[key] = Cluster.connect(*key)
+                self._clusters[key] = Cluster.connect(*key, namespace=self.settings.namespace)
             return self._clusters[key]
 
     def arm_cancel(self) -> None:

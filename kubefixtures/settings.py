@@ -23,6 +23,7 @@ __all__ = [
     "Option",
     "Settings",
     "parse_image_overrides",
+    "parse_namespace",
     "parse_namespace_prefix",
     "parse_report_path",
 ]
@@ -91,6 +92,14 @@ OPTIONS: tuple[Option, ...] = (
         "string",
         "prefix of the namespaces kubefixtures creates",
         metavar="PREFIX",
+    ),
+    Option(
+        "namespace",
+        "string",
+        "an existing namespace to bring every environment up in, for credentials that may "
+        "not create namespaces: kubefixtures never creates nor deletes it, deletes only the "
+        "objects it applied there, and refuses a second session in it",
+        metavar="NAME",
     ),
     Option(
         "ready-timeout",
@@ -179,6 +188,7 @@ class Settings:
     context: str | None = None
     kubeconfig: str | None = None
     namespace_prefix: str = "kf"
+    namespace: str | None = None  # an existing namespace (provisioning.existing)
     ready_timeout: float = 180.0
     keep_on_failure: bool = False
     image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
@@ -208,10 +218,18 @@ class Settings:
                 raise SettingsError(f"{option.flag} (ini {option.ini}): {error}") from None
 
         prefix = parsed("kubefixtures_namespace_prefix", parse_namespace_prefix)
+        namespace = parsed("kubefixtures_namespace", parse_namespace) or None
+        reuse = parsed("kubefixtures_reuse", _flag)
+        if namespace and reuse:
+            raise SettingsError(
+                "--kubefixtures-namespace (ini kubefixtures_namespace) cannot be combined with "
+                "--kubefixtures-reuse: reuse keeps whole namespaces between runs"
+            )
         return cls(
             context=raw["kubefixtures_context"] or None,
             kubeconfig=raw["kubefixtures_kubeconfig"] or None,
             namespace_prefix=prefix,
+            namespace=namespace,
             ready_timeout=parsed("kubefixtures_ready_timeout", parse_seconds),
             keep_on_failure=parsed("kubefixtures_keep_on_failure", _flag),
             image_overrides=MappingProxyType(
@@ -221,7 +239,7 @@ class Settings:
             prestart=parsed("kubefixtures_prestart", _flag),
             lease_duration=parsed("kubefixtures_lease_duration", parse_seconds),
             keep_for=parsed("kubefixtures_keep_for", parse_seconds),
-            reuse=parsed("kubefixtures_reuse", _flag),
+            reuse=reuse,
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
             report=parsed("kubefixtures_report", parse_report_path) or None,
@@ -258,6 +276,16 @@ def parse_namespace_prefix(text: str) -> str:
         raise ValueError(
             f"{text!r} is not a usable namespace prefix "
             "(lowercase letters, digits and dashes, at most 32 characters)"
+        )
+    return text
+
+
+def parse_namespace(text: str) -> str:
+    """An existing namespace's name (a DNS-1123 label), or "" for none."""
+    if text and not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", text):
+        raise ValueError(
+            f"{text!r} is not a namespace name "
+            "(lowercase letters, digits and dashes, at most 63 characters)"
         )
     return text
 

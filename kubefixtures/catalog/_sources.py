@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_VALUES", "SERVICES", "manifests", "merged_values"]
+__all__ = ["DEFAULT_VALUES", "SERVICES", "catalog_value_problem", "manifests", "merged_values"]
 
 # Catalog name (as in fixtures and values) -> directory under manifests/ (beside this
 # module), which is also the name of its Kubernetes Service.
@@ -54,3 +54,13 @@ def merged_values(values: Mapping[str, Any] | None) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def catalog_value_problem(service: str, key: str) -> str | None:
+    """Why ``service.key`` is not a value of catalog service ``service`` (None: it is)."""
+    known = DEFAULT_VALUES.get(service) or {}
+    if key in known:
+        return None
+    if not known:
+        return f"catalog service {service} takes no values"
+    return f"catalog service {service} has no value {key!r} (it takes {', '.join(known)})"

@@ -18,10 +18,14 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from kubefixtures.cli.options import add_cluster_options, count, namespace_prefix, seconds
 from kubefixtures.errors import KubefixturesError
 from kubefixtures.settings import Settings
+
+if TYPE_CHECKING:
+    from kubefixtures.provisioning.base import EnvironmentSpec
 
 __all__ = ["register"]
 
@@ -37,16 +41,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up = commands.add_parser(
         "up",
         help="bring an environment up, write its details file, serve it until interrupted",
-        description="Bring SOURCE... up in a new namespace as an environment fixture would, "
-        "write its details (0600, secrets included) and serve its port-forwards until "
-        "Ctrl-C or SIGTERM. The environment then stays up for --keep-for seconds; "
-        "KUBEFIXTURES_DETAILS=FILE pytest uses it, `kubefixtures down FILE` deletes it.",
+        description="Bring SOURCE... (and --catalog services) up in a new namespace as an "
+        "environment fixture would, write its details (0600, secrets included) and serve its "
+        "port-forwards until Ctrl-C or SIGTERM. The environment then stays up for --keep-for "
+        "seconds; KUBEFIXTURES_DETAILS=FILE pytest uses it, `kubefixtures down FILE` "
+        "deletes it.",
     )
-    up.add_argument("sources", nargs="+", type=Path, metavar="SOURCE")
+    up.add_argument("sources", nargs="*", type=Path, metavar="SOURCE")
+    up.add_argument(
+        "--catalog",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SERVICE",
+        help="catalog services to bring up with the sources, as catalog(...) does "
+        "(redis, postgres, s3, http_stub: docs/catalog)",
+    )
     up.add_argument(
         "--name",
-        help="the environment's name: the fixture name that will use it "
-        "(default: the first source's name)",
+        help="the environment's name: the fixture name that will use it (default: "
+        "kubefixtures_SERVICE for one --catalog service, as kubefixtures.catalog.fixtures "
+        "names it; else the first source's name)",
     )
     up.add_argument(
         "--values",
@@ -55,7 +70,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="extend",
         default=[],
         metavar="NAME=VALUE",
-        help="placeholder values (strings), as environment(values=...) gives them",
+        help="placeholder values (strings), as environment(values=...) gives them; a dotted "
+        "NAME is nested (postgres.database=shop gives ${postgres.database})",
     )
     up.add_argument(
         "--values-file",
@@ -131,6 +147,36 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     diagnose.set_defaults(handler=run_diagnose)
 
 
+def _nested_values(pairs: list[tuple[str, str]], services: list[str]) -> dict[str, Any]:
+    """``--values`` pairs as environment(values=...) takes them: a dotted name is nested
+    (``postgres.database=shop`` -> ``{"postgres": {"database": "shop"}}``). A value of a
+    ``--catalog`` service must be one the service takes."""
+    from kubefixtures.catalog._sources import catalog_value_problem
+
+    values: dict[str, Any] = {}
+    for name, value in pairs:
+        parts = name.split(".")
+        if not all(parts):
+            raise KubefixturesError(f"--values {name}={value}: {name!r} has an empty part")
+        if parts[0] in services:
+            problem = catalog_value_problem(parts[0], ".".join(parts[1:]))
+            if problem:
+                raise KubefixturesError(f"--values {name}={value}: {problem}")
+        table = values
+        for depth, part in enumerate(parts[:-1]):
+            inner = table.setdefault(part, {})
+            if not isinstance(inner, dict):
+                given = ".".join(parts[: depth + 1])
+                raise KubefixturesError(
+                    f"--values {name}={value}: {given} is given a value of its own already"
+                )
+            table = inner
+        if isinstance(table.get(parts[-1]), dict):
+            raise KubefixturesError(f"--values {name}={value}: {name} has nested values already")
+        table[parts[-1]] = value
+    return values
+
+
 def _default_name(source: Path) -> str:
     stem = source.resolve().name
     stem = stem.removesuffix(".yaml").removesuffix(".yml")
@@ -143,15 +189,12 @@ def _default_name(source: Path) -> str:
 
 def run_up(arguments: argparse.Namespace) -> int:
     from kubefixtures.details import EnvironmentDetails
-    from kubefixtures.provisioning.base import EnvironmentSpec
     from kubefixtures.provisioning.fresh import FreshProvisioning
     from kubefixtures.session import SessionState
     from kubefixtures.settings import parse_image_overrides
 
-    for source in arguments.sources:
-        if not source.exists():
-            raise KubefixturesError(f"{source}: no such file or directory")
-    name = arguments.name or _default_name(arguments.sources[0])
+    spec = _spec_of(arguments)
+    name = spec.name
     try:
         overrides = parse_image_overrides(arguments.image_overrides)
     except ValueError as error:
@@ -167,12 +210,6 @@ def run_up(arguments: argparse.Namespace) -> int:
     )
     out: Path = (arguments.details_out or Path(f"{name}.kubefixtures.json")).resolve()
     session = SessionState(settings, lambda line: print(line, flush=True))
-    spec = EnvironmentSpec(
-        name=name,
-        sources=tuple(source.resolve() for source in arguments.sources),
-        values=dict(arguments.values),
-        values_files=tuple(path.resolve() for path in arguments.values_files),
-    )
     lifecycle = FreshProvisioning(spec, session.view())
     stop = threading.Event()
 
@@ -185,7 +222,10 @@ def run_up(arguments: argparse.Namespace) -> int:
     }
     try:
         environment = lifecycle.setup()
-        details: EnvironmentDetails = environment.details
+        # The values it was rendered with: a run attaching to it renders its objects alike.
+        details: EnvironmentDetails = environment.details.model_copy(
+            update={"values": dict(spec.values)}
+        )
         details.write(out)
         lifecycle.report_ready()
         session.flush()
@@ -207,6 +247,44 @@ def run_up(arguments: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         session.close()
+
+
+def _spec_of(arguments: argparse.Namespace) -> EnvironmentSpec:
+    """The environment ``up`` brings up: its sources (catalog services first), name and
+    values; bad arguments are one line naming the flag."""
+    from kubefixtures.catalog._sources import SERVICES, manifests, merged_values
+    from kubefixtures.provisioning.base import EnvironmentSpec
+
+    services: list[str] = arguments.catalog
+    for service in services:
+        if service not in SERVICES:
+            raise KubefixturesError(
+                f"--catalog {service}: no such catalog service (the catalog has "
+                f"{', '.join(SERVICES)})"
+            )
+    if len(set(services)) != len(services):
+        raise KubefixturesError(f"--catalog {' '.join(services)}: a service is named twice")
+    for source in arguments.sources:
+        if not source.exists():
+            raise KubefixturesError(f"{source}: no such file or directory")
+    if not services and not arguments.sources:
+        raise KubefixturesError("up: give SOURCE... or --catalog SERVICE... (or both)")
+    values = _nested_values(arguments.values, services)
+    if services:
+        values = merged_values(values)  # the catalog's defaults under what was given
+    sources = [*(manifests(service) for service in services), *arguments.sources]
+    if arguments.name:
+        name = arguments.name
+    elif len(services) == 1 and not arguments.sources:
+        name = f"kubefixtures_{services[0]}"  # the environment of catalog.fixtures' fixture
+    else:
+        name = _default_name(arguments.sources[0] if arguments.sources else Path("catalog"))
+    return EnvironmentSpec(
+        name=name,
+        sources=tuple(source.resolve() for source in sources),
+        values=values,
+        values_files=tuple(path.resolve() for path in arguments.values_files),
+    )
 
 
 # --- down -----------------------------------------------------------------------------------------

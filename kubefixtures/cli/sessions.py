@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from kubefixtures.cli.options import add_cluster_options
 from kubefixtures.leases.options import (
@@ -32,6 +33,10 @@ from kubefixtures.leases.policy import (
 )
 from kubefixtures.naming import CI_JOB_LABEL, HOST_LABEL, USER_LABEL
 
+if TYPE_CHECKING:
+    from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.existing_namespaces import ReapedSession
+
 __all__ = ["register"]
 
 GC_COMPONENT = "kubefixtures-gc"
@@ -45,10 +50,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "whose session lease expired more than --grace seconds ago (and whose keep-until has "
         "passed), or that has no lease and is older than --grace; then remove such dead "
         "sessions from the owners of cluster-scoped objects labelled likewise, deleting those "
-        "left without owners. Nothing else is touched.",
+        "left without owners; then reap dead sessions in existing namespaces "
+        "(--kubefixtures-namespace): their objects and lease, never the namespace. Nothing "
+        "else is touched.",
     )
     gc.add_argument(
         "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
+    )
+    gc.add_argument(
+        "--namespace",
+        metavar="NAME",
+        help="only reap dead sessions in this existing namespace (for credentials limited "
+        "to it: no namespace nor cluster-scoped object is looked at)",
     )
     add_grace_option(gc)
     add_selector_option(gc)
@@ -82,11 +95,14 @@ def _error(message: str) -> int:
 def run_gc(arguments: argparse.Namespace) -> int:
     from kubefixtures.kube.client import Cluster
     from kubefixtures.leases.cluster_scoped import reap_cluster_scoped
+    from kubefixtures.leases.existing_namespaces import reap_existing
     from kubefixtures.leases.reaping import list_sessions, recheck_and_delete
 
     started = time.monotonic()
     cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
     try:
+        if arguments.namespace:
+            return _reap_in(cluster, arguments, started)
         sessions = list_sessions(cluster, arguments.selector)
         # The API server's time (measured on its answers), never this machine's: a laptop
         # whose clock is ahead must not condemn everyone's live sessions.
@@ -115,6 +131,12 @@ def run_gc(arguments: argparse.Namespace) -> int:
                 else:
                     kept += 1
                     print(f"kept          {session.name}: {reason}")
+        # Sessions in existing namespaces: their objects and Lease, never the namespace.
+        _print_reaped(
+            reap_existing(
+                cluster, arguments.grace, selector=arguments.selector, dry_run=arguments.dry_run
+            )
+        )
         # After the namespaces: owners in a namespace just deleted are gone too.
         reaped = reap_cluster_scoped(
             cluster, arguments.grace, selector=arguments.selector, dry_run=arguments.dry_run
@@ -135,6 +157,35 @@ def run_gc(arguments: argparse.Namespace) -> int:
             f"the others are still used by live sessions"
         )
     return 0
+
+
+def _reap_in(cluster: Cluster, arguments: argparse.Namespace, started: float) -> int:
+    """``gc --namespace NAME``: dead sessions in that existing namespace only."""
+    from kubefixtures.leases.existing_namespaces import reap_existing
+
+    reaped = reap_existing(
+        cluster,
+        arguments.grace,
+        selector=arguments.selector,
+        dry_run=arguments.dry_run,
+        namespace=arguments.namespace,
+    )
+    _print_reaped(reaped)
+    print(
+        f"gc: {len(reaped)} dead sessions in namespace {arguments.namespace} on "
+        f"{cluster.description} ({time.monotonic() - started:.1f} s)"
+    )
+    return 0
+
+
+def _print_reaped(reaped: list[ReapedSession]) -> None:
+    for gone in reaped:
+        verb = "would reap" if gone.dry_run else "reaped"
+        what = "its objects" if gone.dry_run else ", ".join(gone.deleted) or "no objects left"
+        print(
+            f"{verb:<13} session {gone.session} in namespace {gone.namespace} (the namespace "
+            f"stays): {gone.reason}; {what}"
+        )
 
 
 # --- status ------------------------------------------------------------------------------------

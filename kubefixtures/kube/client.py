@@ -128,14 +128,17 @@ class Cluster:
     # --- connecting -----------------------------------------------------------------------
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
-        """Load credentials, then check the cluster answers and lets us create namespaces.
+    def connect(
+        cls, kubeconfig: str | None = None, context: str | None = None, namespace: str | None = None
+    ) -> Cluster:
+        """Load credentials, then check the cluster answers and lets us create namespaces
+        (or, given an existing ``namespace`` to work in, Leases in it).
 
         Raises ClusterError with one line saying which kubeconfig/context failed and why.
         """
         cluster = cls(load_config(kubeconfig, context))
         try:
-            cluster.check_access()
+            cluster.check_access(namespace)
         except BaseException:
             cluster.close()
             raise
@@ -154,21 +157,35 @@ class Cluster:
             raise
         return cluster
 
-    def check_access(self) -> None:
+    def check_access(self, namespace: str | None = None) -> None:
         self.check_reachable()
+        attributes: dict[str, str] = {"verb": "create", "resource": "namespaces"}
+        if namespace:
+            attributes = {
+                "verb": "create",
+                "group": "coordination.k8s.io",
+                "resource": "leases",
+                "namespace": namespace,
+            }
         review = self.request(
             "POST",
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             body={
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SelfSubjectAccessReview",
-                "spec": {"resourceAttributes": {"verb": "create", "resource": "namespaces"}},
+                "spec": {"resourceAttributes": attributes},
             },
         )
         if not (review.get("status") or {}).get("allowed"):
+            if namespace:
+                raise ClusterError(
+                    f"{self.description}: these credentials may not create leases in namespace "
+                    f"{namespace}, which --kubefixtures-namespace needs (the session's lease)"
+                )
             raise ClusterError(
                 f"{self.description}: these credentials may not create namespaces, which "
-                "kubefixtures needs (one per environment)"
+                "kubefixtures needs (one per environment; --kubefixtures-namespace NAME "
+                "works in an existing namespace instead)"
             )
 
     def check_reachable(self) -> None:

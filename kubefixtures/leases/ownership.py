@@ -160,7 +160,9 @@ def owner_alive(session: SessionNamespace | None, now: datetime, grace: timedelt
     """
     if session is None or session.terminating:
         return False
-    judged = replace(session, labels={**session.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE})
+    judged = replace(
+        session, labels={**session.labels, MANAGED_BY_LABEL: MANAGED_BY_VALUE}, objects_only=True
+    )
     return not decide(judged, now, grace).delete
 
 

@@ -26,6 +26,7 @@ from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_LEASE_SECONDS",
+    "EXISTING_NAMESPACE_LABEL",
     "KEEP_UNTIL_ANNOTATION",
     "KEPT_BECAUSE_ANNOTATION",
     "LEASE_NAME",
@@ -57,6 +58,10 @@ KEPT_BECAUSE_ANNOTATION = "kubefixtures.io/kept-because"
 # expiry or grace (once any keep-until has passed), and reuse may adopt it at once.
 RELEASED_ANNOTATION = "kubefixtures.io/released-at"
 DEFAULT_LEASE_SECONDS = 60.0
+# On the Lease of a session that brought environments up in a namespace it did not create
+# (``--kubefixtures-namespace``): the namespace is the user's, and a reaper only ever
+# deletes the session's objects in it and the Lease, never the namespace itself.
+EXISTING_NAMESPACE_LABEL = "kubefixtures.io/existing-namespace"
 # Sessions write their Leases in the API server's time and the operator measures on its own
 # monotonic clock, so skew between machines needs no grace; it absorbs an API server that
 # was briefly unreachable from the session, and a watch event that arrived late.
@@ -102,6 +107,7 @@ class LeaseInfo:
     invalid_keep_until: str | None = None  # the raw annotation, when it is not a time
     kept_because: str | None = None  # keep-on-failure's reason (KEPT_BECAUSE_ANNOTATION)
     released: bool = False  # its session is done with it (RELEASED_ANNOTATION)
+    existing_namespace: bool = False  # EXISTING_NAMESPACE_LABEL: the namespace is not ours
     problem: str | None = None  # why this is not a Lease a session wrote (malformed)
     # The renewal fields as written, compared by the operator to notice a renewal.
     signature: str = ""
@@ -137,6 +143,9 @@ class SessionNamespace:
     keep_until: datetime | None = None  # a keep-until annotation on the namespace itself
     invalid_keep_until: str | None = None
     lease: LeaseInfo | None = None
+    # Judged for the session's objects only (an existing namespace's Lease, or an owner of a
+    # cluster-scoped object): a deletion it allows never means deleting the namespace.
+    objects_only: bool = False
 
     @property
     def managed(self) -> bool:
@@ -259,6 +268,7 @@ def lease_from_object(lease: Mapping[str, Any]) -> LeaseInfo:
         if moment is not None and moment < _EARLIEST_TIME:
             problems.append(f"{name} {format_time(moment)} is before {_EARLIEST_TIME.year}")
     kept_because = annotations.get(KEPT_BECAUSE_ANNOTATION)
+    labels = _mapping(metadata.get("labels"))
     signature = "|".join(
         str(spec.get(key)) for key in ("holderIdentity", "renewTime", "acquireTime")
     )
@@ -272,6 +282,7 @@ def lease_from_object(lease: Mapping[str, Any]) -> LeaseInfo:
         invalid_keep_until=invalid,
         kept_because=str(kept_because) if kept_because else None,
         released=bool(annotations.get(RELEASED_ANNOTATION)),
+        existing_namespace=labels.get(EXISTING_NAMESPACE_LABEL) == "true",
         problem="; ".join(problems) or None,
         signature=f"{signature}|{duration}",
     )
@@ -407,6 +418,15 @@ def _kept(
         )
     if state is LeaseState.DELETING:
         return Decision(delete=False, state=state, reason="already being deleted")
+    lease = namespace.lease
+    if lease is not None and lease.existing_namespace and not namespace.objects_only:
+        # The last line of defence for a user's namespace (--kubefixtures-namespace).
+        return Decision(
+            delete=False,
+            state=LeaseState.UNMANAGED,
+            reason=f"its lease says the namespace is not ours ({EXISTING_NAMESPACE_LABEL}): "
+            "only the session's objects in it are ever reaped",
+        )
     invalid = namespace.invalid_annotation
     if invalid is not None:
         return Decision(

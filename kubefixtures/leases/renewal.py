@@ -164,6 +164,8 @@ class SessionLease:
         }
         try:
             self.cluster.create(LEASE, self.namespace, body)
+        except (NotFound, Conflict):  # no such namespace, or a Lease there already: callers tell
+            raise
         except ClusterError as error:
             raise ClusterError(
                 f"creating lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
@@ -215,6 +217,29 @@ class SessionLease:
             patch,
             timeout=(_CONNECT_TIMEOUT, max(self.interval, 5.0)),
         )
+
+    def annotate(self, annotations: Mapping[str, str]) -> None:
+        """Add annotations to the Lease (what reapers need to know of the session)."""
+        try:
+            self._patch({"metadata": {"annotations": dict(annotations)}})
+        except ClusterError as error:
+            raise ClusterError(
+                f"annotating lease {LEASE_NAME} in namespace {self.namespace} failed: {error}"
+            ) from None
+
+    def delete(self) -> str | None:
+        """Stop renewing and delete the Lease (its namespace stays: one the session did not
+        create). Returns a line for the run's summary, or None when all went well."""
+        self.stop()
+        try:
+            self.cluster.delete_unchanged(LEASE, self.namespace, LEASE_NAME, {})
+        except ClusterError as error:
+            self.trouble = (
+                f"kubefixtures: deleting lease {LEASE_NAME} in namespace {self.namespace} "
+                f"failed: {error}; the operator or `kubefixtures gc` removes it once it expires"
+            )
+        self._unsettled(False)
+        return self.trouble
 
     def renew(self) -> None:
         """One renewal (no retries): renewTime = now."""

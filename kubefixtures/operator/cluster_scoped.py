@@ -1,5 +1,7 @@
 """The operator's sweep over cluster-scoped objects: every few seconds, dead owners are
-removed and objects left without owners deleted (kubefixtures.leases.cluster_scoped).
+removed and objects left without owners deleted (kubefixtures.leases.cluster_scoped). The
+same sweep reaps dead sessions in existing namespaces (kubefixtures.leases.existing_namespaces):
+their objects and their Lease, never the namespace.
 
 A sweep rather than watches: the kinds are whatever environments hold (CRDs, RBAC, webhook
 configurations, PriorityClasses...), and a watch per kind would need the right to watch each.
@@ -16,6 +18,7 @@ import time
 
 from kubefixtures.kube import Cluster, Resource
 from kubefixtures.leases.cluster_scoped import reap_cluster_scoped
+from kubefixtures.leases.existing_namespaces import reap_existing
 from kubefixtures.operator.config import OperatorConfig
 
 __all__ = ["ClusterScopedSweeper"]
@@ -58,7 +61,19 @@ class ClusterScopedSweeper:
                 await asyncio.wait_for(self._stopping.wait(), SWEEP_SECONDS)
 
     def sweep(self) -> None:
-        """One sweep (in a thread): log what was deleted or released."""
+        """One sweep (in a thread): dead sessions in existing namespaces first (their
+        objects and Lease, never the namespace), then the cluster-scoped objects; log what
+        was deleted or released."""
+        for gone in reap_existing(
+            self.cluster, self.config.grace_seconds, selector=self.config.selector
+        ):
+            logger.info(
+                "reaped session %s in namespace %s (the namespace stays): %s; deleted %s",
+                gone.session,
+                gone.namespace,
+                gone.reason,
+                ", ".join(gone.deleted) or "no objects",
+            )
         if time.monotonic() - self._kinds_read > _KINDS_REFRESH_SECONDS:
             self._kinds = self.cluster.listable_resources(
                 namespaced=False, verbs=("list", "delete")

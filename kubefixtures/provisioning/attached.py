@@ -116,14 +116,14 @@ class AttachedProvisioning:
 
     def _render(self, details: EnvironmentDetails) -> list[dict[str, object]]:
         """The objects as the declaration renders them into the recorded namespace, with
-        the recorded secrets (what ``Environment.objects`` shows)."""
+        the recorded secrets and values (what ``Environment.objects`` shows)."""
         from kubefixtures.provisioning.reused import KnownSecrets
 
         context = RenderContext(
             namespace=details.namespace,
             session_id=details.session_id,
             environment=self.spec.name,
-            values=self.spec.values,
+            values=details.values or self.spec.values,
             values_files=self.spec.values_files,
             secrets=KnownSecrets(
                 {name: value.get_secret_value() for name, value in details.secrets.items()}

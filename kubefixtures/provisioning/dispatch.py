@@ -3,7 +3,8 @@
 - ``KUBEFIXTURES_DETAILS`` is set: attach to the environments named in the details files
   (provisioning.attached); nothing is created or deleted.
 - Otherwise a namespace of its own (provisioning.fresh): a new one, or with
-  ``--kubefixtures-reuse`` one an earlier run left (provisioning.reused).
+  ``--kubefixtures-reuse`` one an earlier run left (provisioning.reused); or, with
+  ``--kubefixtures-namespace``, the user's existing namespace (provisioning.existing).
 - On a pytest-xdist worker, either is shared for a session-scoped environment
   (provisioning.shared). Narrower scopes stay per worker: a module's tests are spread over
   workers anyway.
@@ -51,7 +52,15 @@ def provisioning_for(
 
 
 def local_provisioning(spec: EnvironmentSpec, session: SessionView) -> FreshProvisioning:
-    """A namespace of this session's own: reused from an earlier run with reuse on."""
+    """A namespace of this session's own (reused from an earlier run with reuse on), or the
+    existing one ``--kubefixtures-namespace`` names."""
+    if session.settings.namespace:
+        from kubefixtures.provisioning.existing import ExistingNamespace
+
+        existing = ExistingNamespace(
+            spec, session.settings, session.session_id, session.reporter, session.secrets
+        )
+        return FreshProvisioning(spec, session, existing)
     if session.settings.reuse:
         from kubefixtures.provisioning.reused import ReuseNamespace
 

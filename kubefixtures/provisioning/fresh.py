@@ -2,9 +2,11 @@
 namespace -> apply -> wait ready -> forward -> details, and the teardown that undoes it.
 
 Every step is a method, so later features slot in between steps rather than into one long
-function. Where the namespace comes from is a strategy: a new one (``NewNamespace``), or one
-an earlier run left for reuse (kubefixtures.provisioning.reused). Sharing with xdist workers
-(provisioning.shared) wraps the whole; a details file (provisioning.attached) replaces it.
+function. Where the namespace comes from is a strategy: a new one (``NewNamespace``), one
+an earlier run left for reuse (kubefixtures.provisioning.reused), or one the user has and
+kubefixtures neither creates nor deletes (kubefixtures.provisioning.existing). Sharing with
+xdist workers (provisioning.shared) wraps the whole; a details file (provisioning.attached)
+replaces it.
 Anything that fails before the namespace exists leaves nothing behind; anything that fails
 after it stops the forwards and deletes (or, with keep-on-failure, keeps) the namespace.
 
@@ -48,11 +50,23 @@ from kubefixtures.timing import Phases
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
     from kubefixtures.kube import Cluster, Resource
-    from kubefixtures.leases.renewal import SessionLease
+    from kubefixtures.leases.renewal import LeaseEnd
 
-__all__ = ["Adopted", "FreshProvisioning", "NamespaceStrategy", "NewNamespace"]
+__all__ = ["Adopted", "FreshProvisioning", "LeaseHold", "NamespaceStrategy", "NewNamespace"]
 
 _FORWARD_GRACE = 5.0  # seconds a forward waits for a pod past the environment's deadline
+
+
+class LeaseHold(Protocol):
+    """What a provisioning does with the Lease it holds (a SessionLease, or a share of one)."""
+
+    def start(self) -> None: ...
+
+    def finish(self, keep_for: float | None = None, because: str | None = None) -> str | None: ...
+
+    def end(self, keep_for: float | None = None, because: str | None = None) -> LeaseEnd: ...
+
+    def settle(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +76,7 @@ class Adopted:
     namespace: str
     session_id: str  # what ${session_id} rendered to for the session that created it
     secrets: Secrets  # its generated secrets, as that session rendered them
-    lease: SessionLease | None = None  # held already: taken over when it was chosen
+    lease: LeaseHold | None = None  # held already: taken over when it was chosen
 
 
 class NamespaceStrategy(Protocol):
@@ -81,9 +95,35 @@ class NamespaceStrategy(Protocol):
         """At a teardown that would delete the namespace: how long to leave it up instead,
         and the summary line that says so; None to delete it."""
 
+    @property
+    def owns_namespace(self) -> bool:
+        """True: the namespace is the environment's, deleted (or kept) as a whole. False:
+        it is the user's; only the environment's own objects come and go."""
+
+    def before_apply(self, cluster: Cluster, namespace: str, placed: Sequence[Placed]) -> None:
+        """The last look before anything is applied (the namespace and its Lease exist)."""
+
+    def remove(self, cluster: Cluster, namespace: str, placed: Sequence[Placed]) -> list[str]:
+        """At a teardown of a namespace not owned: delete the environment's objects in it;
+        returns lines about what could not be deleted."""
+
+    def kept_lines(self, namespace: str, why: str, context: str | None) -> list[str] | None:
+        """The summary's lines about a namespace not owned, kept on failure (None: owned)."""
+
 
 class NewNamespace:
     """The default: a new, unique namespace, deleted at the end."""
+
+    owns_namespace = True
+
+    def before_apply(self, cluster: Cluster, namespace: str, placed: Sequence[Placed]) -> None:
+        return None
+
+    def remove(self, cluster: Cluster, namespace: str, placed: Sequence[Placed]) -> list[str]:
+        return []
+
+    def kept_lines(self, namespace: str, why: str, context: str | None) -> list[str] | None:
+        return None
 
     def labels(self) -> Mapping[str, str]:
         return {}
@@ -131,8 +171,8 @@ class FreshProvisioning:
         self._cancelled = threading.Event()
         self._forwards_lock = threading.Lock()
         self._forwards_stopped = False
-        self.lease: SessionLease | None = None  # proof of life for the operator and gc
-        self._adopted_lease: SessionLease | None = None
+        self.lease: LeaseHold | None = None  # proof of life for the operator and gc
+        self._adopted_lease: LeaseHold | None = None
         # What ${session_id} and ${secret:...} render to: this session's, unless a reused
         # namespace brings back those of the session that created it.
         self.render_session_id = session.session_id
@@ -163,14 +203,18 @@ class FreshProvisioning:
             with phases.phase("render"):
                 context = self._render(namespace)
             self.cluster = connecting.result()
+            with phases.phase("resolve"):
+                self._resolve(self.cluster, namespace)
+                if self.cluster_scoped:
+                    # Before anything exists: a foreign or conflicting object leaves nothing
+                    # behind.
+                    self.cluster_scoped.check()
+        except BaseException:
+            self._drop_unused_lease()
+            raise
         finally:
             # A render error is reported at once, without waiting for a slow connection.
             pool.shutdown(wait=False)
-        with phases.phase("resolve"):
-            self._resolve(self.cluster, namespace)
-            if self.cluster_scoped:
-                # Before anything exists: a foreign or conflicting object leaves nothing behind.
-                self.cluster_scoped.check()
         try:
             with phases.phase("namespace"):
                 self._prepare_namespace(self.cluster, namespace)
@@ -207,6 +251,13 @@ class FreshProvisioning:
         self.secrets = adopted.secrets
         self.render_session_id = adopted.session_id
         return adopted.namespace
+
+    def _drop_unused_lease(self) -> None:
+        """Bad input found after the strategy took a Lease in a namespace not owned (which
+        it does before rendering): nothing is applied, so nothing of ours may stay there."""
+        lease, self._adopted_lease = self._adopted_lease, None
+        if lease is not None and not self.strategy.owns_namespace:
+            lease.finish(None)
 
     def _prepare_namespace(self, cluster: Cluster, namespace: str) -> None:
         """Make the namespace and its Lease exist: create both, or hold an adopted one's."""
@@ -281,14 +332,15 @@ class FreshProvisioning:
         self._created = True
         lease = self._adopted_lease
         if lease is None:
-            lease = SessionLease(
+            taken = SessionLease(
                 cluster,
                 namespace,
                 holder_identity(self.session.session_id),
                 self.settings.lease_duration,
                 warn=self.session.reporter.write_line,
             )
-            lease.take_over()
+            taken.take_over()
+            lease = taken
         self.lease = lease
         lease.start()
 
@@ -298,12 +350,14 @@ class FreshProvisioning:
         assert self.namespace is not None
         assert self.cluster_scoped is not None
         crds, cluster_scoped, namespaced, custom = in_apply_order(self._main, self._defined)
+        self.strategy.before_apply(cluster, self.namespace, self.placed)
         self.cluster_scoped.claim(crds, self._deadline)
         self._run_hooks(cluster, self._pre_install)
         self.cluster_scoped.claim(cluster_scoped, self._deadline)
         items = [(item.resource, item.obj.manifest, item.obj.location) for item in namespaced]
         context = self._context
-        if context is not None and context.used_secrets:
+        # Read back by reuse only; a namespace not owned may hold several environments.
+        if context is not None and context.used_secrets and self.strategy.owns_namespace:
             from kubefixtures.kube.client import SECRET
 
             values = {name: context.secrets.get(name) for name in sorted(context.used_secrets)}
@@ -541,6 +595,9 @@ class FreshProvisioning:
             self.session.reporter.kept(self.namespace, self.spec.name, why, lines)
             self._finish_lease(keep_for=self.settings.keep_for, because=why or "kept")
             return
+        if not self.strategy.owns_namespace:
+            self._remove_objects()
+            return
         left_up = (
             None if self._failed else self.strategy.leave_up(self.namespace, self.cluster.context)
         )
@@ -563,6 +620,25 @@ class FreshProvisioning:
         self.cluster.delete_namespace(self.namespace, wait=wait)
         if lease is not None:
             lease.settle()  # the deletion is requested: nothing left to release
+
+    def _remove_objects(self) -> None:
+        """Teardown in a namespace not owned: the environment's cluster-scoped and
+        namespaced objects go, the namespace stays; the Lease goes with the last
+        environment of the session in it."""
+        assert self.cluster is not None
+        assert self.namespace is not None
+        self._created = False
+        self._release_cluster_scoped()
+        try:
+            problems = self.strategy.remove(self.cluster, self.namespace, self.placed)
+        except KubefixturesError as error:
+            problems = [f"kubefixtures: deleting the objects of {self.spec.name!r}: {error}"]
+        for line in problems:
+            self.session.reporter.summary(line)
+        lease, self.lease = self.lease, None
+        trouble = lease.finish(None) if lease is not None else None
+        if trouble:
+            self.session.reporter.summary(trouble)
 
     def _release_cluster_scoped(self) -> None:
         """Leave the owners of the cluster-scoped objects (webhook configurations first),
@@ -595,6 +671,9 @@ class FreshProvisioning:
     def _kept_message(self, why: str) -> list[str]:
         assert self.namespace is not None
         assert self.cluster is not None
+        lines = self.strategy.kept_lines(self.namespace, why, self.cluster.context)
+        if lines is not None:
+            return lines
         return kept_namespace_lines(
             self.namespace,
             self.spec.name,

@@ -44,7 +44,7 @@ from kubefixtures.leases.policy import (
     held,
     holder_identity,
 )
-from kubefixtures.provisioning.fresh import Adopted
+from kubefixtures.provisioning.fresh import Adopted, NewNamespace
 from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def reuse_key(spec: EnvironmentSpec, settings: Settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-class ReuseNamespace:
+class ReuseNamespace(NewNamespace):
     """The namespace strategy of ``--kubefixtures-reuse``: adopt the namespace a previous
     run left for this environment, and leave this one up for the next run."""
 

@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ class Session:
         check: str = "",
         source: Path = ENVIRONMENTS / "operator-style",
         values_files: tuple[str, ...] = (),
+        arguments: tuple[str, ...] = (),  # more pytest options
     ) -> None:
         directory.mkdir()
         self.fixture = fixture
@@ -105,6 +107,7 @@ class Session:
                 "-p",
                 "no:cacheprovider",
                 f"--kubefixtures-lease-duration={LEASE_SECONDS}",
+                *arguments,
                 "test_holds.py",
             ],
             cwd=directory,
@@ -318,6 +321,46 @@ def test_a_different_definition_fails_before_anything_is_applied(
     assert cluster.items(NAMESPACE, None, label_selector=selector) == []
     assert [owner["namespace"] for owner in owners(cluster, group) or []] == [namespace]
     assert first.finish() == 0, first.output
+
+
+def test_a_stale_definition_is_replaced_once_its_owners_are_gone(
+    kubefixtures_cluster: Cluster, group: str, sessions: Callable[..., Session]
+) -> None:
+    """A CRD left by a killed session whose Lease is released (as a cancelled session's
+    is): a new session with a different definition replaces it instead of failing."""
+    from kubefixtures.kube.client import LEASE
+    from kubefixtures.leases.ownership import DEFINITION_HASH_ANNOTATION
+    from kubefixtures.leases.policy import LEASE_NAME, RELEASED_ANNOTATION, format_time
+
+    cluster = kubefixtures_cluster
+    first = sessions(fixture_name(), group, max_size=10)
+    stale_namespace = first.namespace()
+    first.kill()  # its CRD stays, owned by a session that will never come back
+    stale = cluster.get_or_none(CRD, None, f"widgets.{group}")
+    assert stale is not None
+    cluster.merge_patch(
+        LEASE,
+        stale_namespace,
+        LEASE_NAME,
+        {"metadata": {"annotations": {RELEASED_ANNOTATION: format_time(datetime.now(UTC))}}},
+    )
+    second = sessions(fixture_name(), group, max_size=99)
+    namespace = second.namespace()
+    crd = cluster.get_or_none(CRD, None, f"widgets.{group}")
+    assert crd is not None
+    assert crd["metadata"]["uid"] != stale["metadata"]["uid"]  # replaced, not patched
+    annotations = crd["metadata"]["annotations"]
+    assert (
+        annotations[DEFINITION_HASH_ANNOTATION]
+        != stale["metadata"]["annotations"][DEFINITION_HASH_ANNOTATION]
+    )
+    assert [owner["namespace"] for owner in json.loads(annotations[OWNERS_ANNOTATION])] == [
+        namespace
+    ]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert schema["properties"]["spec"]["properties"]["size"]["maximum"] == 99
+    assert second.finish() == 0, second.output
+    cluster.delete_namespace(stale_namespace)
 
 
 def test_a_killed_sessions_cluster_scoped_objects_are_reaped_by_gc(
