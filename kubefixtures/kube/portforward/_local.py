@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from typing import Protocol
 
 from kubefixtures.kube.portforward._wsconn import WRITE_HIGH_WATER
+
+# SO_LINGER on with a zero timeout: close() sends a reset instead of a FIN.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 class Sink(Protocol):
@@ -79,7 +85,7 @@ class LocalConnection(asyncio.Protocol):
         self._upstream_paused = False
         self._update_reading()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.transport is not None and not self.finished:
             self.transport.write(data)
 
@@ -106,6 +112,16 @@ class LocalConnection(asyncio.Protocol):
         """Resets the client's connection, so that it fails at once instead of hanging."""
         if self.transport is not None:
             self.transport.abort()
+
+    def reset(self) -> None:
+        """Ends the client's connection with a TCP reset (RST), as a pod's reset did."""
+        if self.transport is None or self.finished:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.transport.abort()
 
     def _update_reading(self) -> None:
         self._set_reading(self.sink is not None and not self._upstream_paused)
