@@ -17,9 +17,22 @@ from typing import Any, Literal, Protocol
 from kubefixtures.errors import SettingsError
 from kubefixtures.limits import parse_count, parse_seconds
 
-__all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides", "parse_namespace_prefix"]
+__all__ = [
+    "OPTIONS",
+    "ROUTES",
+    "Option",
+    "Route",
+    "Settings",
+    "parse_image_overrides",
+    "parse_namespace_prefix",
+    "parse_route",
+]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
+# How a test reaches a Service (kubefixtures.kube.portforward's `Route`; kept here too so
+# that pytest's start-up imports nothing of kube/).
+Route = Literal["auto", "forward", "direct"]
+ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,14 @@ OPTIONS: tuple[Option, ...] = (
         "count",
         "log lines per container in a failing test's report (0: events only)",
     ),
+    Option(
+        "route",
+        "string",
+        "how tests reach Services on 127.0.0.1: auto (straight to the pod's IP when a "
+        "connect probe to it succeeds, else through the apiserver), forward (always "
+        "through the apiserver), direct (to the pod's IP, or fail)",
+        metavar="|".join(ROUTES),
+    ),
 )
 
 
@@ -174,6 +195,7 @@ class Settings:
     reuse: bool = False
     diagnostics: bool = True
     log_lines: int = 50
+    route: Route = "auto"
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -208,6 +230,7 @@ class Settings:
             reuse=parsed("kubefixtures_reuse", _flag),
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
+            route=parsed("kubefixtures_route", parse_route),
         )
 
 
@@ -243,6 +266,13 @@ def parse_namespace_prefix(text: str) -> str:
             "(lowercase letters, digits and dashes, at most 32 characters)"
         )
     return text
+
+
+def parse_route(text: str) -> Route:
+    for route in ROUTES:
+        if text.strip().lower() == route:
+            return route
+    raise ValueError(f"{text!r} is not a route (use {', '.join(ROUTES)})")
 
 
 def parse_image_overrides(text: str | Iterable[str]) -> dict[str, str]:

@@ -356,15 +356,18 @@ class FreshProvisioning:
                 cancelled=self._cancelled,
             )
             local_ports: dict[str, dict[int, int]] = {}
+            routes: dict[str, dict[int, str]] = {}
             for (name, port), future in starting.items():
-                local_ports.setdefault(name, {})[port] = future.result().local_port
+                started = future.result()
+                local_ports.setdefault(name, {})[port] = started.local_port
+                routes.setdefault(name, {})[port] = started.route
         except BaseException:
             self._stop_forwards()  # cancels the starts still waiting for their pods
             raise
         finally:
             pool.shutdown(wait=True)
         return {
-            name: service_details(service, self.namespace, local_ports[name])
+            name: service_details(service, self.namespace, local_ports[name], routes[name])
             for name, service in services.items()
         }
 
@@ -386,7 +389,12 @@ class FreshProvisioning:
         # (what is not ready, and why) and cancels this forward's start.
         remaining = max(self._deadline - time.monotonic(), 1.0) + _FORWARD_GRACE
         forward = ServicePortForward(
-            cluster.config, self.namespace, service, port, ready_timeout=remaining
+            cluster.config,
+            self.namespace,
+            service,
+            port,
+            ready_timeout=remaining,
+            route=self.session.settings.route,
         )
         with self._forwards_lock:
             if self._forwards_stopped:  # the setup failed while this thread got here
@@ -452,7 +460,7 @@ class FreshProvisioning:
         assert self.environment is not None
         details = self.environment.details
         services = ", ".join(
-            f"{name} {service.url or f'{service.host}:{service.port}'}"
+            f"{name} {service.url or f'{service.host}:{service.port}'} ({service.route})"
             for name, service in details.services.items()
         )
         self.session.reporter.write_line(

@@ -140,9 +140,10 @@ def test_a_reset_from_the_pod_resets_the_client(api: FakeApiServer) -> None:
         api.pod_port = web_a.port
         with forward(api, "direct") as pf:
             sock = socket.create_connection(("127.0.0.1", pf.local_port), timeout=5)
-            with sock, pytest.raises(ConnectionResetError):
+            with sock:
                 sock.sendall(b"reset")
-                sock.recv(64)
+                with pytest.raises(ConnectionResetError):
+                    sock.recv(64)
             assert echo(pf.local_port, b"next") == b"a:next"
 
 

@@ -47,7 +47,7 @@ async def probe(address: str, port: int, timeout: float) -> str | None:
 
 
 def describe_connect_error(error: OSError) -> str:
-    """"Connection refused", not asyncio's "Connect call failed ('10.0.0.7', 80)"."""
+    """ "Connection refused", not asyncio's "Connect call failed ('10.0.0.7', 80)"."""
     return os.strerror(error.errno) if error.errno else str(error)
 
 
