@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubefixtures.kube.portforward import DirectRouteError, ServicePortForward
+from kubefixtures.kube.portforward import DirectRouteError, ServicePortForward, _direct
 from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, configuration, echo
 
 
@@ -80,8 +80,11 @@ def pod(name: str) -> Iterator[_Pod]:
         thread.join(5)
 
 
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
+@pytest.fixture(params=["splice", "copy"])
+def api(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApiServer]:
+    """Every test twice: bytes moved by splice(2), and copied where there is no splice."""
+    if request.param == "copy":
+        monkeypatch.setattr(_direct, "_SPLICE", None)
     with FakeApiServer() as server:
         server.pod_address = "127.0.0.1"
         yield server

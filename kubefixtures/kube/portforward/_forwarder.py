@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from functools import partial
 from typing import Any, Literal
@@ -31,9 +32,11 @@ from kubefixtures.kube.errors import (
 )
 from kubefixtures.kube.portforward._api import ApiClient, ApiEndpoint, pod_portforward_path
 from kubefixtures.kube.portforward._direct import (
-    DirectConnection,
+    Splice,
+    connect,
     describe_connect_error,
     probe,
+    reset,
 )
 from kubefixtures.kube.portforward._endpoints import (
     JSON,
@@ -95,7 +98,7 @@ class AsyncServicePortForward:
         self._requested_route = route
         self.route: Literal["forward", "direct"] = "forward"
         self.probe_timeout = probe_timeout
-        self._direct: set[DirectConnection] = set()
+        self._direct: set[Splice] = set()
         self._api: ApiClient | None = None
         self._service: JSON = {}
         self._service_port: ServicePort | None = None
@@ -213,8 +216,8 @@ class AsyncServicePortForward:
             local.abort()
         for connection in list(self._v4):
             connection.abort()
-        for direct in list(self._direct):
-            direct.abort()
+        for splice in list(self._direct):
+            splice.reset()
         tunnels = [t for t in (self._tunnel, *self._draining) if t is not None]
         for tunnel in tunnels:
             tunnel.abort()
@@ -243,10 +246,12 @@ class AsyncServicePortForward:
         if self._stopping:
             local.abort()
             return
-        self._locals.add(local)
         if self.route == "direct":
-            self._spawn(self._attach_direct(local))
+            client = local.take_socket()  # spliced in the kernel from now on
+            if client is not None:
+                self._spawn(self._attach_direct(client))
             return
+        self._locals.add(local)
         tunnel = self._tunnel
         if (
             self.transport == "spdy"
@@ -288,26 +293,24 @@ class AsyncServicePortForward:
             log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
             local.abort()
 
-    async def _attach_direct(self, local: LocalConnection) -> None:
-        loop = asyncio.get_running_loop()
+    async def _attach_direct(self, client: socket.socket) -> None:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 while True:
                     target = await self._ready_target()
                     try:
-                        _, direct = await loop.create_connection(
-                            partial(DirectConnection, local, self._direct.discard),
-                            target.address,
-                            target.port,
-                        )
+                        pod = await connect(target.address, target.port)
                     except OSError as error:
-                        if target != self._current and not local.finished:
+                        if target != self._current:
                             continue  # the pod changed while we dialled it: the next one
                         raise PortForwardError(
                             f"pod {self.namespace}/{target.pod} at {target.address}:"
                             f"{target.port}: {describe_connect_error(error)}"
                         ) from None
-                    self._direct.add(direct)
+                    if self._stopping:
+                        pod.close()
+                        break
+                    self._direct.add(Splice(client, pod, self._direct.discard))
                     return
         except TimeoutError:
             log.warning(
@@ -317,10 +320,12 @@ class AsyncServicePortForward:
                 self.what,
                 self.connect_timeout,
             )
-            local.abort()
         except PortForwardError as error:
             log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
-            local.abort()
+        except BaseException:
+            reset(client)
+            raise
+        reset(client)  # it fails at once rather than hanging
 
     async def _attach_v4(self, local: LocalConnection) -> None:
         while True:

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import socket
-import struct
 from typing import Protocol
 
 from kubefixtures.kube.portforward._wsconn import WRITE_HIGH_WATER
-
-# SO_LINGER on with a zero timeout: close() sends a reset instead of a FIN.
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 class Sink(Protocol):
@@ -85,7 +81,7 @@ class LocalConnection(asyncio.Protocol):
         self._upstream_paused = False
         self._update_reading()
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: bytes) -> None:
         if self.transport is not None and not self.finished:
             self.transport.write(data)
 
@@ -113,15 +109,17 @@ class LocalConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def reset(self) -> None:
-        """Ends the client's connection with a TCP reset (RST), as a pod's reset did."""
+    def take_socket(self) -> socket.socket | None:
+        """The accepted connection as a socket of its own, for a splice that moves its bytes
+        without asyncio (the direct route); this object lets go of it. None if it is over."""
         if self.transport is None or self.finished:
-            return
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+            return None
+        accepted = self.transport.get_extra_info("socket")
+        # A duplicate of the descriptor: closing the transport (which closes its own)
+        # leaves the connection open, with no FIN or reset sent.
+        sock = socket.socket(fileno=os.dup(accepted.fileno()))
         self.transport.abort()
+        return sock
 
     def _update_reading(self) -> None:
         self._set_reading(self.sink is not None and not self._upstream_paused)
