@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import portforward  # the sibling benchmark: its pod, phases and table
-from portforward import Forwarder, Results, kubectl, measure, median_table
+from portforward import Forwarder, kubectl, measure_all, median_table
 
 POD_DIRECTLY = "the pod's IP"
 
@@ -58,19 +58,7 @@ def main() -> None:
             "kubefixtures (spdy)": partial(start, "forward"),
             POD_DIRECTLY: lambda: Forwarder(POD_DIRECTLY, 8080, None, host=address),
         }
-        forwarders = {name: begin() for name, begin in starters.items()}
-        try:
-            results = {name: Results() for name in forwarders}
-            order = list(forwarders)
-            for repeat in range(options.repeats):
-                print(f"repeat {repeat + 1}/{options.repeats}", flush=True)
-                for name in order if repeat % 2 == 0 else reversed(order):
-                    if not measure(forwarders[name], results[name]):
-                        forwarders[name].close()
-                        forwarders[name] = starters[name]()
-        finally:
-            for forwarder in forwarders.values():
-                forwarder.close()
+        results = measure_all(starters, options.repeats)
     print(f"load average at end {os.getloadavg()}")
     print(
         f"\nmedians over {options.repeats} repeats (pod {pod} at {address}); in parentheses"

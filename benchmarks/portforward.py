@@ -311,6 +311,25 @@ def measure(forwarder: Forwarder, results: Results) -> bool:
     return healthy
 
 
+def measure_all(starters: dict[str, Callable[[], Forwarder]], repeats: int) -> dict[str, Results]:
+    """Starts every forwarder, measures each `repeats` times, alternating the order."""
+    forwarders = {name: start() for name, start in starters.items()}
+    try:
+        results = {name: Results() for name in forwarders}
+        order = list(forwarders)
+        for repeat in range(repeats):
+            print(f"repeat {repeat + 1}/{repeats}", flush=True)
+            for name in order if repeat % 2 == 0 else reversed(order):
+                if not measure(forwarders[name], results[name]):
+                    # As a user would: restart the broken forward and go on.
+                    forwarders[name].close()
+                    forwarders[name] = starters[name]()
+    finally:
+        for forwarder in forwarders.values():
+            forwarder.close()
+    return results
+
+
 @contextmanager
 def environment(context: str | None) -> Iterator[tuple[str, str]]:
     namespace = f"kf-bench-pf-{secrets.token_hex(3)}"
@@ -396,20 +415,7 @@ def main() -> None:
             for t in options.transports.split(",")
         }
         starters["kubectl port-forward"] = lambda: start_kubectl(namespace, pod, options.context)
-        forwarders = {name: start() for name, start in starters.items()}
-        try:
-            results = {name: Results() for name in forwarders}
-            order = list(forwarders)
-            for repeat in range(options.repeats):
-                print(f"repeat {repeat + 1}/{options.repeats}", flush=True)
-                for name in order if repeat % 2 == 0 else reversed(order):
-                    if not measure(forwarders[name], results[name]):
-                        # As a user would: restart the broken forward and go on.
-                        forwarders[name].close()
-                        forwarders[name] = starters[name]()
-        finally:
-            for forwarder in forwarders.values():
-                forwarder.close()
+        results = measure_all(starters, options.repeats)
     print(
         f"\nmedians over {options.repeats} repeats (pod {pod}); in parentheses the median of the"
         " per-repeat ratios to kubectl, over the repeats where both succeeded:"

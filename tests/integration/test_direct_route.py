@@ -39,6 +39,7 @@ from tests.integration.sharing_support import (
     environ,
     output,
     run_pytest,
+    start_up,
     unique,
     wait_for,
 )
@@ -154,23 +155,12 @@ def test_a_details_file_used_without_the_route_falls_back_to_forwarding(
     name = unique("route_details")
     details_file = tmp_path / "env.json"
     write_inner_suite(tmp_path, name)
-    up = subprocess.Popen(
-        [
-            str(BIN / "kubefixtures"), "up", str(DIRECT_WEB), "--name", name,
-            "--details-out", str(details_file),
-        ],
-        cwd=tmp_path, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
+    up, printed = start_up(
+        tmp_path, str(DIRECT_WEB), "--name", name, "--details-out", str(details_file)
+    )
     try:
-        lines: list[str] = []
-        assert up.stdout is not None
-        for line in up.stdout:
-            lines.append(line)
-            if line.startswith("serving the port-forwards"):
-                break
         details = EnvironmentDetails.read(details_file)
-        assert details.services["web"].route == "direct", "".join(lines)
+        assert details.services["web"].route == "direct", printed
         # `up` stops: its ports no longer answer, and a run elsewhere forwards again.
         up.send_signal(signal.SIGTERM)
         rest, _ = up.communicate(timeout=60)
