@@ -182,13 +182,14 @@ def test_a_forced_direct_route_that_fails_its_probe_says_why(api: FakeApiServer)
     assert upgrades(api) == 0
 
 
-def test_an_unanswered_probe_times_out(api: FakeApiServer) -> None:
-    # TEST-NET-1 (RFC 5737) is never routed: the SYN goes unanswered or is refused at once.
-    api.pod_address = "192.0.2.1"
-    started = time.monotonic()
+def test_an_endpoint_without_a_pod_ip_is_forwarded(api: FakeApiServer) -> None:
+    # (An unroutable address would be the natural test, but a transparent proxy, as on
+    # some CI machines, accepts connections to any outside address; a local refusal is
+    # deterministic, see above, and the real "no route" is in the integration tests.)
+    api.pod_address = ""
     with forward(api, "auto") as pf:
         assert pf.route == "forward"
-    assert time.monotonic() - started < 5
+        assert echo(pf.local_port, b"tunnelled") == b"tunnelled"
 
 
 def test_forward_route_never_probes(api: FakeApiServer) -> None:
