@@ -99,6 +99,7 @@ class AsyncServicePortForward:
         self.route: Literal["forward", "direct"] = "forward"
         self.probe_timeout = probe_timeout
         self._direct: set[Splice] = set()
+        self._dialling: set[socket.socket] = set()  # clients whose pod is being dialled
         self._api: ApiClient | None = None
         self._service: JSON = {}
         self._service_port: ServicePort | None = None
@@ -218,6 +219,8 @@ class AsyncServicePortForward:
             connection.abort()
         for splice in list(self._direct):
             splice.reset()
+        for client in list(self._dialling):
+            reset(client)
         tunnels = [t for t in (self._tunnel, *self._draining) if t is not None]
         for tunnel in tunnels:
             tunnel.abort()
@@ -249,6 +252,7 @@ class AsyncServicePortForward:
         if self.route == "direct":
             client = local.take_socket()  # spliced in the kernel from now on
             if client is not None:
+                self._dialling.add(client)  # stop() closes it if the task never runs
                 self._spawn(self._attach_direct(client))
             return
         self._locals.add(local)
@@ -307,9 +311,10 @@ class AsyncServicePortForward:
                             f"pod {self.namespace}/{target.pod} at {target.address}:"
                             f"{target.port}: {describe_connect_error(error)}"
                         ) from None
-                    if self._stopping:
+                    if self._stopping or client.fileno() < 0:
                         pod.close()
                         break
+                    self._dialling.discard(client)
                     self._direct.add(Splice(client, pod, self._direct.discard))
                     return
         except TimeoutError:
@@ -322,10 +327,10 @@ class AsyncServicePortForward:
             )
         except PortForwardError as error:
             log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
-        except BaseException:
-            reset(client)
-            raise
-        reset(client)  # it fails at once rather than hanging
+        finally:
+            if client in self._dialling:
+                self._dialling.discard(client)
+                reset(client)  # it fails at once rather than hanging
 
     async def _attach_v4(self, local: LocalConnection) -> None:
         while True:
