@@ -199,3 +199,17 @@ def test_forward_route_never_probes(api: FakeApiServer) -> None:
             assert pf.route == "forward"
             assert echo(pf.local_port, b"x") == b"x"
         assert web_a.connections == 0
+
+
+def test_out_of_descriptors_for_pipes_the_bytes_are_copied(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pipe(flags: int) -> tuple[int, int]:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(_direct.os, "pipe2", no_pipe)
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with forward(api, "direct") as pf:
+            payload = b"copied " * 50000
+            assert echo(pf.local_port, payload) == b"a:" + payload

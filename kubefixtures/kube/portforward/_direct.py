@@ -138,7 +138,9 @@ class _Way:
         self._buffer: memoryview | None = None
         self._offset = 0
         if _SPLICE is not None:
-            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            with contextlib.suppress(OSError):  # out of descriptors: copy instead
+                self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._pipe is not None:
             with contextlib.suppress(OSError):
                 import fcntl
 
