@@ -358,9 +358,9 @@ class FreshProvisioning:
             local_ports: dict[str, dict[int, int]] = {}
             routes: dict[str, dict[int, str]] = {}
             for (name, port), future in starting.items():
-                started = future.result()
-                local_ports.setdefault(name, {})[port] = started.local_port
-                routes.setdefault(name, {})[port] = started.route
+                forward = future.result()
+                local_ports.setdefault(name, {})[port] = forward.local_port
+                routes.setdefault(name, {})[port] = forward.route
         except BaseException:
             self._stop_forwards()  # cancels the starts still waiting for their pods
             raise
