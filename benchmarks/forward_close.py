@@ -35,6 +35,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from kubefixtures.kube.portforward import Route
 
 IMAGE = "kubefixtures.local/redis:7.0"
 POLL_INTERVAL = 0.002
@@ -143,8 +147,8 @@ class Side:
             self.process.wait()
 
 
-def start_ours(namespace: str, pod: str, context: str | None) -> Side:
-    command = [sys.executable, __file__, "--serve", namespace]
+def start_ours(namespace: str, pod: str, context: str | None, route: str = "forward") -> Side:
+    command = [sys.executable, __file__, "--serve", namespace, "--route", route]
     if context:
         command += ["--context", context]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -156,7 +160,8 @@ def start_ours(namespace: str, pod: str, context: str | None) -> Side:
     if line[3] != pod:
         process.kill()
         raise SystemExit(f"kubefixtures forwards to {line[3]}, kubectl to {pod}")
-    return Side("kubefixtures", ("127.0.0.1", int(line[1])), process)
+    name = "kubefixtures" if route == "forward" else f"kubefixtures ({route})"
+    return Side(name, ("127.0.0.1", int(line[1])), process)
 
 
 def start_kubectl(namespace: str, pod: str, context: str | None) -> Side:
@@ -173,14 +178,16 @@ def start_kubectl(namespace: str, pod: str, context: str | None) -> Side:
     return Side("kubectl port-forward", ("127.0.0.1", int(match.group(1))), process)
 
 
-def serve(namespace: str, context: str | None) -> None:
+def serve(namespace: str, context: str | None, route: str) -> None:
     """`--serve`: our forward in its own process until terminated."""
     from kubefixtures.kube.config import load_config
     from kubefixtures.kube.portforward import ServicePortForward
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with ServicePortForward(load_config(context=context), namespace, "redis", "redis") as forward:
+    with ServicePortForward(
+        load_config(context=context), namespace, "redis", "redis", route=cast("Route", route)
+    ) as forward:
         print(f"PORT {forward.local_port} POD {forward.pod}", flush=True)
         stop.wait()
 
@@ -231,10 +238,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--context")
+    parser.add_argument(
+        "--direct-route",
+        action="store_true",
+        help="also measure our direct route (needs the pod network reachable from here)",
+    )
     parser.add_argument("--serve", metavar="NAMESPACE", help=argparse.SUPPRESS)
+    parser.add_argument("--route", default="forward", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
-        serve(options.serve, options.context)
+        serve(options.serve, options.context, options.route)
         return
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.platform()}")
@@ -245,6 +258,8 @@ def main() -> None:
             lambda: start_kubectl(namespace, pod, options.context),
             lambda: Side("direct to the pod IP", (ip, 6379)),
         ]
+        if options.direct_route:
+            starters.insert(1, lambda: start_ours(namespace, pod, options.context, "direct"))
         sides = [start() for start in starters]
         results: dict[tuple[str, bool], list[float]] = {}
         try:

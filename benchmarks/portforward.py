@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from kubefixtures.kube.portforward import Transport
+    from kubefixtures.kube.portforward import Route, Transport
 
 IMAGE = "kubefixtures.local/testserver:0.1"
 DOWNLOAD = 100 * 1024 * 1024
@@ -98,9 +98,12 @@ def kubectl(*args: str, context: str | None, stdin: str | None = None) -> str:
 class Forwarder:
     name: str
     port: int
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | None  # None: nothing to stop (the pod's own address)
+    host: str = "127.0.0.1"
 
     def close(self) -> None:
+        if self.process is None:
+            return
         self.process.terminate()
         try:
             self.process.wait(10)
@@ -109,8 +112,11 @@ class Forwarder:
             self.process.wait()
 
 
-def start_kubefixtures(namespace: str, pod: str, transport: str, context: str | None) -> Forwarder:
+def start_kubefixtures(
+    namespace: str, pod: str, transport: str, context: str | None, route: str = "forward"
+) -> Forwarder:
     command = [sys.executable, __file__, "--serve", namespace, "--transport", transport]
+    command += ["--route", route]
     if context:
         command += ["--context", context]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -122,7 +128,8 @@ def start_kubefixtures(namespace: str, pod: str, transport: str, context: str | 
     if line.split()[3] != pod:
         process.kill()
         raise SystemExit(f"kubefixtures forwards to {line.split()[3]}, kubectl to {pod}")
-    return Forwarder(f"kubefixtures ({transport})", int(line.split()[1]), process)
+    name = f"kubefixtures ({transport})" if route == "forward" else f"kubefixtures ({route})"
+    return Forwarder(name, int(line.split()[1]), process)
 
 
 def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
@@ -140,7 +147,9 @@ def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
     return Forwarder("kubectl port-forward", int(match.group(1)), process)
 
 
-def serve(namespace: str, service: str, transport: str, context: str | None) -> None:
+def serve(
+    namespace: str, service: str, transport: str, context: str | None, route: str = "forward"
+) -> None:
     """`--serve`: run our forwarder until terminated (the benchmark's child process)."""
     from kubernetes import client, config
 
@@ -151,7 +160,9 @@ def serve(namespace: str, service: str, transport: str, context: str | None) -> 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     mode = cast("Transport", transport)
-    with ServicePortForward(configuration, namespace, service, "http", transport=mode) as forward:
+    with ServicePortForward(
+        configuration, namespace, service, "http", transport=mode, route=cast("Route", route)
+    ) as forward:
         print(f"PORT {forward.local_port} POD {forward.pod}", flush=True)
         stop.wait()
 
@@ -186,10 +197,10 @@ def read_response(sock: socket.socket, buffer: memoryview) -> tuple[bytes, int]:
     return head, body
 
 
-def download(port: int) -> float:
+def download(port: int, host: str = "127.0.0.1") -> float:
     """MiB/s of one 100 MiB response through one connection."""
     buffer = memoryview(bytearray(1 << 20))
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+    with socket.create_connection((host, port), timeout=60) as sock:
         started = time.perf_counter()
         sock.sendall(f"GET /bytes?n={DOWNLOAD} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         _, body = read_response(sock, buffer)
@@ -198,10 +209,10 @@ def download(port: int) -> float:
     return DOWNLOAD / (1 << 20) / elapsed
 
 
-def short_request(port: int, buffer: memoryview | None = None) -> float:
+def short_request(port: int, buffer: memoryview | None = None, host: str = "127.0.0.1") -> float:
     """Seconds for connect + GET /health + the whole response."""
     started = time.perf_counter()
-    with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as sock:
+    with socket.create_connection((host, port), timeout=REQUEST_TIMEOUT) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
         head, _ = read_response(sock, buffer or memoryview(bytearray(65536)))
     if not head.startswith(b"HTTP/1.1 200"):
@@ -209,17 +220,17 @@ def short_request(port: int, buffer: memoryview | None = None) -> float:
     return time.perf_counter() - started
 
 
-def latencies(port: int) -> tuple[float, float]:
+def latencies(port: int, host: str = "127.0.0.1") -> tuple[float, float]:
     buffer = memoryview(bytearray(65536))
-    samples = sorted(short_request(port, buffer) for _ in range(SEQUENTIAL))
+    samples = sorted(short_request(port, buffer, host) for _ in range(SEQUENTIAL))
     return samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000
 
 
-async def _client(port: int, deadline: float, counts: list[int]) -> None:
+async def _client(port: int, deadline: float, counts: list[int], host: str) -> None:
     while time.perf_counter() < deadline:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await asyncio.open_connection(host, port)
                 try:
                     writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
                     head = await reader.readuntil(b"\r\n\r\n")
@@ -233,11 +244,11 @@ async def _client(port: int, deadline: float, counts: list[int]) -> None:
         counts[0 if head.startswith(b"HTTP/1.1 200") else 1] += 1
 
 
-def requests_per_second(port: int) -> float:
+def requests_per_second(port: int, host: str = "127.0.0.1") -> float:
     async def run() -> list[int]:
         counts = [0, 0]
         deadline = time.perf_counter() + CONCURRENT_SECONDS
-        await asyncio.gather(*(_client(port, deadline, counts) for _ in range(CONCURRENCY)))
+        await asyncio.gather(*(_client(port, deadline, counts, host) for _ in range(CONCURRENCY)))
         return counts
 
     started = time.perf_counter()
@@ -266,15 +277,16 @@ def measure(forwarder: Forwarder, results: Results) -> bool:
     """Measures the three phases, each on its own: a forwarder that fails one (kubectl
     often hangs under concurrency) still has the others compared. False if any failed
     (the forwarder is then restarted)."""
+    host = forwarder.host
     phases: list[tuple[list[list[float | None]], Callable[[int], tuple[float, ...]]]] = [
-        ([results.throughput], lambda port: (download(port),)),
-        ([results.p50, results.p99], latencies),
-        ([results.rps], lambda port: (requests_per_second(port),)),
+        ([results.throughput], lambda port: (download(port, host),)),
+        ([results.p50, results.p99], lambda port: latencies(port, host)),
+        ([results.rps], lambda port: (requests_per_second(port, host),)),
     ]
     shown, healthy = [], True
     try:
         for _ in range(20):  # warm up: tunnels, TLS session, the pod's server
-            short_request(forwarder.port)
+            short_request(forwarder.port, host=host)
     except (Failed, OSError, SystemExit) as error:
         healthy = False
         results.failures.append(f"warm-up: {error}")
@@ -297,6 +309,25 @@ def measure(forwarder: Forwarder, results: Results) -> bool:
         flush=True,
     )
     return healthy
+
+
+def measure_all(starters: dict[str, Callable[[], Forwarder]], repeats: int) -> dict[str, Results]:
+    """Starts every forwarder, measures each `repeats` times, alternating the order."""
+    forwarders = {name: start() for name, start in starters.items()}
+    try:
+        results = {name: Results() for name in forwarders}
+        order = list(forwarders)
+        for repeat in range(repeats):
+            print(f"repeat {repeat + 1}/{repeats}", flush=True)
+            for name in order if repeat % 2 == 0 else reversed(order):
+                if not measure(forwarders[name], results[name]):
+                    # As a user would: restart the broken forward and go on.
+                    forwarders[name].close()
+                    forwarders[name] = starters[name]()
+    finally:
+        for forwarder in forwarders.values():
+            forwarder.close()
+    return results
 
 
 @contextmanager
@@ -368,10 +399,11 @@ def main() -> None:
     parser.add_argument("--transports", default="spdy,v4", help="our transports to measure")
     parser.add_argument("--serve", metavar="NAMESPACE", help=argparse.SUPPRESS)
     parser.add_argument("--transport", default="spdy", help=argparse.SUPPRESS)
+    parser.add_argument("--route", default="forward", help=argparse.SUPPRESS)
     parser.add_argument("--service", default="web", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
-        serve(options.serve, options.service, options.transport, options.context)
+        serve(options.serve, options.service, options.transport, options.context, options.route)
         return
 
     machine = f"{platform.node()}, {os.cpu_count()} cores, {platform.platform()}"
@@ -383,20 +415,7 @@ def main() -> None:
             for t in options.transports.split(",")
         }
         starters["kubectl port-forward"] = lambda: start_kubectl(namespace, pod, options.context)
-        forwarders = {name: start() for name, start in starters.items()}
-        try:
-            results = {name: Results() for name in forwarders}
-            order = list(forwarders)
-            for repeat in range(options.repeats):
-                print(f"repeat {repeat + 1}/{options.repeats}", flush=True)
-                for name in order if repeat % 2 == 0 else reversed(order):
-                    if not measure(forwarders[name], results[name]):
-                        # As a user would: restart the broken forward and go on.
-                        forwarders[name].close()
-                        forwarders[name] = starters[name]()
-        finally:
-            for forwarder in forwarders.values():
-                forwarder.close()
+        results = measure_all(starters, options.repeats)
     print(
         f"\nmedians over {options.repeats} repeats (pod {pod}); in parentheses the median of the"
         " per-repeat ratios to kubectl, over the repeats where both succeeded:"

@@ -57,6 +57,11 @@ class ServiceDetails(BaseModel):
     url: str | None = Field(
         default=None, description="http(s)://host:port of the port named http or https"
     )
+    route: Literal["forward", "direct", "mixed"] = Field(
+        default="forward",
+        description="how the local ports reach the pods: forward (through the apiserver), "
+        "direct (straight to the pod's IP), mixed (some ports each way)",
+    )
 
     @property
     def address(self) -> tuple[str, int]:

@@ -20,15 +20,22 @@ from kubefixtures.limits import parse_count, parse_seconds
 
 __all__ = [
     "OPTIONS",
+    "ROUTES",
     "Option",
+    "Route",
     "Settings",
     "parse_image_overrides",
     "parse_namespace",
     "parse_namespace_prefix",
     "parse_report_path",
+    "parse_route",
 ]
 
 Kind = Literal["string", "seconds", "flag", "pairs", "count"]
+# How a test reaches a Service (kubefixtures.kube.portforward's `Route`; kept here too so
+# that pytest's start-up imports nothing of kube/).
+Route = Literal["auto", "forward", "direct"]
+ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,14 @@ OPTIONS: tuple[Option, ...] = (
         "phases, the outcome, kept namespaces) or FILE.html (a waterfall of the phases)",
         metavar="FILE",
     ),
+    Option(
+        "route",
+        "string",
+        "how tests reach Services on 127.0.0.1: auto (straight to the pod's IP when a "
+        "connect probe to it succeeds, else through the apiserver), forward (always "
+        "through the apiserver), direct (to the pod's IP, or fail)",
+        metavar="|".join(ROUTES),
+    ),
 )
 
 
@@ -200,6 +215,7 @@ class Settings:
     diagnostics: bool = True
     log_lines: int = 50
     report: str | None = None
+    route: Route = "auto"
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -243,6 +259,7 @@ class Settings:
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
             report=parsed("kubefixtures_report", parse_report_path) or None,
+            route=parsed("kubefixtures_route", parse_route),
         )
 
 
@@ -288,6 +305,13 @@ def parse_namespace(text: str) -> str:
             "(lowercase letters, digits and dashes, at most 63 characters)"
         )
     return text
+
+
+def parse_route(text: str) -> Route:
+    for route in ROUTES:
+        if text.strip().lower() == route:
+            return route
+    raise ValueError(f"{text!r} is not a route (use {', '.join(ROUTES)})")
 
 
 def parse_image_overrides(text: str | Iterable[str]) -> dict[str, str]:

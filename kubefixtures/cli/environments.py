@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures.cli.options import add_cluster_options, count, namespace_prefix, seconds
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.settings import Settings
+from kubefixtures.settings import ROUTES, Settings
 
 if TYPE_CHECKING:
     from kubefixtures.provisioning.base import EnvironmentSpec
@@ -113,6 +113,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "after this command ends (default: %(default).0f)",
     )
     up.add_argument("--lease-duration", type=seconds, default=default.lease_duration, metavar="S")
+    up.add_argument(
+        "--route",
+        choices=ROUTES,
+        default=default.route,
+        help="as --kubefixtures-route: how the served 127.0.0.1 ports reach the pods "
+        "(default: %(default)s)",
+    )
     add_cluster_options(up)
     up.set_defaults(handler=run_up)
 
@@ -207,6 +214,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         image_overrides=overrides,
         lease_duration=arguments.lease_duration,
         keep_for=arguments.keep_for,
+        route=arguments.route,
     )
     out: Path = (arguments.details_out or Path(f"{name}.kubefixtures.json")).resolve()
     session = SessionState(settings, lambda line: print(line, flush=True))

@@ -17,6 +17,7 @@ __all__ = [
     "ApiServerUnreachableError",
     "BadRequest",
     "Conflict",
+    "DirectRouteError",
     "Forbidden",
     "Gone",
     "Invalid",
@@ -135,6 +136,10 @@ class PortForwardForbiddenError(PortForwardError):
 
 class ApiServerUnreachableError(PortForwardError, ClusterError):
     """The apiserver cannot be reached, or rejected our credentials."""
+
+
+class DirectRouteError(PortForwardError):
+    """A direct route was asked for, and the pod's IP cannot be reached from here."""
 
 
 class TunnelError(PortForwardError):

@@ -28,6 +28,7 @@ from kubefixtures.provisioning.base import (
     EnvironmentSpec,
     Inspection,
     SessionView,
+    combined_route,
     inspect,
 )
 from kubefixtures.rendering import RenderContext, render_sources
@@ -139,7 +140,8 @@ class AttachedProvisioning:
         ]
 
     def _forward(self, cluster: Cluster, details: EnvironmentDetails) -> dict[str, ServiceDetails]:
-        """The recorded ports that are serving, and new forwards for those that are not."""
+        """The recorded ports that are serving, and new forwards for those that are not (on
+        this run's route: a route recorded by ``up`` may not exist from this machine)."""
         wanted = [
             (service.name, port, local)
             for service in details.services.values()
@@ -158,11 +160,22 @@ class AttachedProvisioning:
             moved = {key: future.result() for key, future in futures.items()}
         services = {}
         for name, service in details.services.items():
-            ports = {port: moved.get((name, port), local) for port, local in service.ports.items()}
+            ports = {
+                port: moved[(name, port)].local_port if (name, port) in moved else local
+                for port, local in service.ports.items()
+            }
             services[name] = _moved(service, ports)
+            if any(key[0] == name for key in moved):
+                routes = [
+                    moved[(name, port)].route if (name, port) in moved else service.route
+                    for port in service.ports
+                ]
+                services[name] = services[name].model_copy(update={"route": combined_route(routes)})
         return services
 
-    def _start(self, cluster: Cluster, namespace: str, service: str, port: int, local: int) -> int:
+    def _start(
+        self, cluster: Cluster, namespace: str, service: str, port: int, local: int
+    ) -> ServicePortForward:
         """Forward ``service:port`` on the recorded local port if it is free, else (another
         xdist worker of this run took it a moment ago, say) on a free one."""
         from kubefixtures.kube.portforward import PortForwardError, ServicePortForward
@@ -175,6 +188,7 @@ class AttachedProvisioning:
                 port,
                 local_port=local_port,
                 ready_timeout=self.spec.timeout or self.session.settings.ready_timeout,
+                route=self.session.settings.route,
             )
             try:
                 forward.start()
@@ -183,12 +197,15 @@ class AttachedProvisioning:
                     raise
                 continue
             self.forwards.append(forward)
-            return forward.local_port
+            return forward
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def report_ready(self) -> None:
         assert self.environment is not None
-        again = f", {len(self.forwards)} port(s) forwarded again" if self.forwards else ""
+        again = ""
+        if self.forwards:
+            routes = sorted({forward.route for forward in self.forwards})
+            again = f", {len(self.forwards)} port(s) forwarded again ({', '.join(routes)})"
         self.session.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r} from {self.path}: namespace "
             f"{self.environment.namespace}{again} ({time.monotonic() - self._started:.1f} s)"

@@ -8,10 +8,10 @@ the terminal now, lines for the summary at the end). This module imports nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, ServiceDetails
@@ -125,6 +125,9 @@ class PortForward(Protocol):
     @property
     def local_port(self) -> int: ...
 
+    @property
+    def route(self) -> str: ...
+
     def start(self) -> Any: ...
 
     def stop(self) -> Any: ...
@@ -144,10 +147,22 @@ def _scheme(port: Mapping[str, Any]) -> str | None:
     return None
 
 
+def combined_route(routes: Iterable[str]) -> Literal["forward", "direct", "mixed"]:
+    """One Service's route in its details, from the routes its ports' forwards took."""
+    chosen = set(routes)
+    if chosen == {"direct"}:
+        return "direct"
+    return "forward" if chosen <= {"forward"} else "mixed"
+
+
 def service_details(
-    service: Mapping[str, Any], namespace: str, local_ports: Mapping[int, int]
+    service: Mapping[str, Any],
+    namespace: str,
+    local_ports: Mapping[int, int],
+    routes: Mapping[int, str] | None = None,
 ) -> ServiceDetails:
-    """ServiceDetails of a Service manifest whose ports are forwarded to ``local_ports``."""
+    """ServiceDetails of a Service manifest whose ports are forwarded to ``local_ports``
+    (``routes``: the route each port's forward took; forward when not given)."""
     from kubefixtures.details import ServiceDetails
 
     ports = tcp_ports(service)
@@ -167,4 +182,5 @@ def service_details(
             str(port["name"]): local_ports[int(port["port"])] for port in ports if port.get("name")
         },
         url=url,
+        route=combined_route((routes or {}).get(int(port["port"]), "forward") for port in ports),
     )

@@ -440,8 +440,11 @@ class FreshProvisioning:
             finally:
                 self.phases.record("ready", started, clock.monotonic())
             local_ports: dict[str, dict[int, int]] = {}
+            routes: dict[str, dict[int, str]] = {}
             for (name, port), future in starting.items():
-                local_ports.setdefault(name, {})[port] = future.result().local_port
+                forward = future.result()
+                local_ports.setdefault(name, {})[port] = forward.local_port
+                routes.setdefault(name, {})[port] = forward.route
             if forwarded:
                 self.phases.record("forward", started, max(forwarded))
         except BaseException:
@@ -450,7 +453,7 @@ class FreshProvisioning:
         finally:
             pool.shutdown(wait=True)
         return {
-            name: service_details(service, self.namespace, local_ports[name])
+            name: service_details(service, self.namespace, local_ports[name], routes[name])
             for name, service in services.items()
         }
 
@@ -472,7 +475,12 @@ class FreshProvisioning:
         # (what is not ready, and why) and cancels this forward's start.
         remaining = max(self._deadline - time.monotonic(), 1.0) + _FORWARD_GRACE
         forward = ServicePortForward(
-            cluster.config, self.namespace, service, port, ready_timeout=remaining
+            cluster.config,
+            self.namespace,
+            service,
+            port,
+            ready_timeout=remaining,
+            route=self.session.settings.route,
         )
         with self._forwards_lock:
             if self._forwards_stopped:  # the setup failed while this thread got here

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
         @property
         def url(self) -> str | None: ...
 
+        @property
+        def route(self) -> str: ...
+
 
 __all__ = ["Collector", "describe_services", "environment_line"]
 
@@ -48,9 +51,10 @@ _OUTCOMES = ("passed", "failed", "errors", "skipped", "xfailed", "xpassed")
 
 
 def describe_services(services: Mapping[str, _Address]) -> str:
-    """``web http://127.0.0.1:41231, redis 127.0.0.1:40001``: where the tests reach each."""
+    """``web http://127.0.0.1:41231 (direct), redis 127.0.0.1:40001 (forward)``: where the
+    tests reach each, and by which route."""
     return ", ".join(
-        f"{name} {service.url or f'{service.host}:{service.port}'}"
+        f"{name} {service.url or f'{service.host}:{service.port}'} ({service.route})"
         for name, service in services.items()
     )
 
@@ -115,7 +119,9 @@ class Collector:
             ],
             objects=len(details.objects) if details else 0,
             services={
-                name: ServiceAddress(host=service.host, port=service.port, url=service.url)
+                name: ServiceAddress(
+                    host=service.host, port=service.port, url=service.url, route=service.route
+                )
                 for name, service in (details.services if details else {}).items()
             },
         )

@@ -47,11 +47,15 @@ class PhaseSpan(_Model):
 
 
 class ServiceAddress(_Model):
-    """Where the tests reached a Service (a port-forward on this machine)."""
+    """Where the tests reached a Service (on this machine) and by which route."""
 
     host: str
     port: int
     url: str | None = None
+    route: str = Field(
+        default="forward",
+        description="direct (spliced to the pod's IP), forward (through the apiserver) or mixed",
+    )
 
 
 class EnvironmentRecord(_Model):

@@ -141,3 +141,20 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.1) -
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start_up(directory: Path, *arguments: str) -> tuple[subprocess.Popen[str], str]:
+    """`kubefixtures up ARGUMENTS...` in ``directory``, once it serves its forwards; the
+    process and what it printed until then."""
+    up = subprocess.Popen(
+        [str(BIN / "kubefixtures"), "up", *arguments],
+        cwd=directory, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    assert up.stdout is not None
+    for line in up.stdout:
+        lines.append(line)
+        if line.startswith("serving the port-forwards"):
+            break
+    return up, "".join(lines)

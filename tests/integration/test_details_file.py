@@ -26,6 +26,7 @@ from tests.integration.sharing_support import (
     output,
     records,
     run_pytest,
+    start_up,
     unique,
     wait_for,
     write_suite,
@@ -40,34 +41,21 @@ def renew_time(cluster: Cluster, namespace: str) -> str:
     )
 
 
-def test_up_then_pytest_then_down(  # noqa: PLR0915 - one story, told in order
-    tmp_path: Path, kubefixtures_cluster: Cluster
-) -> None:
+def test_up_then_pytest_then_down(tmp_path: Path, kubefixtures_cluster: Cluster) -> None:
     name = unique("details")
     details_file = tmp_path / "env.json"
     write_suite(tmp_path, name, count=5)
-    up = subprocess.Popen(
-        [
-            str(BIN / "kubefixtures"), "up", str(TOKEN_WEB), "--name", name,
-            "--values", "ready_delay=0", "--details-out", str(details_file),
-            "--lease-duration", "3",
-        ],
-        cwd=tmp_path, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+    up, printed = start_up(
+        tmp_path, str(TOKEN_WEB), "--name", name, "--values", "ready_delay=0",
+        "--details-out", str(details_file), "--lease-duration", "3",
     )  # fmt: skip
     try:
-        lines: list[str] = []
-        assert up.stdout is not None
-        for line in up.stdout:
-            lines.append(line)
-            if line.startswith("serving the port-forwards"):
-                break
-        assert details_file.exists(), "".join(lines)
+        assert details_file.exists(), printed
         assert details_file.stat().st_mode & 0o777 == 0o600
         details = EnvironmentDetails.read(details_file)
         namespace = details.namespace
         assert live(kubefixtures_cluster, name) == [namespace]
-        assert f"KUBEFIXTURES_DETAILS={details_file} pytest" in "".join(lines)
+        assert f"KUBEFIXTURES_DETAILS={details_file} pytest" in printed
 
         # While `up` holds it, the Lease is renewed (every second with a 3 s lease).
         first = renew_time(kubefixtures_cluster, namespace)

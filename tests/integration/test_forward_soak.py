@@ -9,6 +9,10 @@ does not. Timeouts are the exception: with 0.3 s socket timeouts on a busy machi
 come and go on either side by chance, so ours may have as many as three times kubectl's
 plus five before they count.
 
+"Ours" takes the session's route (``--kubefixtures-route``): on a cluster whose pod network
+is reachable from here, the default goes straight to the pods (issue 18); run it with
+``--kubefixtures-route=forward`` to soak the forward.
+
 Before the fix of issue 13 (a client gone before its pod's FIN took the whole tunnel down)
 the Redis soak had over a hundred "Connection closed by server" through ours, none through
 kubectl's.
@@ -132,6 +136,7 @@ def test_redis_clients_fare_no_worse_than_through_kubectl(
     request: pytest.FixtureRequest, kubefixtures_cluster: Cluster, catalog_redis: Environment
 ) -> None:
     redis = RedisDetails.from_environment(catalog_redis)
+    print(f"ours: route {catalog_redis.services['redis'].route} (--kubefixtures-route)")
     with kubectl_forward(request, kubefixtures_cluster, redis.namespace, "redis", 6379) as port:
         soak_both(redis_soak, redis.url, with_port(redis.url, port))
 
@@ -140,6 +145,7 @@ def test_postgres_pools_fare_no_worse_than_through_kubectl(
     request: pytest.FixtureRequest, kubefixtures_cluster: Cluster, catalog_postgres: Environment
 ) -> None:
     postgres = PostgresDetails.from_environment(catalog_postgres)
+    print(f"ours: route {catalog_postgres.services['postgres'].route} (--kubefixtures-route)")
     with kubectl_forward(
         request, kubefixtures_cluster, postgres.namespace, "postgres", 5432
     ) as port:

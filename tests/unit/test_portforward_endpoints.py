@@ -29,12 +29,14 @@ def service(**spec: Any) -> dict[str, Any]:
     return {"metadata": {"name": "web", "namespace": "ns"}, "spec": base}
 
 
-def endpoint(pod: str, *, ready: bool | None = True, terminating: bool = False) -> dict[str, Any]:
+def endpoint(
+    pod: str, *, ready: bool | None = True, terminating: bool = False, address: str = "10.0.0.1"
+) -> dict[str, Any]:
     conditions: dict[str, Any] = {"terminating": terminating}
     if ready is not None:
         conditions["ready"] = ready
     return {
-        "addresses": ["10.0.0.1"],
+        "addresses": [address],
         "conditions": conditions,
         "targetRef": {"kind": "Pod", "name": pod},
     }
@@ -89,12 +91,15 @@ def test_only_ready_pods_are_chosen_with_their_own_port() -> None:
             endpoint("web-a"), endpoint("web-d", terminating=True, ready=False), http_port=9090
         ),
     ]
-    assert ready_targets(slices, HTTP) == [Target("web-a", 9090), Target("web-b", 8080)]
+    assert ready_targets(slices, HTTP) == [
+        Target("web-a", 9090, "10.0.0.1"),
+        Target("web-b", 8080, "10.0.0.1"),
+    ]
 
 
 def test_unknown_readiness_counts_as_ready_but_terminating_never() -> None:
     slices = [endpoint_slice(endpoint("web-a", ready=None), endpoint("web-b", terminating=True))]
-    assert ready_targets(slices, HTTP) == [Target("web-a", 8080)]
+    assert ready_targets(slices, HTTP) == [Target("web-a", 8080, "10.0.0.1")]
 
 
 def test_endpoints_without_pods_or_the_port_are_skipped() -> None:
@@ -115,7 +120,7 @@ def test_unnamed_service_port_matches_unnamed_slice_port() -> None:
     slices = [
         {"addressType": "IPv4", "endpoints": [endpoint("redis-0")], "ports": [{"port": 6379}]}
     ]
-    assert ready_targets(slices, port) == [Target("redis-0", 6379)]
+    assert ready_targets(slices, port) == [Target("redis-0", 6379, "10.0.0.1")]
 
 
 def pod(name: str, **status: Any) -> dict[str, Any]:
@@ -188,3 +193,15 @@ def test_explain_terminating_missing_port_and_conditions() -> None:
         "pod a is terminating; pod b has no container port named 'web'; "
         "pod c not ready (phase Pending; PodScheduled: Unschedulable) (and 2 more)"
     )
+
+
+def test_targets_carry_the_pod_ip_for_a_direct_route() -> None:
+    slices = [
+        endpoint_slice(endpoint("web-b", address="10.0.0.9"), endpoint("web-a", address="fd00::7"))
+    ]
+    assert ready_targets(slices, HTTP) == [
+        Target("web-a", 8080, "fd00::7"),
+        Target("web-b", 8080, "10.0.0.9"),
+    ]
+    without = {"conditions": {"ready": True}, "targetRef": {"kind": "Pod", "name": "web-c"}}
+    assert ready_targets([endpoint_slice(without)], HTTP) == [Target("web-c", 8080, "")]

@@ -40,14 +40,14 @@ from kubefixtures.kube.portforward._loop import THREAD_NAME
 NS = "ns"
 
 
-def endpoint_slice(pods: list[str]) -> dict[str, Any]:
+def endpoint_slice(pods: list[str], address: str = "10.0.0.1", port: int = 7000) -> dict[str, Any]:
     return {
         "metadata": {"name": "web-abc", "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4",
-        "ports": [{"name": "echo", "port": 7000, "protocol": "TCP"}],
+        "ports": [{"name": "echo", "port": port, "protocol": "TCP"}],
         "endpoints": [
             {
-                "addresses": ["10.0.0.1"],
+                "addresses": [address],
                 "conditions": {"ready": True},
                 "targetRef": {"kind": "Pod", "name": pod},
             }
@@ -73,6 +73,10 @@ class FakeApiServer:
         self.heads: list[str] = []  # every request head received, as text
         self.peer_subjects: list[Any] = []  # client certificates' subjects (TLS)
         self.ready_pods: list[str] = ["web-a"]
+        # Where the EndpointSlice says the pods are (one address and port for all of them):
+        # a direct route dials it.
+        self.pod_address = "10.0.0.1"
+        self.pod_port = 7000
         self.forbid_portforward = False
         # Seconds the "pod" takes to answer a client's FIN with its own (containerd's
         # port-forward takes up to one).
@@ -123,8 +127,9 @@ class FakeApiServer:
                 for writer in self._tunnels.pop(pod, []):
                     writer.transport.abort()
             self.ready_pods = pods
+            item = endpoint_slice(pods, self.pod_address, self.pod_port)
             for queue in self._watchers:
-                queue.put_nowait({"type": "MODIFIED", "object": endpoint_slice(pods)})
+                queue.put_nowait({"type": "MODIFIED", "object": item})
 
         self._call(change())
 
@@ -183,7 +188,7 @@ class FakeApiServer:
         if path == f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices":
             return 200, {
                 "metadata": {"resourceVersion": "1"},
-                "items": [endpoint_slice(self.ready_pods)],
+                "items": [endpoint_slice(self.ready_pods, self.pod_address, self.pod_port)],
             }
         if path == f"/api/v1/namespaces/{NS}/pods":
             waiting = {"waiting": {"reason": "CrashLoopBackOff"}}

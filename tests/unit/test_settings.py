@@ -99,3 +99,26 @@ def test_image_override_pairs() -> None:
     assert parse_image_overrides("") == {}
     with pytest.raises(ValueError, match="'=x'"):
         parse_image_overrides("=x")
+
+
+def test_route_from_option_or_ini_key_and_the_same_routes_as_the_forwarder() -> None:
+    from typing import get_args
+
+    from kubefixtures.kube.portforward import ROUTES, Route
+    from kubefixtures.settings import ROUTES as SETTINGS_ROUTES
+
+    assert Settings().route == "auto"
+    ini = {"kubefixtures_route": "forward"}
+    assert Settings.from_config(FakeConfig(ini=ini)).route == "forward"
+    options = {"kubefixtures_route": "Direct"}
+    assert Settings.from_config(FakeConfig(options=options, ini=ini)).route == "direct"
+    assert SETTINGS_ROUTES == ROUTES == get_args(Route)
+
+
+def test_an_unknown_route_names_the_option_and_the_routes() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_config(FakeConfig(ini={"kubefixtures_route": "tunnel"}))
+    assert str(caught.value) == (
+        "--kubefixtures-route (ini kubefixtures_route): 'tunnel' is not a route "
+        "(use auto, forward, direct)"
+    )

@@ -29,6 +29,12 @@ v4 pays a TLS handshake, an HTTP upgrade and a kubelet dial per connection (p50 
 against 3-4 ms); the tunnel pays one SPDY round trip. Under the 16-client load kubectl's
 forward hung in 3 of 5 repeats (requests never answered until it was restarted); ours
 never did.
+
+Direct route. Where the pod network is reachable from this process (the host of a local
+cluster, a CI runner inside the cluster), ``route="direct"`` skips the apiserver: the same
+127.0.0.1 listener splices each connection to the pod's IP, following the same
+EndpointSlices. ``route="auto"`` takes it when a short connect probe to the pod's IP
+succeeds at start, and forwards otherwise (benchmarks/direct_route.py has the figures).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
+    DirectRouteError,
     NoReadyEndpointsError,
     PortForwardError,
     PortForwardForbiddenError,
@@ -49,17 +56,25 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward import _loop
-from kubefixtures.kube.portforward._forwarder import AsyncServicePortForward, Transport
+from kubefixtures.kube.portforward._forwarder import (
+    ROUTES,
+    AsyncServicePortForward,
+    Route,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from kubefixtures.kube.config import ClusterConfig
 
 __all__ = [
+    "ROUTES",
     "ApiServerUnreachableError",
     "AsyncServicePortForward",
+    "DirectRouteError",
     "NoReadyEndpointsError",
     "PortForwardError",
     "PortForwardForbiddenError",
+    "Route",
     "ServiceNotFoundError",
     "ServicePortForward",
     "Transport",
@@ -77,6 +92,8 @@ class ServicePortForward:
     errors of this module (Service or port not found, no ready endpoints within
     ``ready_timeout`` and why, RBAC forbids pods/portforward, apiserver unreachable).
     A client connection that finds no ready pod within ``connect_timeout`` is reset.
+    ``route``: "forward" through the apiserver, "direct" to the pod's IP (``start()``
+    fails with ``DirectRouteError`` when it does not answer), "auto" direct when it does.
     """
 
     def __init__(
@@ -91,6 +108,7 @@ class ServicePortForward:
         transport: Transport = "auto",
         ready_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        route: Route = "forward",
     ) -> None:
         # A stopped core cannot start again; start() after stop() builds a new one.
         self._new_core = partial(
@@ -104,6 +122,7 @@ class ServicePortForward:
             transport=transport,
             ready_timeout=ready_timeout,
             connect_timeout=connect_timeout,
+            route=route,
         )
         self._core = self._new_core()
         self._stopped = False
@@ -129,6 +148,11 @@ class ServicePortForward:
     def transport(self) -> str:
         """The transport in use: "spdy" (the tunnel) or "v4"."""
         return self._core.transport
+
+    @property
+    def route(self) -> str:
+        """The route in use: "direct" (to the pod's IP) or "forward" (the apiserver)."""
+        return self._core.route
 
     @property
     def pod(self) -> str | None:
@@ -215,5 +239,6 @@ class ServicePortForward:
         core = self._core
         return (
             f"ServicePortForward({core.namespace}/{core.service}:{core.port} -> "
-            f"{core.bind}:{core.local_port}, {core.transport})"
+            f"{core.bind}:{core.local_port}, "
+            f"{'direct' if core.route == 'direct' else core.transport})"
         )

@@ -36,6 +36,7 @@ class Target:
 
     pod: str
     port: int
+    address: str = ""  # the pod's IP, for a direct route ("" when the slice gave none)
 
 
 def describe_ports(service: JSON) -> str:
@@ -96,7 +97,8 @@ def ready_targets(slices: list[JSON], port: ServicePort) -> list[Target]:
         for endpoint in endpoint_slice.get("endpoints") or []:
             ref = endpoint.get("targetRef") or {}
             if ref.get("kind") == "Pod" and ref.get("name") and is_ready(endpoint):
-                targets.add(Target(ref["name"], number))
+                addresses = endpoint.get("addresses") or [""]
+                targets.add(Target(ref["name"], number, str(addresses[0])))
     return sorted(targets)
 
 

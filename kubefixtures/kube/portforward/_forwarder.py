@@ -5,6 +5,10 @@ forward sticks to one ready pod (the first by name, like kubectl's one pod, so t
 see one backend) and keeps a tunnel to it open before any client connects. When that pod
 stops being ready, its tunnel drains (connections in flight finish or fail on their own)
 and the next ready pod gets a fresh tunnel at once.
+
+Where the pod's IP is reachable from here, the route can skip the apiserver altogether
+(``route="direct"``, or ``"auto"`` after a connect probe): each accepted connection is then
+spliced to the current pod's IP (see _direct), following the same EndpointSlices.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from functools import partial
 from typing import Any, Literal
 
 from kubefixtures.kube.errors import (
+    DirectRouteError,
     NoReadyEndpointsError,
     PortForwardError,
     PortForwardForbiddenError,
@@ -25,6 +31,13 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward._api import ApiClient, ApiEndpoint, pod_portforward_path
+from kubefixtures.kube.portforward._direct import (
+    Splice,
+    connect,
+    describe_connect_error,
+    probe,
+    reset,
+)
 from kubefixtures.kube.portforward._endpoints import (
     JSON,
     SERVICE_NAME_LABEL,
@@ -43,6 +56,13 @@ from kubefixtures.kube.portforward._wsconn import open_websocket
 log = logging.getLogger("kubefixtures.portforward")
 
 Transport = Literal["auto", "spdy", "v4"]
+# How connections reach the pod: "forward" through the apiserver (the tunnel), "direct" to
+# the pod's IP, "auto" direct when a connect probe to the pod's IP succeeds.
+Route = Literal["auto", "forward", "direct"]
+ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
+# A reachable pod network answers a connect in milliseconds; an unreachable one often
+# drops the SYN silently, and this is what an "auto" forward then loses finding out.
+PROBE_TIMEOUT = 0.5
 
 
 class AsyncServicePortForward:
@@ -61,6 +81,8 @@ class AsyncServicePortForward:
         ready_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         ping_interval: float = 15.0,
+        route: Route = "forward",
+        probe_timeout: float = PROBE_TIMEOUT,
     ) -> None:
         self._configuration = configuration
         self.namespace = namespace
@@ -73,6 +95,11 @@ class AsyncServicePortForward:
         self.ready_timeout = ready_timeout
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
+        self._requested_route = route
+        self.route: Literal["forward", "direct"] = "forward"
+        self.probe_timeout = probe_timeout
+        self._direct: set[Splice] = set()
+        self._dialling: set[socket.socket] = set()  # clients whose pod is being dialled
         self._api: ApiClient | None = None
         self._service: JSON = {}
         self._service_port: ServicePort | None = None
@@ -138,7 +165,9 @@ class AsyncServicePortForward:
                 f"{self.what} has no ready endpoints for port {self.port}"
                 f" after {self.ready_timeout:g}s: {why}"
             ) from None
-        if self.transport == "spdy":
+        if self._requested_route != "forward":
+            await self._probe_direct_route(target)
+        if self.transport == "spdy" and self.route == "forward":
             try:
                 self._tunnel = await self._open_tunnel(target)
             except TunnelError as error:
@@ -160,13 +189,25 @@ class AsyncServicePortForward:
             ) from None
         self.local_port = self._server.sockets[0].getsockname()[1]
         log.debug(
-            "forwarding %s:%s to %s port %s via %s",
+            "forwarding %s:%s to %s port %s via %s (%s)",
             self.bind,
             self.local_port,
             self.what,
             self.port,
             target.pod,
+            self.route,
         )
+
+    async def _probe_direct_route(self, target: Target) -> None:
+        """Choose the direct route if the pod's IP answers; a forced one must."""
+        failure = await probe(target.address, target.port, self.probe_timeout)
+        if failure is None:
+            self.route = "direct"
+            return
+        where = f"pod {target.pod} at {target.address or '?'}:{target.port}"
+        if self._requested_route == "direct":
+            raise DirectRouteError(f"{self.what}: no direct route to {where}: {failure}")
+        log.info("%s: no direct route to %s (%s); forwarding instead", self.what, where, failure)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -176,6 +217,10 @@ class AsyncServicePortForward:
             local.abort()
         for connection in list(self._v4):
             connection.abort()
+        for splice in list(self._direct):
+            splice.reset()
+        for client in list(self._dialling):
+            reset(client)
         tunnels = [t for t in (self._tunnel, *self._draining) if t is not None]
         for tunnel in tunnels:
             tunnel.abort()
@@ -203,6 +248,12 @@ class AsyncServicePortForward:
     def attach(self, local: LocalConnection) -> None:
         if self._stopping:
             local.abort()
+            return
+        if self.route == "direct":
+            client = local.take_socket()  # spliced in the kernel from now on
+            if client is not None:
+                self._dialling.add(client)  # stop() closes it if the task never runs
+                self._spawn(self._attach_direct(client))
             return
         self._locals.add(local)
         tunnel = self._tunnel
@@ -245,6 +296,41 @@ class AsyncServicePortForward:
         except PortForwardError as error:
             log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
             local.abort()
+
+    async def _attach_direct(self, client: socket.socket) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    target = await self._ready_target()
+                    try:
+                        pod = await connect(target.address, target.port)
+                    except OSError as error:
+                        if target != self._current:
+                            continue  # the pod changed while we dialled it: the next one
+                        raise PortForwardError(
+                            f"pod {self.namespace}/{target.pod} at {target.address}:"
+                            f"{target.port}: {describe_connect_error(error)}"
+                        ) from None
+                    if self._stopping or client.fileno() < 0:
+                        pod.close()
+                        break
+                    self._dialling.discard(client)
+                    self._direct.add(Splice(client, pod, self._direct.discard))
+                    return
+        except TimeoutError:
+            log.warning(
+                "connection to %s:%s dropped: no ready pod behind %s within %.1fs",
+                self.bind,
+                self.local_port,
+                self.what,
+                self.connect_timeout,
+            )
+        except PortForwardError as error:
+            log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
+        finally:
+            if client in self._dialling:
+                self._dialling.discard(client)
+                reset(client)  # it fails at once rather than hanging
 
     async def _attach_v4(self, local: LocalConnection) -> None:
         while True:
@@ -363,7 +449,12 @@ class AsyncServicePortForward:
 
     def _prewarm(self) -> None:
         """Opens the tunnel to the current pod before a client needs it."""
-        if self._stopping or self.transport != "spdy" or self._current is None:
+        if (
+            self._stopping
+            or self.transport != "spdy"
+            or self.route == "direct"
+            or self._current is None
+        ):
             return
         if self._server is None:
             # Not started yet: _start opens the first tunnel itself. A second one opened here
