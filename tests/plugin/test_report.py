@@ -104,7 +104,7 @@ def test_the_summary_has_one_line_per_environment_with_its_phases(
         [
             "*= kubefixtures =*",
             "shop: ready in 0.* s (fresh): namespace kf-shop-*, 0 objects, "
-            "web http://127.0.0.1:41231 | render 0.0* ready 0.3* s",
+            "web http://127.0.0.1:41231 (forward) | render 0.0* ready 0.3* s",
             "cache: ready in 0.* s (fresh): namespace kf-cache-*, 0 objects, *",
         ]
     )
@@ -121,7 +121,7 @@ def test_the_xdist_controller_prints_every_workers_environment_lines(
         [
             "*= kubefixtures =*",
             "shop: ready in 0.* s (fresh, xdist worker gw?): namespace kf-shop-*, 0 objects, "
-            "web http://127.0.0.1:41231 | render 0.0* ready 0.3* s | shared with gw?",
+            "web http://127.0.0.1:41231 (forward) | render 0.0* ready 0.3* s | shared with gw?",
         ]
     )
     # The module-scoped one: each worker that ran its test brought up its own.
@@ -162,7 +162,12 @@ def test_a_json_report_of_an_xdist_run_merges_the_workers(
     manager = next(env for env in shop if env["mode"] == "fresh")
     assert list(manager["phases"]) == ["render", "ready"]
     assert manager["services"] == {
-        "web": {"host": "127.0.0.1", "port": 41231, "url": "http://127.0.0.1:41231"}
+        "web": {
+            "host": "127.0.0.1",
+            "port": 41231,
+            "url": "http://127.0.0.1:41231",
+            "route": "forward",
+        }
     }
     [kept] = data["kept_namespaces"]
     assert kept["environment"] == "shop"

@@ -50,6 +50,11 @@ def test_rbac_is_least_privilege() -> None:
             "resources": ["leases"],
             "verbs": ["get", "list", "watch"],
         },
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+            "verbs": ["get", "list", "patch", "delete"],
+        },
     ]
     (role,) = by_kind(docs, "Role")
     assert role["metadata"]["namespace"] == "default"
