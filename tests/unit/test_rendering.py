@@ -366,6 +366,6 @@ def test_a_bad_values_file_is_named(tmp_path: Path, text: str, problem: str) -> 
 def test_missing_helm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chart = write(tmp_path / "c" / "Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n").parent
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path / "empty"))
     with pytest.raises(RenderError, match="the helm CLI is needed"):
         render_sources([chart], context())
