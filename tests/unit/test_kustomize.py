@@ -137,6 +137,4 @@ def test_a_kustomization_inside_a_directory_of_manifests_points_at_its_directory
     with pytest.raises(RenderError) as caught:
         render_sources([tmp_path / "deploy"], context())
     assert caught.value.location == str(tmp_path / "deploy" / "base" / "kustomization.yaml")
-    assert f"give its directory ({tmp_path / 'deploy' / 'base'}) as the source" in str(
-        caught.value
-    )
+    assert f"give its directory ({tmp_path / 'deploy' / 'base'}) as the source" in str(caught.value)
