@@ -81,7 +81,10 @@ def test_ready_must_be_a_mapping() -> None:
         parse(["web"])  # type: ignore[arg-type]
 
 
-SERVICES = {"web": {80: "http", 9090: "metrics"}, "redis": {6379: None}}
+SERVICES: dict[str, dict[int, str | None]] = {
+    "web": {80: "http", 9090: "metrics"},
+    "redis": {6379: None},
+}
 
 
 def test_targets_must_be_forwarded_services_and_their_ports() -> None:
