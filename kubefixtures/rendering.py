@@ -557,14 +557,32 @@ def _render_kustomization(
     )
 
 
+# kubectl builds that log through klog print `E1201 10:45:48.337682  8313 run.go:72]
+# "command failed" err="<Go-quoted message>"` instead of `error: <message>`.
+_KLOG_ERROR = re.compile(r'^[EF]\d{4} [^\]]*\] "[^"]*" err="(?P<message>(?:[^"\\]|\\.)*)"')
+
+
 def _kustomize_error(directory: Path, stderr: str) -> RenderError:
     """One line: the directory, then kustomize's own message (kubectl prints it after
-    ``error:``, sometimes over several lines)."""
+    ``error:``, sometimes over several lines, or as a klog line)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    starts = [index for index, line in enumerate(lines) if line.lower().startswith("error:")]
-    message = " ".join(lines[starts[0] :] if starts else lines[-1:]) or "no output"
-    message = re.sub(r"^error:\s*", "", message, flags=re.IGNORECASE)
-    return RenderError(str(directory), f"kustomize failed: {message}")
+    for line in lines:
+        logged = _KLOG_ERROR.match(line)
+        if logged:
+            message = _unquoted(logged.group("message"))
+            break
+    else:
+        starts = [index for index, line in enumerate(lines) if line.lower().startswith("error:")]
+        message = " ".join(lines[starts[0] :] if starts else lines[-1:]) or "no output"
+        message = re.sub(r"^error:\s*", "", message, flags=re.IGNORECASE)
+    return RenderError(str(directory), f"kustomize failed: {' '.join(message.split())}")
+
+
+def _unquoted(go_quoted: str) -> str:
+    try:
+        return str(json.loads(f'"{go_quoted}"'))  # Go's escapes are JSON's, but for \x..
+    except ValueError:
+        return go_quoted.replace('\\"', '"')
 
 
 def _kustomize_locator(output: str, directory: Path) -> Callable[[int], str]:

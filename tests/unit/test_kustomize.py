@@ -101,6 +101,11 @@ def test_an_unknown_placeholder_names_the_object_it_is_in(overlay: Path) -> None
             "map[string]interface {}(nil): yaml: unmarshal errors: line 3: field nameprefix "
             "not found in type types.Kustomization",
         ),
+        (  # kubectl builds that log through klog
+            'E1201 10:46:16.888757    9116 run.go:72] "command failed" err="invalid '
+            'Kustomization: json: unknown field \\"namePrefx\\""',
+            'invalid Kustomization: json: unknown field "namePrefx"',
+        ),
     ],
 )
 def test_a_kustomize_failure_is_one_line_naming_the_directory(
