@@ -141,3 +141,20 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.1) -
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start_up(directory: Path, *arguments: str) -> tuple[subprocess.Popen[str], str]:
+    """``kubefixtures up ARGUMENTS...`` started in ``directory``, once it serves (or has
+    ended): the process, and what it printed until then."""
+    up = subprocess.Popen(
+        [str(BIN / "kubefixtures"), "up", *arguments],
+        cwd=directory, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    assert up.stdout is not None
+    lines: list[str] = []
+    for line in up.stdout:
+        lines.append(line)
+        if line.startswith("serving the port-forwards"):
+            break
+    return up, "".join(lines)

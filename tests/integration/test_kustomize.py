@@ -5,7 +5,6 @@ used; and ``kubefixtures up`` of the same overlay, used through a details file."
 from __future__ import annotations
 
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -15,12 +14,12 @@ from kubefixtures import Environment, environment
 from kubefixtures.details import EnvironmentDetails
 from kubefixtures.kube import Cluster
 from tests.integration.sharing_support import (
-    BIN,
     delete_all,
     environ,
     live,
     output,
     run_pytest,
+    start_up,
     unique,
 )
 
@@ -86,22 +85,12 @@ def test_up_brings_an_overlay_up_for_details_file_runs(
     name = unique("kustomized")
     details_file = tmp_path / "env.json"
     (tmp_path / "test_suite.py").write_text(ATTACHED_SUITE.format(name=name, overlay=str(OVERLAY)))
-    up = subprocess.Popen(
-        [
-            str(BIN / "kubefixtures"), "up", f"{OVERLAY}/", "--name", name,
-            "--values", "greeting=from-up", "--details-out", str(details_file),
-        ],
-        cwd=tmp_path, env=environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
+    up, printed = start_up(
+        tmp_path, f"{OVERLAY}/", "--name", name, "--values", "greeting=from-up",
+        "--details-out", str(details_file),
     )  # fmt: skip
     try:
-        lines: list[str] = []
-        assert up.stdout is not None
-        for line in up.stdout:
-            lines.append(line)
-            if line.startswith("serving the port-forwards"):
-                break
-        assert details_file.exists(), "".join(lines)
+        assert details_file.exists(), printed
         details = EnvironmentDetails.read(details_file)
         assert set(details.services) == {"test-web"}
         assert live(kubefixtures_cluster, name) == [details.namespace]
