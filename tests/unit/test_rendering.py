@@ -369,3 +369,13 @@ def test_missing_helm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path / "empty"))
     with pytest.raises(RenderError, match="the helm CLI is needed"):
         render_sources([chart], context())
+
+
+def test_helm_output_past_the_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart = fake_helm(tmp_path, monkeypatch)
+    monkeypatch.setattr("kubefixtures.rendering.MAX_TOOL_OUTPUT_BYTES", 50)
+    with pytest.raises(RenderError) as caught:
+        render_sources([chart], context())
+    assert str(caught.value) == f"{chart}: helm template printed more than 50 bytes"
