@@ -176,7 +176,13 @@ class FreshProvisioning:
             from kubefixtures.details import Environment  # pydantic: loaded while pods start
 
             environment = Environment(self._details(context, services), self._manifests())
-            self._wait_answering(environment)
+            if self.spec.ready:
+                self._wait_answering(environment)
+                # Ready is when the applications answered (the probes are given the
+                # Environment, so it exists before they run).
+                environment._details = environment.details.model_copy(
+                    update={"ready_seconds": round(time.monotonic() - self._started, 3)}
+                )
         except BaseException as error:
             self._abort(error)
             raise

@@ -24,6 +24,7 @@ a conftest is imported.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -47,6 +48,8 @@ __all__ = [
     "parse",
     "wait_answering",
 ]
+
+log = logging.getLogger("kubefixtures.readiness")
 
 # How long a "tcp" probe's connection must stay open (if the server does not speak first).
 # Through a port-forward a connection to a pod port nobody listens on is closed within
@@ -187,18 +190,24 @@ def wait_answering(
         while not stop.is_set():
             failure = _attempt(environment, service, probe, deadline)
             if failure is None:
+                log.debug("%s answers (%s)", service, probe)
                 answered[service].set()
                 return
+            log.debug("%s does not answer yet (%s): %s", service, probe, mask(failure))
             with lock:
                 last[service] = failure
             stop.wait(max(0.0, min(delay, deadline - time.monotonic())))
             delay = min(delay * 2, _MAX_DELAY)
 
-    for service, probe in probes.items():
+    threads = [
         # Daemons: a callable that hangs past the deadline must not keep the process up.
         threading.Thread(
             target=run, args=(service, probe), name=f"kubefixtures-ready-{service}", daemon=True
-        ).start()
+        )
+        for service, probe in probes.items()
+    ]
+    for thread in threads:
+        thread.start()
     try:
         for service, done in answered.items():
             while not done.wait(max(0.0, min(_CANCEL_CHECK_SECONDS, deadline - time.monotonic()))):
@@ -223,14 +232,28 @@ def wait_answering(
                     )
     finally:
         stop.set()
+        # Attempts under way end within their settle window (each one's timeout stops at the
+        # deadline): let them, so that no probe connects to a forward being stopped.
+        # A callable that hangs is left behind.
+        ends = time.monotonic() + TCP_SETTLE_SECONDS + 0.5
+        for thread in threads:
+            thread.join(max(0.0, ends - time.monotonic()))
 
 
 def _attempt(environment: Environment, service: str, probe: Probe, deadline: float) -> str | None:
     """One try: None if the service answered, else why not (one line)."""
     timeout = max(0.1, min(_ATTEMPT_TIMEOUT, deadline - time.monotonic()))
+    details = environment.services.get(service)
+    if details is None:  # a callable's key may name no forwarded Service (attached)
+        return _call(probe, environment) if isinstance(probe, CallableProbe) else "no forward"
     if isinstance(probe, CallableProbe):
+        # The Service's ports first: a client that sends its first bytes into a forwarded
+        # connection that nothing in the pod accepted may stall the forward (see _settled).
+        for port in sorted(set(details.ports.values())):
+            failure = _tcp(details.host, port, timeout)
+            if failure is not None:
+                return f"local port {port}: {failure}"
         return _call(probe, environment)
-    details = environment.services[service]
     port = _local_port(details, probe)
     if isinstance(probe, TcpProbe):
         return _tcp(details.host, port, timeout)
@@ -247,25 +270,51 @@ def _local_port(details: ServiceDetails, probe: TcpProbe | HttpProbe) -> int:
     return details.port
 
 
-def _tcp(host: str, port: int, timeout: float) -> str | None:
+def _settled(host: str, port: int, timeout: float) -> socket.socket | str:
+    """A connection that the server greeted (a first byte, left unread) or that stayed open
+    for TCP_SETTLE_SECONDS; else why not.
+
+    A port-forward accepts every local connection before the kubelet tries the pod's port,
+    and closes or resets it within milliseconds when that fails. Nothing is sent before:
+    bytes written into a connection the kubelet failed can stall the kubelet's end of the
+    forward's SPDY tunnel, so that new connections hang until the forward replaces the
+    tunnel (seen with every HTTP client: seconds lost per probe).
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout) as connection:
-            connection.settimeout(TCP_SETTLE_SECONDS)
-            try:
-                first = connection.recv(1)
-            except TimeoutError:
-                return None  # open and quiet: a server waiting for its client to speak
-            if first:
-                return None  # the server spoke first
-            return "connection closed right after it was opened (nothing listening?)"
+        connection = socket.create_connection((host, port), timeout=timeout)
     except OSError as error:
         return _describe(error)
+    connection.settimeout(TCP_SETTLE_SECONDS)
+    try:
+        greeted = bool(connection.recv(1, socket.MSG_PEEK))
+    except TimeoutError:
+        greeted = True  # open and quiet: a server waiting for its client to speak
+    except OSError as error:
+        connection.close()
+        return _describe(error)
+    if not greeted:
+        connection.close()
+        return "connection closed right after it was opened (nothing listening?)"
+    connection.settimeout(timeout)
+    return connection
+
+
+def _tcp(host: str, port: int, timeout: float) -> str | None:
+    settled = _settled(host, port, timeout)
+    if isinstance(settled, str):
+        return settled
+    settled.close()
+    return None
 
 
 def _http(host: str, port: int, path: str, timeout: float) -> str | None:
     import http.client  # only when probing: not at conftest import time
 
+    settled = _settled(host, port, timeout)
+    if isinstance(settled, str):
+        return settled
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    connection.sock = settled  # the request goes over the connection that settled
     try:
         connection.request("GET", path, headers={"User-Agent": "kubefixtures-ready-probe"})
         response = connection.getresponse()
