@@ -5,17 +5,17 @@ it answers (no probe, a probe that checks too little, a server that starts liste
 late). Once the objects are ready and forwarded, each named Service is probed through its
 port-forward, retried with backoff until it answers, within the environment's deadline:
 
-- ``"http:/PATH"`` (``"http:PORT/PATH"``): a GET of PATH answers with a 2xx status. PORT
-  is the Service's port number or name; by default its port named ``http`` (the one its
-  ``url`` uses), else its first port.
+- ``"http:/PATH"`` (``"http:PORT/PATH"``): a connection passes the tcp check below, then a
+  GET of PATH over it answers with a 2xx status. PORT is the Service's port number or name;
+  by default its port named ``http`` (the one its ``url`` uses), else its first port.
 - ``"tcp"`` (``"tcp:PORT"``; by default the first port): a connection is opened and, within
   ``TCP_SETTLE_SECONDS``, the server sends a first byte (servers that speak first: SMTP,
   MySQL, SSH...) or the connection stays open (servers that wait for the client: Redis,
   PostgreSQL, HTTP...). A port-forward accepts every local connection and closes or resets
   it as soon as nothing listens on the pod's port, which is what makes a closed or reset
   connection within that window a failure, where a bare connect would always succeed.
-- a callable: called with the ``Environment``; a truthy return is success, a falsy one or
-  an exception a failure (retried). It should bound its own waits (connection timeouts):
+- a callable: called with the ``Environment`` once every port of the Service passes the
+  tcp check; a truthy return is success, a falsy one or an exception a failure (retried). It should bound its own waits (connection timeouts):
   it cannot be interrupted at the deadline.
 
 Standard library only at import time: ``environment(ready=...)`` is checked (``parse``) when
