@@ -15,8 +15,9 @@ port-forward, retried with backoff until it answers, within the environment's de
   it as soon as nothing listens on the pod's port, which is what makes a closed or reset
   connection within that window a failure, where a bare connect would always succeed.
 - a callable: called with the ``Environment`` once every port of the Service passes the
-  tcp check; a truthy return is success, a falsy one or an exception a failure (retried). It should bound its own waits (connection timeouts):
-  it cannot be interrupted at the deadline.
+  tcp check; a truthy return is success, a falsy one or an exception a failure (retried).
+  It should bound its own waits (connection timeouts): it cannot be interrupted at the
+  deadline.
 
 Standard library only at import time: ``environment(ready=...)`` is checked (``parse``) when
 a conftest is imported.
