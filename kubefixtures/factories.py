@@ -12,8 +12,8 @@ once pytest is configured, and nothing is created before a collected test uses t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from kubefixtures.details import Environment
     from kubefixtures.provisioning.base import Provisioning
+    from kubefixtures.readiness.app import Probe
     from kubefixtures.session import SessionState
 
 __all__ = ["declared", "environment", "prestart"]
@@ -61,6 +62,7 @@ def environment(
     scope: Scope = "session",
     timeout: float | None = None,
     requires: Sequence[str] = (),
+    ready: Mapping[str, str | Callable[[Environment], object]] | None = None,
 ) -> Any:  # pytest's type for a fixture definition is private
     """A fixture factory: the returned fixture brings up ``sources`` in a fresh namespace.
 
@@ -71,9 +73,13 @@ def environment(
     ``ready-timeout`` setting for this environment. ``requires`` names fixtures to set up
     before this environment is applied, such as the ``kubefixtures.catalog.app_image``
     whose image it runs; such an environment is not brought up in advance (see
-    ``prestart``), since it has to wait for them.
+    ``prestart``), since it has to wait for them. ``ready`` maps Service names to how to
+    tell that their application answers, once the objects are ready and within the same
+    deadline: ``"http:/PATH"`` (a 2xx), ``"tcp"``, or a callable given the Environment
+    (kubefixtures.readiness.app).
     """
     _check_arguments(sources, values, values_files, scope, timeout)
+    probes = _probes(ready)
     paths, files = _beside_the_caller(sources, values_files)
     frozen_values = dict(values or {})
     required = tuple(_fixture_name(dependency) for dependency in requires)
@@ -99,6 +105,7 @@ def environment(
             values=frozen_values,
             timeout=timeout,
             values_files=files,
+            ready=probes,
         )
         claimed = session.claim(fixture)  # brought up in advance (see prestart)
         # Brought up here, shared with other xdist workers, or found in a details file.
@@ -145,7 +152,13 @@ def environment(
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
     # Found again by prestart() through pytest's fixture definitions.
     fixture.__dict__["__kubefixtures__"] = _Declaration(
-        paths, frozen_values, scope, timeout, prestart=not required, values_files=files
+        paths,
+        frozen_values,
+        scope,
+        timeout,
+        prestart=not required,
+        values_files=files,
+        ready=probes,
     )
     if not _declarations:
         _start_importing()
@@ -233,6 +246,7 @@ class _Declaration:
     timeout: float | None
     prestart: bool = True
     values_files: tuple[Path, ...] = ()
+    ready: Mapping[str, Probe] = field(default_factory=dict)
 
 
 def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
@@ -271,9 +285,20 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 values=declaration.values,
                 timeout=declaration.timeout,
                 values_files=declaration.values_files,
+                ready=declaration.ready,
             )
             provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
             session.prestart(function, provisioning)
+
+
+def _probes(ready: Mapping[str, object] | None) -> dict[str, Probe]:
+    """``ready=``, checked now: a probe that is not one fails when the conftest loads (the
+    Services it names are checked once the sources are rendered)."""
+    if not ready:
+        return {}
+    from kubefixtures.readiness.app import parse  # standard library only
+
+    return parse(ready)
 
 
 def _fixture_name(dependency: Any) -> str:

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_RENDERED_BYTES",
     "MAX_SECONDS",
+    "MAX_TOOL_OUTPUT_BYTES",
     "MAX_YAML_DEPTH",
     "describe_size",
     "parse_count",
@@ -36,6 +37,9 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 # An environment's objects once rendered: placeholders filled and YAML aliases expanded
 # (a 525-byte file of nested aliases would otherwise expand to hundreds of megabytes).
 MAX_RENDERED_BYTES = 16 * 1024 * 1024
+# What a rendering tool (helm template, kubectl kustomize) may print: read into memory
+# before it is parsed, and YAML is wordier than the JSON that MAX_RENDERED_BYTES measures.
+MAX_TOOL_OUTPUT_BYTES = 2 * MAX_RENDERED_BYTES
 # Nesting of YAML collections. Kubernetes objects, CRDs with deep schemas included, stay
 # far below; the YAML composer recurses per level, so this also keeps it off the stack limit.
 MAX_YAML_DEPTH = 100

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import re
 import secrets
-import shutil
 import string
 import subprocess
 import sys
@@ -34,11 +32,13 @@ from typing import Any
 
 from kubefixtures.declarations import BUILTIN_PLACEHOLDERS
 from kubefixtures.errors import RenderError
-from kubefixtures.limits import MAX_FILE_BYTES, read_text
+from kubefixtures.executables import OutputTooLarge, find_tool, run_bounded
+from kubefixtures.limits import MAX_FILE_BYTES, MAX_TOOL_OUTPUT_BYTES, describe_size, read_text
 from kubefixtures.yamlinput import ExpansionBudget, YAMLInputError, load_document, load_documents
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
+    "KUSTOMIZATION_FILES",
     "RenderContext",
     "RenderedObject",
     "Secrets",
@@ -58,7 +58,9 @@ _TOKEN = re.compile(r"\$\$\{|\$\{(?P<body>[^}\n]*)(?P<close>\}?)")
 # What YAML reads as a line break (YAML 1.1 counts NEL, LS and PS too).
 _LINE_BREAK = re.compile("[\r\n\x85\u2028\u2029]")
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
-_HELM_TIMEOUT_SECONDS = 120
+# The names kustomize looks for in a directory.
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_RENDER_TIMEOUT_SECONDS = 120  # helm template, kubectl kustomize
 _SECRET_LENGTH = 24
 
 
@@ -135,10 +137,16 @@ class RenderedObject:
 # --- placeholders -------------------------------------------------------------------------
 
 
-def substitute(text: str, file: str, lookup: Callable[[str], str | None]) -> str:
+def substitute(
+    text: str,
+    file: str,
+    lookup: Callable[[str], str | None],
+    location_of: Callable[[int], str] | None = None,
+) -> str:
     """Fill the placeholders of ``text``; ``lookup`` returns None for an unknown one.
 
-    ``file`` is only used in error messages, which read ``file:line: ...``.
+    ``file`` is only used in error messages, which read ``file:line: ...`` (or
+    ``location_of(line): ...``).
     """
     line_starts = [0] + [match.end() for match in re.finditer(r"\n", text)]
 
@@ -148,7 +156,8 @@ def substitute(text: str, file: str, lookup: Callable[[str], str | None]) -> str
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
-        where = f"{file}:{line_of(match.start())}"
+        line = line_of(match.start())
+        where = location_of(line) if location_of else f"{file}:{line}"
         body = match.group("body")
         if not match.group("close"):
             raise RenderError(where, f"unterminated placeholder {match.group(0)!r}")
@@ -324,6 +333,8 @@ def render_sources(sources: Sequence[Path], context: RenderContext) -> list[Rend
     for source in sources:
         if _is_chart(source):
             objects.extend(_render_chart(source, context, values, budget))
+        elif _is_kustomization(source):
+            objects.extend(_render_kustomization(source, lookup, budget))
         elif source.is_dir():
             files = sorted(
                 path
@@ -334,6 +345,14 @@ def render_sources(sources: Sequence[Path], context: RenderContext) -> list[Rend
             )
             if not files:
                 raise RenderError(str(source), "no .yaml, .yml or .json files in this directory")
+            for path in files:
+                if path.name in KUSTOMIZATION_FILES:
+                    # Read as manifests it would fail on "Kustomization without metadata.name".
+                    raise RenderError(
+                        str(path),
+                        "a kustomization inside a directory of manifests: give its directory "
+                        f"({path.parent}) as the source to render it with kustomize",
+                    )
             for path in files:
                 objects.extend(_render_file(path, lookup, budget))
         elif source.is_file():
@@ -363,6 +382,10 @@ def _is_chart(source: Path) -> bool:
     return (source.is_dir() and (source / "Chart.yaml").is_file()) or (
         source.is_file() and source.name.endswith(".tgz")
     )
+
+
+def _is_kustomization(source: Path) -> bool:
+    return source.is_dir() and any((source / name).is_file() for name in KUSTOMIZATION_FILES)
 
 
 def _render_file(
@@ -401,17 +424,46 @@ def _check_namespace(rendered: RenderedObject, namespace: str) -> None:
 
 def find_helm() -> str:
     """The helm executable: on PATH, else next to the Python executable (a venv's bin/)."""
-    found = shutil.which("helm")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "helm"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    raise RenderError(
-        "helm",
-        "the helm CLI is needed to render Helm charts but was found neither on PATH nor "
-        f"next to {sys.executable}",
-    )
+    return _find_renderer("helm", "the helm CLI is needed to render Helm charts")
+
+
+def _find_renderer(tool: str, needed: str) -> str:
+    found = find_tool(tool)
+    if found is None:
+        raise RenderError(
+            tool,
+            f"{needed} but was found neither on PATH nor next to {sys.executable} "
+            "(`kubefixtures cluster up` links the cluster's kubectl and helm there)",
+        )
+    return str(found)
+
+
+def _run_renderer(command: list[str], source: Path, what: str) -> tuple[int, bytes, str]:
+    """Run a rendering tool (helm template, kubectl kustomize) within time and output
+    bounds: its exit status, stdout, and the end of its stderr as text."""
+    try:
+        done = run_bounded(command, timeout=_RENDER_TIMEOUT_SECONDS, limit=MAX_TOOL_OUTPUT_BYTES)
+    except subprocess.TimeoutExpired:
+        raise RenderError(
+            str(source), f"{what} took more than {_RENDER_TIMEOUT_SECONDS} s"
+        ) from None
+    except OutputTooLarge:
+        raise RenderError(
+            str(source), f"{what} printed more than {describe_size(MAX_TOOL_OUTPUT_BYTES)}"
+        ) from None
+    except OSError as error:  # not executable, vanished since it was found
+        raise RenderError(str(source), f"{what} could not run: {error}") from None
+    return done.returncode, done.stdout, done.stderr.decode("utf-8", errors="replace")
+
+
+def _decoded(output: bytes, source: Path, tool: str, what: str) -> str:
+    try:
+        return output.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = output.count(b"\n", 0, error.start) + 1
+        raise RenderError(
+            f"{source} ({tool} output line {line})", f"{what} printed text that is not UTF-8"
+        ) from None
 
 
 def _render_chart(
@@ -431,26 +483,10 @@ def _render_chart(
             "--include-crds",  # the chart's crds/ directory, applied first like any CRD
             "--values", str(values_file),
         ]  # fmt: skip
-        try:
-            done = subprocess.run(
-                command,
-                capture_output=True,  # bytes: templates may hold text that is not UTF-8
-                timeout=_HELM_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise RenderError(
-                str(chart), f"helm template took more than {_HELM_TIMEOUT_SECONDS} s"
-            ) from None
-    if done.returncode != 0:
-        raise _helm_error(chart, done.stderr.decode("utf-8", errors="replace"))
-    try:
-        output = done.stdout.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = done.stdout.count(b"\n", 0, error.start) + 1
-        raise RenderError(
-            f"{chart} (helm output line {line})", "helm template printed text that is not UTF-8"
-        ) from None
+        returncode, stdout, stderr = _run_renderer(command, chart, "helm template")
+    if returncode != 0:
+        raise _helm_error(chart, stderr)
+    output = _decoded(stdout, chart, "helm", "helm template")
     return parse_manifests(output, str(chart), _helm_locator(output, chart), budget)
 
 
@@ -493,6 +529,85 @@ def _helm_locator(output: str, chart: Path) -> Callable[[int], str]:
             return f"{chart} (helm output line {line})"
         start, template = sources[index]
         return f"{template} (rendered line {line - start})"
+
+    return location_of
+
+
+# --- kustomize --------------------------------------------------------------------------
+
+
+def _render_kustomization(
+    directory: Path, lookup: Callable[[str], str | None], budget: ExpansionBudget
+) -> list[RenderedObject]:
+    """``kubectl kustomize DIR`` (the kustomize built into kubectl: no plugins, no Helm
+    inflation, load restrictions as kustomize sets them), then the placeholders."""
+    kubectl = _find_renderer(
+        "kubectl", "kubectl (its built-in kustomize) is needed to render kustomizations"
+    )
+    what = "kubectl kustomize"
+    returncode, stdout, stderr = _run_renderer(
+        [kubectl, "kustomize", str(directory.absolute())], directory, what
+    )
+    if returncode != 0:
+        raise _kustomize_error(directory, stderr)
+    output = _decoded(stdout, directory, "kustomize", what)
+    location_of = _kustomize_locator(output, directory)
+    return parse_manifests(
+        substitute(output, str(directory), lookup, location_of), str(directory), location_of, budget
+    )
+
+
+# kubectl builds that log through klog print `E1201 10:45:48.337682  8313 run.go:72]
+# "command failed" err="<Go-quoted message>"` instead of `error: <message>`.
+_KLOG_ERROR = re.compile(r'^[EF]\d{4} [^\]]*\] "[^"]*" err="(?P<message>(?:[^"\\]|\\.)*)"')
+
+
+def _kustomize_error(directory: Path, stderr: str) -> RenderError:
+    """One line: the directory, then kustomize's own message (kubectl prints it after
+    ``error:``, sometimes over several lines, or as a klog line)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        logged = _KLOG_ERROR.match(line)
+        if logged:
+            message = _unquoted(logged.group("message"))
+            break
+    else:
+        starts = [index for index, line in enumerate(lines) if line.lower().startswith("error:")]
+        message = " ".join(lines[starts[0] :] if starts else lines[-1:]) or "no output"
+        message = re.sub(r"^error:\s*", "", message, flags=re.IGNORECASE)
+    return RenderError(str(directory), f"kustomize failed: {' '.join(message.split())}")
+
+
+def _unquoted(go_quoted: str) -> str:
+    try:
+        return str(json.loads(f'"{go_quoted}"'))  # Go's escapes are JSON's, but for \x..
+    except ValueError:
+        return go_quoted.replace('\\"', '"')
+
+
+def _kustomize_locator(output: str, directory: Path) -> Callable[[int], str]:
+    """Map a line of kustomize's output to the object it belongs to: kustomize keeps no
+    trace of the file an object came from, but its kind and name find it."""
+    documents: list[tuple[int, str]] = []  # (first line, "kind/name")
+    start, kind, name, in_metadata = 1, "", "", False
+    for number, line in enumerate([*output.splitlines(), "---"], start=1):
+        if line.startswith("---"):
+            documents.append((start, f"{kind.lower()}/{name}" if kind and name else ""))
+            start, kind, name, in_metadata = number + 1, "", "", False
+        elif line.startswith("kind:"):
+            kind = line.removeprefix("kind:").strip().strip("'\"")
+        elif line.startswith("metadata:"):
+            in_metadata = True
+        elif not line.startswith(" "):
+            in_metadata = False
+        elif in_metadata and not name and line.startswith("  name:"):
+            name = line.removeprefix("  name:").strip().strip("'\"")
+    starts = [first for first, _ in documents]
+
+    def location_of(line: int) -> str:
+        index = bisect.bisect_right(starts, line) - 1
+        found = documents[index][1] if index >= 0 else ""
+        return f"{directory} ({found + ', ' if found else ''}kustomize output line {line})"
 
     return location_of
 

@@ -38,6 +38,7 @@ PHASES: dict[str, str] = {
     "ready": "waiting until every object is ready",
     "forward": "port-forwards, from their start (beside ready) until the last one serves",
     "hooks": "Helm post-install hooks",
+    "app-ready": "the environment's ready= probes, until every application answers",
     "wait": "an xdist worker waiting for the worker that brings a shared environment up",
 }
 

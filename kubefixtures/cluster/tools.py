@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sysconfig
 from pathlib import Path
 
 from kubefixtures.cluster.base import ClusterError
+from kubefixtures.executables import find_tool
 
-
-def find_tool(name: str) -> Path | None:
-    """A tool on PATH, or next to the running Python (the project's .venv/bin, where
-    `kubefixtures cluster up` links kubectl and helm even when the venv is not active)."""
-    on_path = shutil.which(name)
-    if on_path:
-        return Path(on_path)
-    beside = Path(sysconfig.get_path("scripts")) / name
-    return beside if beside.exists() else None
+__all__ = ["find_tool", "require_tool", "run_tool"]
 
 
 def require_tool(name: str, hint: str) -> Path:

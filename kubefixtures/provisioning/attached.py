@@ -30,6 +30,7 @@ from kubefixtures.provisioning.base import (
     SessionView,
     combined_route,
     inspect,
+    wait_answering,
 )
 from kubefixtures.rendering import RenderContext, render_sources
 from kubefixtures.timing import Phases
@@ -99,6 +100,7 @@ class AttachedProvisioning:
         phases.begin()
         self._started = time.monotonic()
         self.path, details = find_details(self.files, self.spec.name)
+        self._check_ready_targets(details)
         with phases.phase("connect"):
             self.cluster = self.session.cluster(details.context)
         with phases.phase("namespace"):
@@ -108,12 +110,42 @@ class AttachedProvisioning:
         try:
             with phases.phase("forward"):
                 services = self._forward(self.cluster, details)
+            environment = Environment(details.model_copy(update={"services": services}), objects)
+            if self.spec.ready:
+                with phases.phase("app-ready"):
+                    self._wait_answering(environment)
         except BaseException:
             self._stop_forwards()
             raise
         phases.end()
-        self.environment = Environment(details.model_copy(update={"services": services}), objects)
+        self.environment = environment
         return self.environment
+
+    def _check_ready_targets(self, details: EnvironmentDetails) -> None:
+        if not self.spec.ready:
+            return
+        from kubefixtures.readiness.app import check_targets
+
+        ports = {
+            name: {
+                port: next((n for n, at in found.named_ports.items() if at == local), None)
+                for port, local in found.ports.items()
+            }
+            for name, found in details.services.items()
+        }
+        check_targets(self.spec.name, self.spec.ready, ports)
+
+    def _wait_answering(self, environment: Environment) -> None:
+        """The ``ready=`` probes: the environment was ready when it was written down, but
+        its application may have stopped answering since; probing is cheap."""
+        timeout = self.spec.timeout or self.session.settings.ready_timeout
+        wait_answering(
+            environment,
+            self.spec,
+            self.session,
+            deadline=self._started + timeout,
+            started=self._started,
+        )
 
     def _render(self, details: EnvironmentDetails) -> list[dict[str, object]]:
         """The objects as the declaration renders them into the recorded namespace, with

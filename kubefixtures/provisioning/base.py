@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    import threading
+
     from kubefixtures.details import Environment, ServiceDetails
     from kubefixtures.kube import Cluster
+    from kubefixtures.readiness.app import Probe
     from kubefixtures.rendering import Secrets
     from kubefixtures.settings import Settings
     from kubefixtures.timing import Phases
@@ -31,6 +34,7 @@ __all__ = [
     "SessionView",
     "inspect",
     "service_details",
+    "wait_answering",
 ]
 
 LOCALHOST = "127.0.0.1"
@@ -47,6 +51,8 @@ class EnvironmentSpec:
     values: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     values_files: tuple[Path, ...] = ()  # YAML files of values, under ``values``
+    # Service name -> how to tell that its application answers (kubefixtures.readiness.app)
+    ready: Mapping[str, Probe] = field(default_factory=dict)
 
 
 class Reporter(Protocol):
@@ -184,3 +190,41 @@ def service_details(
         url=url,
         route=combined_route((routes or {}).get(int(port["port"]), "forward") for port in ports),
     )
+
+
+def wait_answering(
+    environment: Environment,
+    spec: EnvironmentSpec,
+    session: SessionView,
+    *,
+    deadline: float,
+    started: float,
+    cancelled: threading.Event | None = None,
+) -> None:
+    """Run the ``ready=`` probes of ``spec`` on an environment that is up and forwarded
+    (kubefixtures.readiness.app), with its secrets masked in what they report."""
+    if not spec.ready:
+        return
+    from kubefixtures.readiness.app import CallableProbe
+    from kubefixtures.readiness.app import wait_answering as probe
+    from kubefixtures.secrets import Masker, secret_values
+
+    if any(isinstance(check, CallableProbe) for check in spec.ready.values()):
+        # A callable may use the controls (env.exec, env.logs...): on the session's
+        # connection, as the fixture binds them afterwards.
+        context = environment.context
+        environment._bind_controls(
+            lambda: session.cluster(context), session.settings.image_overrides
+        )
+    try:
+        probe(
+            environment,
+            spec.ready,
+            deadline=deadline,
+            started=started,
+            cancelled=cancelled,
+            mask=Masker(secret_values(environment)),
+        )
+    except BaseException:
+        environment._close_controls()  # and the forwards a callable opened
+        raise

@@ -35,6 +35,7 @@ from kubefixtures.provisioning.base import (
     inspect,
     service_details,
     tcp_ports,
+    wait_answering,
 )
 from kubefixtures.provisioning.cluster_scoped import (
     ClusterScoped,
@@ -202,6 +203,7 @@ class FreshProvisioning:
             namespace = self._choose_namespace(connecting)
             with phases.phase("render"):
                 context = self._render(namespace)
+            self._check_ready_targets()
             self.cluster = connecting.result()
             with phases.phase("resolve"):
                 self._resolve(self.cluster, namespace)
@@ -227,13 +229,22 @@ class FreshProvisioning:
                         self._run_hooks(self.cluster, self._post_install)
             except ApplyError as error:
                 raise self._masked(error) from None
+            from kubefixtures.details import Environment  # pydantic: loaded while pods start
+
+            environment = Environment(self._details(context, services), self._manifests())
+            if self.spec.ready:
+                with phases.phase("app-ready"):
+                    self._wait_answering(environment)
+                # Ready is when the applications answered (the probes are given the
+                # Environment, so it exists before they run).
+                environment._details = environment.details.model_copy(
+                    update={"ready_seconds": round(time.monotonic() - self._started, 3)}
+                )
         except BaseException as error:
             self._abort(error)
             raise
         phases.end()
-        from kubefixtures.details import Environment  # pydantic: loaded while pods start
-
-        self.environment = Environment(self._details(context, services), self._manifests())
+        self.environment = environment
         return self.environment
 
     def _choose_namespace(self, connecting: Future[Cluster]) -> str:
@@ -279,6 +290,35 @@ class FreshProvisioning:
         self.objects = render_sources(self.spec.sources, context)
         self._context = context
         return context
+
+    def _check_ready_targets(self) -> None:
+        """The Services ``ready=`` probes are forwarded Services of the environment, with
+        the ports named: checked once rendered, before anything is created."""
+        if not self.spec.ready:
+            return
+        from kubefixtures.readiness.app import check_targets
+
+        check_targets(
+            self.spec.name,
+            self.spec.ready,
+            {
+                service["metadata"]["name"]: {
+                    int(port["port"]): port.get("name") for port in tcp_ports(service)
+                }
+                for service in self._services()
+            },
+        )
+
+    def _wait_answering(self, environment: Environment) -> None:
+        """The ``ready=`` probes, through the forwards, within the environment's deadline."""
+        wait_answering(
+            environment,
+            self.spec,
+            self.session,
+            deadline=self._deadline,
+            started=self._started,
+            cancelled=self._cancelled,
+        )
 
     def _resolve(self, cluster: Cluster, namespace: str) -> None:
         """Find the resource of every object (discovery, or the environment's own CRDs)."""

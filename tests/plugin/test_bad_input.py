@@ -3,6 +3,8 @@ option or file, no traceback, no INTERNALERROR."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -58,6 +60,8 @@ UNWRITABLE_SHARED_DIRECTORY = """
 import os
 from pathlib import Path
 
+import os
+
 import pytest
 
 from kubefixtures import environment
@@ -112,3 +116,73 @@ def test_an_unwritable_shared_temp_dir_under_xdist_is_one_line_not_an_internal_e
             "the xdist state file: Permission denied"
         ]
     )
+
+
+def test_a_bad_ready_probe_fails_when_the_conftest_loads(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "from kubefixtures import environment\n"
+        "shop = environment('m/', ready={'web': 'http:healthz'})\n"
+    )
+    pytester.makepyfile("def test_it(): pass")
+    result = pytester.runpytest()
+    assert result.ret != pytest.ExitCode.OK
+    text = "\n".join(result.outlines + result.errlines)
+    assert "ValueError: environment(ready={'web': 'http:healthz'}): not a probe (use 'tcp'" in text
+
+
+def test_a_ready_probe_of_an_unknown_service_is_one_line_before_the_cluster_is_needed(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "m").mkdir()
+    (pytester.path / "m" / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n"
+        "spec:\n  selector: {app: web}\n  ports: [{port: 80, name: http}]\n"
+    )
+    pytester.makeconftest(
+        "from kubefixtures import environment\n"
+        "shop = environment('m/', ready={'wbe': 'http:/healthz'})\n"
+    )
+    pytester.makepyfile("def test_it(shop): pass\n")
+    result = pytester.runpytest("--kubefixtures-kubeconfig=/nonexistent/kubeconfig")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*environment 'shop': ready={'wbe': 'http:/healthz'}: no forwarded Service 'wbe' "
+            "among its objects (its Services: web)"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+FAILING_KUBECTL = """#!/bin/sh
+echo "error: accumulating resources: accumulation err='accumulating resources from \
+'deployment.yaml': open $2/deployment.yaml: no such file or directory'" >&2
+exit 1
+"""
+
+
+def test_a_kustomize_failure_is_one_line_naming_the_directory(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = pytester.path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAILING_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    overlay = pytester.path / "overlays" / "test"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text("resources: [deployment.yaml]\n")
+    pytester.makeconftest(
+        "from kubefixtures import environment\nshop = environment('overlays/test/')\n"
+    )
+    pytester.makepyfile("def test_it(shop): pass\n")
+    result = pytester.runpytest("--kubefixtures-kubeconfig=/nonexistent/kubeconfig")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"{overlay}: kustomize failed: accumulating resources: accumulation "
+            "err='accumulating resources from 'deployment.yaml': open "
+            f"{overlay}/deployment.yaml: no such file or directory'"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")

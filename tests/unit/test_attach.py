@@ -99,3 +99,36 @@ def test_details_written_by_up_are_read_back(tmp_path: Path) -> None:
     details.write(tmp_path / "shop.json")
     _, read = find_details(str(tmp_path / "shop.json"), "shop")
     assert read.secrets["db"].get_secret_value() == "s3cret-value"
+
+
+def test_ready_probes_name_services_and_ports_of_the_details_before_connecting(
+    tmp_path: Path,
+) -> None:
+    from kubefixtures.provisioning.attached import AttachedProvisioning
+    from kubefixtures.provisioning.base import EnvironmentSpec, SessionView
+    from kubefixtures.readiness.app import parse
+    from kubefixtures.rendering import Secrets
+    from kubefixtures.settings import Settings
+
+    web = {"name": "web", "namespace": "kf-shop-x", "port": 4001, "ports": {"80": 4001}}
+    web["named_ports"] = {"http": 4001}
+    path = write(tmp_path / "shop.json", services={"web": web})
+
+    def never(context: str | None) -> object:
+        raise AssertionError("connected before checking ready=")
+
+    session = SessionView(
+        settings=Settings(),
+        session_id="s",
+        cluster=never,  # type: ignore[arg-type]
+        secrets=Secrets,
+        reporter=None,  # type: ignore[arg-type]
+    )
+    for probe, problem in [
+        ({"api": "tcp"}, "no forwarded Service 'api' among its objects (its Services: web)"),
+        ({"web": "tcp:metrics"}, "Service 'web' has no TCP port metrics (its ports: 80 (http))"),
+    ]:
+        spec = EnvironmentSpec(name="shop", sources=(), ready=parse(probe))
+        with pytest.raises(KubefixturesError) as error:
+            AttachedProvisioning(spec, session, str(path)).setup()
+        assert one_line(error).endswith(problem)

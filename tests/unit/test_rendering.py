@@ -366,6 +366,16 @@ def test_a_bad_values_file_is_named(tmp_path: Path, text: str, problem: str) -> 
 def test_missing_helm_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     chart = write(tmp_path / "c" / "Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n").parent
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path / "empty"))
     with pytest.raises(RenderError, match="the helm CLI is needed"):
         render_sources([chart], context())
+
+
+def test_helm_output_past_the_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart = fake_helm(tmp_path, monkeypatch)
+    monkeypatch.setattr("kubefixtures.rendering.MAX_TOOL_OUTPUT_BYTES", 50)
+    with pytest.raises(RenderError) as caught:
+        render_sources([chart], context())
+    assert str(caught.value) == f"{chart}: helm template printed more than 50 bytes"

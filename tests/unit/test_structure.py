@@ -137,7 +137,12 @@ RAW_CALLS = {"request", "request_text"}  # Cluster's raw API; typed helpers exis
 HTTP_STATUS = range(100, 600)
 # The local provider probes the health endpoints of the processes it runs (etcd, the
 # kubelet, the API server's /readyz) before any kubeconfig exists: plain HTTP, not the API.
-NOT_THE_API = {PACKAGE / "cluster" / "local" / "processes.py"}
+# The ready= probes (readiness/app.py) speak HTTP to an environment's applications through
+# their port-forwards.
+NOT_THE_API = {
+    PACKAGE / "cluster" / "local" / "processes.py",
+    PACKAGE / "readiness" / "app.py",
+}
 
 
 def _is_status(node: ast.expr) -> bool:

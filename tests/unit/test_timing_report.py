@@ -176,8 +176,8 @@ def test_one_summary_line_per_environment_with_namespace_objects_services_and_ph
     lines = collected(ManualClock()).summary_lines()
     assert lines == [
         "shop: ready in 8.9 s (fresh): namespace kf-shop-x7k2p9, 0 objects, "
-        "web http://127.0.0.1:41231 (forward), redis 127.0.0.1:40001 (forward) | render 0.20 connect 0.10 "
-        "resolve 0.05 namespace 0.10 apply 0.30 ready 8.00 forward 8.25 s",
+        "web http://127.0.0.1:41231 (forward), redis 127.0.0.1:40001 (forward) | "
+        "render 0.20 connect 0.10 resolve 0.05 namespace 0.10 apply 0.30 ready 8.00 forward 8.25 s",
         "broken: failed after 0.4 s in namespace kf-broken-1 (fresh) | apply 0.40 s",
     ]
 
