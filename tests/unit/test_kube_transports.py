@@ -163,10 +163,14 @@ def test_an_ipv6_host_is_bracketed_in_host_and_connect(
     assert all("Host: [fd00::5]:6443\r\n" in head for head in api.heads)
 
 
+@pytest.mark.parametrize(
+    "token",
+    ["tok-3f9a\r\nX-Injected: yes", "tok-3f9a\ufffd\u20ac"],
+    ids=["line-break", "beyond-latin-1"],
+)
 def test_a_header_value_with_a_line_break_is_refused_on_every_transport(
-    pki: Pki, api: FakeApiServer
+    pki: Pki, api: FakeApiServer, token: str
 ) -> None:
-    token = "tok-3f9a\r\nX-Injected: yes"
     cluster = config(
         pki,
         f"https://127.0.0.1:{api.port}",
