@@ -119,33 +119,19 @@ class ExecConnection(WebSocketProtocol):
         self.send_binary(bytes((CLOSE, STDIN)))
         return True
 
-    # Channels need whole messages, so frames are handled here rather than in on_data.
-    def _frames(self, data: bytes) -> None:
-        try:
-            for frame in self._parser.feed(data):
-                if frame.opcode == ws.OP_PING:
-                    if self.transport is not None and not self._closing:
-                        self.transport.write(ws.encode_client_frame(ws.OP_PONG, frame.payload))
-                    continue
-                if frame.opcode == ws.OP_CLOSE:
-                    self.close()
-                    return
-                if frame.opcode == ws.OP_PONG:
-                    continue
-                message = self._messages.add(frame)
-                if message is None or not message[1]:
-                    continue
-                payload = message[1]
-                channel = payload[0]
-                if channel == STDOUT:
-                    self.stdout += memoryview(payload)[1:]
-                elif channel == STDERR:
-                    self.stderr += memoryview(payload)[1:]
-                elif channel == STATUS:
-                    self.status += memoryview(payload)[1:]
-        except ws.WebSocketProtocolError as error:
-            self.broken = str(error)
-            self.abort()
+    # Channels need whole messages, so it takes whole frames rather than on_data's bytes.
+    def on_frame(self, frame: ws.Frame) -> None:
+        message = self._messages.add(frame)
+        if message is None or not message[1]:
+            return
+        payload = message[1]
+        stream = {STDOUT: self.stdout, STDERR: self.stderr, STATUS: self.status}.get(payload[0])
+        if stream is not None:
+            stream += memoryview(payload)[1:]
+
+    def on_protocol_error(self, error: ws.WebSocketProtocolError) -> None:
+        self.broken = str(error)
+        self.abort()
 
 
 class _Idle(asyncio.Protocol):
