@@ -27,12 +27,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from kubefixtures.errors import ClusterError, ControlError
+from kubefixtures.kube._proxy import ProxyError
 from kubefixtures.kube.config import ClusterConfig
 from kubefixtures.kube.errors import TunnelError
 from kubefixtures.kube.portforward import _loop
 from kubefixtures.kube.portforward import _wsframe as ws
 from kubefixtures.kube.portforward._api import ApiEndpoint
-from kubefixtures.kube.portforward._wsconn import WebSocketProtocol, upgrade_request
+from kubefixtures.kube.portforward._wsconn import WebSocketProtocol, connect, upgrade_request
 
 __all__ = ["SUBPROTOCOLS", "ExecResult", "PodExec", "exit_code_of"]
 
@@ -190,18 +191,11 @@ class _WarmConnection:
             self._opening = asyncio.create_task(self._open())
 
     async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        endpoint = self._endpoint
+        protocol = _Idle()
         try:
             async with asyncio.timeout(_OPEN_TIMEOUT):
-                _, protocol = await loop.create_connection(
-                    _Idle,
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=endpoint.ssl,
-                    server_hostname=endpoint.server_hostname,
-                )
-        except (OSError, TimeoutError):
+                await connect(self._endpoint, lambda: protocol)
+        except (OSError, TimeoutError, ClusterError):
             return  # the exec that needs a connection opens one and says what is wrong
         if self._closed:
             if protocol.transport is not None:
@@ -331,7 +325,6 @@ class PodExec:
         assert self._endpoint is not None
         assert self._warm is not None
         endpoint = self._endpoint
-        loop = asyncio.get_running_loop()
         for attempt in range(2):
             key = ws.new_key()
             request = await upgrade_request(endpoint, path, SUBPROTOCOLS, key, "kubefixtures")
@@ -342,13 +335,7 @@ class PodExec:
                     warm.set_protocol(connection)
                     connection.connection_made(warm)
                 else:
-                    await loop.create_connection(
-                        lambda connection=connection: connection,
-                        endpoint.host,
-                        endpoint.port,
-                        ssl=endpoint.ssl,
-                        server_hostname=endpoint.server_hostname,
-                    )
+                    await connect(endpoint, lambda: connection)  # noqa: B023 (awaited here)
                 await connection.opened
                 return connection
             except TunnelError as error:
@@ -356,11 +343,12 @@ class PodExec:
                 if warm is not None and error.status == 0:
                     continue  # the spare had gone stale: once more on a new connection
                 raise _upgrade_error(error, what) from None
-            except OSError as error:
+            except (OSError, ProxyError) as error:
                 connection.abort()
+                reason = error.strerror if isinstance(error, OSError) else None
                 raise ClusterError(
                     f"exec in {what}: cannot reach the Kubernetes API server at "
-                    f"{endpoint.url}: {error.strerror or error}"
+                    f"{endpoint.url}: {reason or error}"
                 ) from None
             except BaseException:
                 connection.abort()

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubefixtures.errors import ClusterError
+from kubefixtures.errors import ClusterError, ControlError
+from kubefixtures.kube._exec import PodExec
 from kubefixtures.kube._http import Connections
 from kubefixtures.kube._proxy import parse_proxy
 from kubefixtures.kube.config import ClusterConfig, load_config
@@ -69,7 +70,8 @@ def config(pki: Pki, server: str, **fields: Any) -> ClusterConfig:
 
 def every_transport(cluster: ClusterConfig) -> None:
     """A GET on the synchronous client, then a forward: httpx GETs and a watch, a WebSocket
-    upgrade speaking SPDY, and bytes through it."""
+    upgrade speaking SPDY, and bytes through it; then an exec's upgrade (the fake has no
+    exec: its 404 shows the upgrade reached it)."""
     connections = Connections(cluster)
     try:
         response = connections.request("GET", SERVICE, headers={}, timeout=TIMEOUT)
@@ -78,6 +80,14 @@ def every_transport(cluster: ClusterConfig) -> None:
     assert response.status == 200
     with ServicePortForward(cluster, NS, "web", "echo", transport="spdy") as forward:
         assert echo(forward.local_port, b"hello through everything") == b"hello through everything"
+    runner = PodExec(cluster)
+    try:
+        with pytest.raises(ControlError, match=r"^exec in pod/web-a: not found"):
+            runner.run(
+                NS, "web-a", ["true"], container=None, stdin=None, timeout=5, what="pod/web-a"
+            )
+    finally:
+        runner.close()
 
 
 def upgrades(api: FakeApiServer) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubefixtures.kube._headers import checked_headers
@@ -268,6 +269,27 @@ async def upgrade_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+async def connect(endpoint: ApiEndpoint, factory: Callable[[], asyncio.Protocol]) -> None:
+    """A connection to the apiserver for ``factory``'s protocol: through the kubeconfig's
+    proxy when it has one, with TLS and the current client certificate. Raises OSError,
+    ProxyError (a ClusterError) or the TLS error."""
+    loop = asyncio.get_running_loop()
+    context = await endpoint.current_ssl()
+    if endpoint.proxy is not None:
+        sock = await tunnel_async(endpoint.proxy, endpoint.host, endpoint.port)
+        await loop.create_connection(
+            factory, sock=sock, ssl=context, server_hostname=endpoint.server_hostname
+        )
+    else:
+        await loop.create_connection(
+            factory,
+            endpoint.host,
+            endpoint.port,
+            ssl=context,
+            server_hostname=endpoint.server_hostname,
+        )
+
+
 async def open_websocket(
     endpoint: ApiEndpoint,
     path: str,
@@ -282,7 +304,6 @@ async def open_websocket(
     """
     key = ws.new_key()
     request = await upgrade_request(endpoint, path, protocol_type.SUBPROTOCOL, key)
-    loop = asyncio.get_running_loop()
     protocol: WebSocketProtocol | None = None
 
     def factory() -> WebSocketProtocol:
@@ -292,20 +313,7 @@ async def open_websocket(
 
     try:
         async with asyncio.timeout(timeout):
-            context = await endpoint.current_ssl()
-            if endpoint.proxy is not None:
-                sock = await tunnel_async(endpoint.proxy, endpoint.host, endpoint.port)
-                await loop.create_connection(
-                    factory, sock=sock, ssl=context, server_hostname=endpoint.server_hostname
-                )
-            else:
-                await loop.create_connection(
-                    factory,
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context,
-                    server_hostname=endpoint.server_hostname,
-                )
+            await connect(endpoint, factory)
             assert protocol is not None
             await protocol.opened
     except TimeoutError:
