@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import os
 import random
@@ -38,7 +37,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -46,6 +44,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack" / "images"))
+
+from imagekit.archive import retag_archive
 
 from kubefixtures import naming
 from kubefixtures.kube import Cluster
@@ -255,23 +257,6 @@ def tool(name: str) -> str:
     raise SystemExit(f"chaos: {name} is needed (not on PATH, nor in .venv/bin)")
 
 
-def retagged(archive: Path, ref: str, out: Path) -> Path:
-    """A copy of a docker-archive image whose RepoTags say ``ref``."""
-    with tarfile.open(archive) as source, tarfile.open(out, "w") as target:
-        for member in source:
-            data = source.extractfile(member) if member.isfile() else None
-            if member.name == "manifest.json" and data is not None:
-                manifest = json.loads(data.read())
-                for image in manifest:
-                    image["RepoTags"] = [ref]
-                encoded = json.dumps(manifest).encode()
-                member.size = len(encoded)
-                target.addfile(member, io.BytesIO(encoded))
-            else:
-                target.addfile(member, data)
-    return out
-
-
 def install_operator(
     scratch: Path, run_id: str, grace: float, selector: str
 ) -> tuple[str, str, str]:
@@ -285,7 +270,7 @@ def install_operator(
     )
     archive = images / "operator.tar"
     tag = "chaos-" + hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
-    loaded = retagged(archive, f"kubefixtures.local/operator:{tag}", scratch / "operator.tar")
+    loaded = retag_archive(archive, f"kubefixtures.local/operator:{tag}", scratch / "operator.tar")
     image = f"kubefixtures.local/operator:{tag}"
     subprocess.run(
         [KUBEFIXTURES, "cluster", "load-image", str(loaded)], check=True, capture_output=True
