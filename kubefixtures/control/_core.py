@@ -315,8 +315,9 @@ class ControlCore:
         pod = cached or self._pod_for_exec(parsed, container)
         what = str(parsed) if parsed.kind == "pod" else f"{parsed} (pod/{pod})"
         executor = self._executor()
-        try:
-            result = executor.run(
+
+        def run_in(pod: str, what: str) -> ExecResult:
+            return executor.run(
                 self.namespace,
                 pod,
                 argv,
@@ -325,6 +326,9 @@ class ControlCore:
                 timeout=timeout,
                 what=what,
             )
+
+        try:
+            result = run_in(pod, what)
         except ControlError:
             self._pods.pop(key, None)
             if cached is None or parsed.kind == "pod":
@@ -334,15 +338,7 @@ class ControlCore:
             if fresh == cached:
                 raise
             pod, what = fresh, f"{parsed} (pod/{fresh})"
-            result = executor.run(
-                self.namespace,
-                pod,
-                argv,
-                container=container,
-                stdin=data,
-                timeout=timeout,
-                what=what,
-            )
+            result = run_in(pod, what)
         self._pods[key] = pod
         if check and result.exit_code != 0:
             raise ExecError(_exec_failure(what, argv, result), argv, result)
