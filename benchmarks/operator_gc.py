@@ -301,6 +301,8 @@ def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, Any]
     created: dict[str, float] = {}
     stop = threading.Event()
 
+    seen: set[str] = set()
+
     def follow() -> None:  # a 0.1 s poll: what a user would see, within 0.1 s
         while not stop.wait(0.1):
             items = cluster.list_objects(NAMESPACE, None, selector)["items"]
@@ -311,8 +313,11 @@ def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, Any]
                 present.add(name)
                 if item["metadata"].get("deletionTimestamp") and name not in requested:
                     requested[name] = now
+            seen.update(present)
+            # Only a namespace once listed can be gone: a list served just after a creation
+            # may not hold it yet (at 3,500 namespaces one sample read -9 s that way).
             for name in list(created):
-                if name not in present and name not in gone:
+                if name in seen and name not in present and name not in gone:
                     gone[name] = now
                     requested.setdefault(name, now)
 
