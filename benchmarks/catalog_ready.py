@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ import httpx
 import psycopg
 import redis
 import yaml
+from kubectl_forward import KubectlForward, find_kubectl
 
 from kubefixtures.catalog import SERVICES, manifests
 from kubefixtures.catalog._sources import merged_values
@@ -53,7 +53,7 @@ from kubefixtures.session import SessionState
 from kubefixtures.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-KUBECTL = shutil.which("kubectl") or str(REPO / ".venv" / "bin" / "kubectl")
+KUBECTL = find_kubectl()
 LOCAL_IMAGES = {
     "redis:7": "kubefixtures.local/redis:7.0",
     "postgres:15": "kubefixtures.local/postgres:15",
@@ -129,32 +129,9 @@ def kubectl(*args: str) -> None:
     subprocess.run([KUBECTL, *args], check=True, capture_output=True, timeout=300)
 
 
-def port_forward(namespace: str, service: str, ports: list[int]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [KUBECTL, "-n", namespace, "port-forward", f"svc/{service}", *(f":{p}" for p in ports)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_forwarding(process: subprocess.Popen[str], ports: list[int]) -> dict[int, int]:
-    """Reads "Forwarding from 127.0.0.1:LOCAL -> REMOTE" lines until every port has one."""
-    found: dict[int, int] = {}
-    assert process.stdout is not None
-    while len(found) < len(ports):
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"kubectl port-forward exited: {process.poll()}")
-        if line.startswith("Forwarding from 127.0.0.1:"):
-            local, _, remote = line.removeprefix("Forwarding from 127.0.0.1:").partition(" -> ")
-            found[int(remote)] = int(local)
-    return found
-
-
 def run_shell(manifest: Path, generated: dict[str, str]) -> float:
     namespace = f"kf-bench-shell-{secrets.token_hex(3)}"
-    forwards: list[subprocess.Popen[str]] = []
+    forwards: list[KubectlForward] = []
     started = time.monotonic()
     try:
         kubectl("create", "namespace", namespace)
@@ -167,14 +144,12 @@ def run_shell(manifest: Path, generated: dict[str, str]) -> float:
             "s3": [5000],
             "http-stub": [2525, 4545, 4546, 4547, 4548, 4549],
         }
-        started_forwards = {
-            service: port_forward(namespace, service, ports) for service, ports in wanted.items()
+        started_forwards = {  # all started at once, as a shell script would with `&`
+            service: KubectlForward(namespace, f"svc/{service}", ports)
+            for service, ports in wanted.items()
         }
         forwards = list(started_forwards.values())
-        local = {
-            service: wait_forwarding(process, wanted[service])
-            for service, process in started_forwards.items()
-        }
+        local = {service: forward.wait() for service, forward in started_forwards.items()}
         password = generated["catalog-redis-password"]
         use_every_service(
             f"redis://:{password}@127.0.0.1:{local['redis'][6379]}/0",
@@ -191,9 +166,8 @@ def run_shell(manifest: Path, generated: dict[str, str]) -> float:
         )
         return time.monotonic() - started
     finally:
-        for process in forwards:
-            process.terminate()
-            process.wait(timeout=10)
+        for forward in forwards:
+            forward.close()
         subprocess.run([KUBECTL, "delete", "namespace", namespace, "--wait=false"],
                        capture_output=True, check=False)  # fmt: skip
 

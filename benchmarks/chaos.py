@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import json
 import os
 import random
@@ -38,7 +37,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -47,6 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hack" / "images"))
+
+from imagekit.archive import retag_archive
+
 from kubefixtures import naming
 from kubefixtures.kube import Cluster
 from kubefixtures.kube.client import NAMESPACE
@@ -54,6 +56,7 @@ from kubefixtures.kube.client import NAMESPACE
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_WEB = ROOT / "tests" / "integration" / "environments" / "token-web"
 CHART = ROOT / "charts" / "kubefixtures-operator"
+KUBEFIXTURES = str(ROOT / ".venv" / "bin" / "kubefixtures")
 POINTS = ("connecting", "applying", "waiting", "test", "teardown")
 SIGTERM_DEADLINE = 10.0
 
@@ -254,26 +257,11 @@ def tool(name: str) -> str:
     raise SystemExit(f"chaos: {name} is needed (not on PATH, nor in .venv/bin)")
 
 
-def retagged(archive: Path, ref: str, out: Path) -> Path:
-    """A copy of a docker-archive image whose RepoTags say ``ref``."""
-    with tarfile.open(archive) as source, tarfile.open(out, "w") as target:
-        for member in source:
-            data = source.extractfile(member) if member.isfile() else None
-            if member.name == "manifest.json" and data is not None:
-                manifest = json.loads(data.read())
-                for image in manifest:
-                    image["RepoTags"] = [ref]
-                encoded = json.dumps(manifest).encode()
-                member.size = len(encoded)
-                target.addfile(member, io.BytesIO(encoded))
-            else:
-                target.addfile(member, data)
-    return out
-
-
-def install_operator(scratch: Path, run_id: str, grace: float, selector: str) -> tuple[str, str]:
+def install_operator(
+    scratch: Path, run_id: str, grace: float, selector: str
+) -> tuple[str, str, str]:
     """Build the operator image from this checkout, load it as ``operator:chaos-<digest>``,
-    and install the chart narrowed to ``selector``. Returns (release, namespace)."""
+    and install the chart narrowed to ``selector``. Returns (release, namespace, image)."""
     images = scratch / "images"
     subprocess.run(
         [sys.executable, str(ROOT / "hack/images/build.py"), "--out", str(images), "operator"],
@@ -282,10 +270,10 @@ def install_operator(scratch: Path, run_id: str, grace: float, selector: str) ->
     )
     archive = images / "operator.tar"
     tag = "chaos-" + hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
-    loaded = retagged(archive, f"kubefixtures.local/operator:{tag}", scratch / "operator.tar")
-    kubefixtures = str(ROOT / ".venv" / "bin" / "kubefixtures")
+    loaded = retag_archive(archive, f"kubefixtures.local/operator:{tag}", scratch / "operator.tar")
+    image = f"kubefixtures.local/operator:{tag}"
     subprocess.run(
-        [kubefixtures, "cluster", "load-image", str(loaded)], check=True, capture_output=True
+        [KUBEFIXTURES, "cluster", "load-image", str(loaded)], check=True, capture_output=True
     )
     release = f"kfchaos-{run_id[-6:]}"
     namespace = f"{release}-system"
@@ -307,15 +295,22 @@ def install_operator(scratch: Path, run_id: str, grace: float, selector: str) ->
         check=True,
         capture_output=True,
     )
-    return release, namespace
+    return release, namespace, image
 
 
-def uninstall_operator(cluster: Cluster, release: str, namespace: str) -> None:
+def uninstall_operator(cluster: Cluster, release: str, namespace: str, image: str) -> None:
+    """Uninstall the chart (waiting for its pod to go), then remove the run's image tag
+    from the cluster's runtime, so that chaos runs do not pile up images in containerd."""
     subprocess.run(
         [tool("helm"), "uninstall", release, "-n", namespace, "--wait"], capture_output=True
     )
     with contextlib.suppress(Exception):
         cluster.delete_namespace(namespace)
+    removed = subprocess.run(
+        [KUBEFIXTURES, "cluster", "remove-image", image], capture_output=True, text=True
+    )
+    if removed.returncode != 0:
+        print(f"chaos: could not remove {image}: {removed.stderr.strip()}", file=sys.stderr)
 
 
 # --- one mode ----------------------------------------------------------------------------------
@@ -343,7 +338,7 @@ def run_mode(
     run_id = f"chaos{secrets.token_hex(3)}"
     selector = f"{naming.MANAGED_BY_LABEL}={naming.MANAGED_BY_VALUE},{naming.CI_JOB_LABEL}={run_id}"
     monitor = Monitor(cluster, selector)
-    operator: tuple[str, str] | None = None
+    operator: tuple[str, str, str] | None = None
     sessions = [
         Session(
             index=index,

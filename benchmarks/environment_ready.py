@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import re
 import secrets
 import socket
 import statistics
@@ -39,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubectl_forward import find_kubectl, start_kubectl_forward
 
 from kubefixtures.kube import Cluster
 from kubefixtures.kube.client import POD
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = ROOT / "tests" / "integration" / "environments" / "shop"
-KUBECTL = Path(sys.executable).with_name("kubectl")
+KUBECTL = find_kubectl()
 OVERRIDES = "redis=kubefixtures.local/redis:7.0"
 ANSWER_DEADLINE = 120.0
 
@@ -148,26 +148,6 @@ def rendered_manifests(namespace: str, password: str) -> str:
     return yaml.safe_dump_all(documents)
 
 
-def forward(
-    namespace: str, service: str, port: int, context: str | None
-) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        kubectl("-n", namespace, "port-forward", f"svc/{service}", f":{port}", context=context),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # "Forwarding from 127.0.0.1:41234 -> 6379"
-    match = re.search(r"127\.0\.0\.1:(\d+)", line)
-    if not match:
-        process.kill()
-        raise SystemExit(
-            f"kubectl port-forward said: {line!r} {process.stderr.read() if process.stderr else ''}"
-        )
-    return process, int(match.group(1))
-
-
 def run_baseline(workdir: Path, context: str | None) -> tuple[float, str]:
     namespace = f"kf-bench-shell-{secrets.token_hex(3)}"
     password = secrets.token_hex(12)
@@ -188,8 +168,9 @@ def run_baseline(workdir: Path, context: str | None) -> tuple[float, str]:
         ),
     ):
         subprocess.run(kubectl(*args, context=context), check=True, capture_output=True)
-    redis_forward, redis_port = forward(namespace, "redis", 6379, context)
-    web_forward, web_port = forward(namespace, "web", 80, context)
+    redis_forward = start_kubectl_forward(namespace, "svc/redis", [6379], context)
+    web_forward = start_kubectl_forward(namespace, "svc/web", [80], context)
+    redis_port, web_port = redis_forward.port, web_forward.port
     try:
         while True:
             try:
@@ -202,9 +183,8 @@ def run_baseline(workdir: Path, context: str | None) -> tuple[float, str]:
             time.sleep(0.01)
         elapsed = time.time() - started
     finally:
-        for process in (redis_forward, web_forward):
-            process.terminate()
-            process.wait()
+        for forward in (redis_forward, web_forward):
+            forward.close()
     return elapsed, namespace
 
 

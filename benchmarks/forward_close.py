@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import secrets
 import signal
 import socket
@@ -34,8 +33,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
+
+from kubectl_forward import kubectl, start_kubectl_forward, stop
 
 if TYPE_CHECKING:
     from kubefixtures.kube.portforward import Route
@@ -43,18 +43,6 @@ if TYPE_CHECKING:
 IMAGE = "kubefixtures.local/redis:7.0"
 POLL_INTERVAL = 0.002
 GIVE_UP_AFTER = 10.0
-
-
-def find_kubectl() -> str:
-    from kubefixtures.cluster.tools import find_tool
-
-    # The one `kubefixtures cluster up` links beside this Python first: the one on PATH
-    # may be older than the cluster.
-    beside = Path(sys.executable).with_name("kubectl")
-    found = beside if beside.exists() else find_tool("kubectl")
-    if found is None:
-        raise SystemExit("kubectl not found (on PATH or next to this Python)")
-    return str(found)
 
 
 def manifest(namespace: str) -> str:
@@ -89,14 +77,6 @@ spec:
   selector: {{app: redis}}
   ports: [{{name: redis, port: 6379, targetPort: redis}}]
 """
-
-
-def kubectl(*args: str, context: str | None, stdin: str | None = None) -> str:
-    command = [find_kubectl(), *(["--context", context] if context else []), *args]
-    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
 
 
 @contextmanager
@@ -137,14 +117,8 @@ class Side:
     process: subprocess.Popen[str] | None = None
 
     def close(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop(self.process)
 
 
 def start_ours(namespace: str, pod: str, context: str | None, route: str = "forward") -> Side:
@@ -165,17 +139,8 @@ def start_ours(namespace: str, pod: str, context: str | None, route: str = "forw
 
 
 def start_kubectl(namespace: str, pod: str, context: str | None) -> Side:
-    command = [find_kubectl(), *(["--context", context] if context else [])]
-    command += ["-n", namespace, "port-forward", f"pod/{pod}", ":6379"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    assert process.stdout is not None
-    match = re.search(r"127\.0\.0\.1:(\d+)", process.stdout.readline())
-    if not match:
-        process.kill()
-        raise SystemExit("kubectl port-forward did not start")
-    return Side("kubectl port-forward", ("127.0.0.1", int(match.group(1))), process)
+    forward = start_kubectl_forward(namespace, f"pod/{pod}", [6379], context)
+    return Side("kubectl port-forward", ("127.0.0.1", forward.port), forward.process)
 
 
 def serve(namespace: str, context: str | None, route: str) -> None:

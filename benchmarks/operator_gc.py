@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/operator_gc.py [--samples 10] [--namespaces 500] [--rest 60]
                                             [--renewing 60] [--reaction-at-scale]
+                                            [--delete-batch 500] [--cleanup-wait 1800]
 
 Runs the operator as a local process (`kubefixtures operator`, the code the image runs),
 narrowed with --selector to a label only this run's namespaces carry, so other sessions on
@@ -18,7 +19,8 @@ the cluster are never touched. The operator reaches the API through a counting p
    renewed or due). After the operator has seen them all: its RSS, the API requests it
    starts per minute (by verb and resource) over ``--rest`` seconds, and its CPU time.
 3. Renewals: the same namespaces, each Lease renewed every 20 s (a 60 s lease's cadence)
-   for ``--renewing`` seconds: the operator's CPU time and requests while it follows them.
+   for ``--renewing`` seconds: the operator's CPU time and requests while it follows them
+   (``--renewing 0`` skips it: at 5,000 sessions that is 250 renewals a second).
 4. With ``--reaction-at-scale``: the reaction of 1 again, with the ``--namespaces`` live
    sessions still there (expiry to deletion with a full schedule).
 
@@ -27,7 +29,8 @@ the cluster are never touched. The operator reaches the API through a counting p
 of their renewals; the time per event, and the memory the schedule holds (tracemalloc, in
 a second pass). For sizes a shared cluster should not be asked to create and delete.
 
-Everything created is deleted at the end.
+Reaction times are given as min / median / p90 / max. Everything created is deleted at
+the end, and the run waits (``--cleanup-wait``) until it is gone.
 """
 
 from __future__ import annotations
@@ -224,15 +227,34 @@ def renew(cluster: Cluster, name: str) -> None:
     )
 
 
-def delete_all(cluster: Cluster, environment: str) -> None:
+def delete_all(cluster: Cluster, environment: str, wait: float, batch: int) -> dict[str, Any]:
+    """Delete every namespace of this run, ``batch`` at a time, each batch gone before the
+    next is requested (so that other sessions' namespaces on a shared cluster wait behind
+    at most one batch in the namespace controller's queue); give up after ``wait`` s."""
     selector = f"{naming.ENVIRONMENT_LABEL}={environment}"
-    names = [
-        item["metadata"]["name"]
-        for item in cluster.list_objects(NAMESPACE, None, selector)["items"]
-        if not item["metadata"].get("deletionTimestamp")
-    ]
+    started = time.monotonic()
+    names = [item["metadata"]["name"] for item in cluster.items(NAMESPACE, None, selector)]
+    left: set[str] = set()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(cluster.delete_namespace, names))
+        for start in range(0, len(names), batch):
+            left = set(names[start : start + batch])
+            list(pool.map(cluster.delete_namespace, left))
+            # GETs of the batch's namespaces, not a LIST of thousands every few seconds.
+            while left and time.monotonic() - started < wait:
+                time.sleep(5)
+                waiting = sorted(left)
+                present = pool.map(lambda name: cluster.namespace(name) is not None, waiting)
+                left = {name for name, there in zip(waiting, present, strict=True) if there}
+            if left:
+                break
+    elapsed = time.monotonic() - started
+    return {
+        "deleted": len(names),
+        "batch": batch,
+        "all_gone_s": round(elapsed, 1) if not left else None,
+        "per_second": round(len(names) / elapsed, 1) if not left else None,
+        "left_after_wait": len(left),
+    }
 
 
 # --- the operator process ------------------------------------------------------------------------
@@ -271,13 +293,15 @@ class OperatorProcess:
 # --- phases --------------------------------------------------------------------------------------
 
 
-def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, float]:
+def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, Any]:
     prefix = f"reaction-{secrets.token_hex(2)}"  # these sessions only, not those at rest
     selector = f"{naming.ENVIRONMENT_LABEL}={environment},{naming.SESSION_LABEL}={prefix}"
     requested: dict[str, float] = {}
     gone: dict[str, float] = {}
     created: dict[str, float] = {}
     stop = threading.Event()
+
+    seen: set[str] = set()
 
     def follow() -> None:  # a 0.1 s poll: what a user would see, within 0.1 s
         while not stop.wait(0.1):
@@ -289,8 +313,11 @@ def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, floa
                 present.add(name)
                 if item["metadata"].get("deletionTimestamp") and name not in requested:
                     requested[name] = now
+            seen.update(present)
+            # Only a namespace once listed can be gone: a list served just after a creation
+            # may not hold it yet (at 3,500 namespaces one sample read -9 s that way).
             for name in list(created):
-                if name not in present and name not in gone:
+                if name in seen and name not in present and name not in gone:
                     gone[name] = now
                     requested.setdefault(name, now)
 
@@ -310,16 +337,39 @@ def reaction(cluster: Cluster, environment: str, samples: int) -> dict[str, floa
     to_gone = [gone[n] - expiries[n] for n in expiries if n in gone]
     return {
         "samples": len(after_grace),
-        "deletion_request_after_expiry_plus_grace_s_median": round(
-            statistics.median(after_grace), 3
-        ),
-        "deletion_request_after_expiry_plus_grace_s_max": round(max(after_grace), 3),
-        "expiry_to_deletion_request_s_median": round(
-            statistics.median(after_grace) + GRACE_SECONDS, 3
-        ),
-        "expiry_to_gone_s_median": round(statistics.median(to_gone), 3),
-        "expiry_to_gone_s_max": round(max(to_gone), 3),
+        "deletion_request_after_expiry_plus_grace_s": distribution(after_grace),
+        "expiry_to_deletion_request_s": distribution([s + GRACE_SECONDS for s in after_grace]),
+        "expiry_to_gone_s": distribution(to_gone),
     }
+
+
+def distribution(values: list[float]) -> dict[str, float]:
+    """min / median / p90 / max, in the unit given."""
+    if not values:
+        return {}
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return {
+        "min": round(ordered[0], 3),
+        "median": round(statistics.median(ordered), 3),
+        "p90": round(p90, 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+def settle(operator: OperatorProcess, quiet: float = 10.0, most: float = 600.0) -> None:
+    """Wait until the operator has used no CPU for ``quiet`` seconds (it has taken in every
+    event of what was just created), at least 15 s, at most ``most``."""
+    started = time.monotonic()
+    time.sleep(5)
+    last, still_since = operator.cpu_seconds(), time.monotonic()
+    while time.monotonic() - started < most:
+        time.sleep(1)
+        now = operator.cpu_seconds()
+        if now - last > 0.05:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= quiet and time.monotonic() - started >= 15:
+            return
 
 
 def per_minute(counts: dict[str, int], seconds: float) -> dict[str, float]:
@@ -342,7 +392,11 @@ def at_rest(
             pool.map(lambda _: create_session(cluster, environment, 86400, now), range(count))
         )
     create_seconds = time.monotonic() - created
-    time.sleep(15)  # every ADDED event delivered and planned
+    print(
+        f"   created {count} in {create_seconds:.1f} s ({count / create_seconds:.1f}/s)",
+        file=sys.stderr,
+    )
+    settle(operator)  # every ADDED event delivered and planned
     proxy.snapshot(reset=True)
     cpu = operator.cpu_seconds()
     time.sleep(seconds)
@@ -350,6 +404,7 @@ def at_rest(
     return names, {
         "namespaces": len(names),
         "create_seconds": round(create_seconds, 1),
+        "created_per_second": round(count / create_seconds, 1),
         "rss_mib": round(operator.rss_mib(), 1),
         "cpu_seconds_per_minute": round((operator.cpu_seconds() - cpu) * 60 / seconds, 3),
         "requests_per_minute": per_minute(counts, seconds),
@@ -440,7 +495,21 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--namespaces", type=int, default=500)
     parser.add_argument("--rest", type=float, default=60.0, help="seconds measured at rest")
-    parser.add_argument("--renewing", type=float, default=60.0, help="seconds of renewals")
+    parser.add_argument(
+        "--renewing", type=float, default=60.0, help="seconds of renewals (0: skip phase 3)"
+    )
+    parser.add_argument(
+        "--delete-batch",
+        type=int,
+        default=500,
+        help="namespaces deleted at a time at the end (each batch gone before the next)",
+    )
+    parser.add_argument(
+        "--cleanup-wait",
+        type=float,
+        default=1800.0,
+        help="seconds to wait at the end for every namespace of the run to be gone",
+    )
     parser.add_argument(
         "--reaction-at-scale",
         action="store_true",
@@ -486,8 +555,9 @@ def main() -> int:
                 count=arguments.namespaces,
                 seconds=arguments.rest,
             )
-            print(f"3. renewals: {len(names)} leases renewed every 20 s", file=sys.stderr)
-            results["renewals"] = renewing(cluster, names, operator, proxy, arguments.renewing)
+            if arguments.renewing > 0:
+                print(f"3. renewals: {len(names)} leases renewed every 20 s", file=sys.stderr)
+                results["renewals"] = renewing(cluster, names, operator, proxy, arguments.renewing)
             if arguments.reaction_at_scale:
                 print(f"4. reaction with {len(names)} live sessions", file=sys.stderr)
                 results["reaction_at_scale"] = reaction(cluster, environment, arguments.samples)
@@ -499,7 +569,10 @@ def main() -> int:
             results["live_sessions_deleted"] = len(set(names) - survivors)
         finally:
             operator.stop()
-            delete_all(cluster, environment)
+            print("cleaning up: deleting every namespace of this run", file=sys.stderr)
+            results["cleanup"] = delete_all(
+                cluster, environment, arguments.cleanup_wait, arguments.delete_batch
+            )
             results["operator_log_tail"] = (Path(scratch) / "log").read_text().splitlines()[-3:]
     print(json.dumps(results, indent=2))
     return 0

@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, cast
+
+from kubectl_forward import kubectl, start_kubectl_forward, stop
 
 if TYPE_CHECKING:
     from kubefixtures.kube.portforward import Route, Transport
@@ -46,7 +47,6 @@ SEQUENTIAL = 1000
 CONCURRENCY = 16
 CONCURRENT_SECONDS = 5.0
 REQUEST_TIMEOUT = 10.0  # a request that takes longer counts as failed: the forward hung
-KUBECTL = Path(sys.executable).with_name("kubectl")
 
 
 def manifest(namespace: str) -> str:
@@ -83,14 +83,6 @@ spec:
 """
 
 
-def kubectl(*args: str, context: str | None, stdin: str | None = None) -> str:
-    command = [str(KUBECTL), *(["--context", context] if context else []), *args]
-    done = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
-    if done.returncode:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-    return done.stdout
-
-
 # -- forwarders under test, each in its own process -------------------------------------
 
 
@@ -102,14 +94,8 @@ class Forwarder:
     host: str = "127.0.0.1"
 
     def close(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop(self.process)
 
 
 def start_kubefixtures(
@@ -133,18 +119,8 @@ def start_kubefixtures(
 
 
 def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
-    command = [str(KUBECTL), *(["--context", context] if context else [])]
-    command += ["-n", namespace, "port-forward", f"pod/{pod}", ":8080"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"127\.0\.0\.1:(\d+)", line)
-    if not match:
-        process.kill()
-        raise SystemExit(f"kubectl port-forward did not start: {line!r}")
-    return Forwarder("kubectl port-forward", int(match.group(1)), process)
+    forward = start_kubectl_forward(namespace, f"pod/{pod}", [8080], context)
+    return Forwarder("kubectl port-forward", forward.port, forward.process)
 
 
 def serve(

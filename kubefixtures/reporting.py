@@ -36,6 +36,9 @@ from kubefixtures.errors import KubefixturesError
 from kubefixtures.private_files import write_private_file
 from kubefixtures.secrets import MASK, Masker, namespace_secret_values
 
+# kubefixtures.kube (its pods module: the one describer and event formatter) is imported in
+# the functions that use it: the catalog imports this module, and kube/ costs ~45 ms.
+
 if TYPE_CHECKING:
     import pytest
 
@@ -65,40 +68,22 @@ _SKIPPED = {  # not objects one inspects, or shown in events.txt instead
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _event_time(event: Mapping[str, Any]) -> str:
-    return str(
-        event.get("lastTimestamp")
-        or event.get("eventTime")
-        or event.get("firstTimestamp")
-        or (event.get("metadata") or {}).get("creationTimestamp")
-        or ""
-    )
-
-
 def _events(cluster: Cluster, namespace: str, masker: Masker) -> list[dict[str, Any]]:
-    """The namespace's events, oldest first, masked as read: ``_event_line`` collapses a
+    """The namespace's events, oldest first, masked as read: ``event_line`` collapses a
     message's whitespace, after which a secret holding spaces or newlines no longer matches."""
-    events = sorted(cluster.events(namespace, timeout=_TIMEOUT), key=_event_time)
+    from kubefixtures.kube.pods import oldest_first
+
+    events = oldest_first(cluster.events(namespace, timeout=_TIMEOUT))
     return [masker.tree(event) for event in events]
-
-
-def _event_line(event: Mapping[str, Any]) -> str:
-    involved = event.get("involvedObject") or {}
-    what = f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}"
-    count = event.get("count") or (event.get("series") or {}).get("count")
-    repeated = f" (x{count})" if count and int(count) > 1 else ""
-    message = " ".join(str(event.get("message") or "").split())
-    return (
-        f"{_event_time(event)}  {event.get('type', '')}  {event.get('reason', '')}  {what}: "
-        f"{message}{repeated}"
-    )
 
 
 def events_text(cluster: Cluster, namespace: str, masker: Masker, limit: int | None = None) -> str:
     """The namespace's events, oldest first (the last ``limit`` of them), masked."""
+    from kubefixtures.kube.pods import event_line
+
     events = _events(cluster, namespace, masker)
     shown = events[-limit:] if limit else events
-    lines = [_event_line(event) for event in shown]
+    lines = [event_line(event) for event in shown]
     if limit and len(events) > limit:
         lines.insert(0, f"({len(events) - limit} older events not shown)")
     return "\n".join(lines) if lines else "(no events)"
@@ -119,14 +104,11 @@ class _LogRequest:
 def _log_requests(pods: Sequence[Mapping[str, Any]]) -> list[_LogRequest]:
     """One per container that ran (init containers included), plus its previous instance
     when it restarted."""
+    from kubefixtures.kube.pods import container_statuses
+
     requests = []
     for pod in pods:
-        status = pod.get("status") or {}
-        statuses = [
-            *(status.get("initContainerStatuses") or []),
-            *(status.get("containerStatuses") or []),
-        ]
-        for container in statuses:
+        for container in container_statuses(pod):
             name = str(container.get("name"))
             requests.append(_LogRequest(pod["metadata"]["name"], name, previous=False))
             if int(container.get("restartCount") or 0) > 0:
@@ -300,6 +282,8 @@ def write_bundle(
     """Write the namespace's objects, describe-like text, logs and events under ``out``."""
     import yaml
 
+    from kubefixtures.kube.pods import event_line
+
     if cluster.namespace(namespace, timeout=_TIMEOUT) is None:
         raise KubefixturesError(f"namespace {namespace} does not exist on {cluster.description}")
     masker = Masker({*masks, *namespace_secret_values(cluster, namespace, _TIMEOUT)})
@@ -338,7 +322,7 @@ def write_bundle(
 
     # Events, then describe-like text that also uses them.
     events = _events(cluster, namespace, masker)
-    write("events.txt", "\n".join(_event_line(event) for event in events) or "(no events)")
+    write("events.txt", "\n".join(event_line(event) for event in events) or "(no events)")
     pods = listed.get("pods", [])
     write("describe.txt", describe(listed, events))
 
@@ -366,67 +350,9 @@ def write_bundle(
 # --- describe-like text --------------------------------------------------------------------------
 
 
-def _conditions(status: Mapping[str, Any]) -> str:
-    parts = []
-    for condition in status.get("conditions") or []:
-        reason = f" ({condition['reason']})" if condition.get("reason") else ""
-        parts.append(f"{condition.get('type')}={condition.get('status')}{reason}")
-    return ", ".join(parts) or "none"
-
-
-def _container_state(state: Mapping[str, Any]) -> str:
-    for phase, found in state.items():
-        detail = found or {}
-        if phase == "running":
-            return f"running since {detail.get('startedAt', '?')}"
-        if phase == "waiting":
-            message = f": {detail['message']}" if detail.get("message") else ""
-            return f"waiting ({detail.get('reason', '?')}{message})"
-        if phase == "terminated":
-            return (
-                f"terminated ({detail.get('reason', '?')}, exit code {detail.get('exitCode')}) "
-                f"at {detail.get('finishedAt', '?')}"
-            )
-    return "unknown"
-
-
-def _describe_pod(pod: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> list[str]:
-    metadata, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
-    lines = [
-        f"Pod {metadata['name']}: phase {status.get('phase', '?')}, node "
-        f"{spec.get('nodeName', '-')}, IP {status.get('podIP', '-')}",
-        f"  conditions: {_conditions(status)}",
-    ]
-    images = {c["name"]: c.get("image", "?") for c in spec.get("containers") or []}
-    images.update({c["name"]: c.get("image", "?") for c in spec.get("initContainers") or []})
-    for kind, key in (
-        ("init container", "initContainerStatuses"),
-        ("container", "containerStatuses"),
-    ):
-        for container in status.get(key) or []:
-            name = container.get("name")
-            lines.append(
-                f"  {kind} {name} ({images.get(name, container.get('image', '?'))}): "
-                f"{'ready' if container.get('ready') else 'not ready'}, "
-                f"{_container_state(container.get('state') or {})}, "
-                f"{container.get('restartCount', 0)} restart(s)"
-            )
-            last = container.get("lastState") or {}
-            if last:
-                lines.append(f"    last state: {_container_state(last)}")
-    mine = [
-        event
-        for event in events
-        if (event.get("involvedObject") or {}).get("name") == metadata["name"]
-        and (event.get("involvedObject") or {}).get("kind") == "Pod"
-    ]
-    if mine:
-        lines.append("  events:")
-        lines += [f"    {_event_line(event)}" for event in mine[-10:]]
-    return lines
-
-
 def _describe_workload(kind: str, item: Mapping[str, Any]) -> list[str]:
+    from kubefixtures.kube.pods import describe_conditions
+
     spec, status = item.get("spec") or {}, item.get("status") or {}
     if kind == "jobs":
         counts = (
@@ -443,7 +369,9 @@ def _describe_workload(kind: str, item: Mapping[str, Any]) -> list[str]:
         "daemonsets": "DaemonSet",
         "jobs": "Job",
     }.get(kind, kind)
-    return [f"{title} {item['metadata']['name']}: {counts}; conditions: {_conditions(status)}"]
+    return [
+        f"{title} {item['metadata']['name']}: {counts}; conditions: {describe_conditions(status)}"
+    ]
 
 
 def _describe_service(service: Mapping[str, Any], slices: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -476,12 +404,14 @@ def describe(
 ) -> str:
     """Describe-like text of the workloads, pods, Services and claims in ``listed``
     (objects by file stem, as ``write_bundle`` lists them)."""
+    from kubefixtures.kube.pods import describe_pod_lines
+
     lines: list[str] = []
     for stem in ("deployments.apps", "statefulsets.apps", "daemonsets.apps", "jobs.batch"):
         for item in listed.get(stem, []):
             lines += [*_describe_workload(stem.partition(".")[0], item), ""]
     for pod in listed.get("pods", []):
-        lines += [*_describe_pod(pod, events), ""]
+        lines += [*describe_pod_lines(pod, events), ""]
     slices = listed.get("endpointslices.discovery.k8s.io", [])
     for service in listed.get("services", []):
         lines += [*_describe_service(service, slices), ""]

@@ -1,4 +1,4 @@
-"""`kubefixtures cluster up|down|status|load-image`."""
+"""`kubefixtures cluster up|down|status|load-image|remove-image`."""
 
 from __future__ import annotations
 
@@ -23,11 +23,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("down", "stop the cluster and remove everything it put on the host"),
         ("status", "say whether the cluster runs, and where"),
         ("load-image", "put image tarballs (docker save / OCI) into the cluster's runtime"),
+        ("remove-image", "remove image references (NAME:TAG) from the cluster's runtime"),
     ):
         parser = actions.add_parser(action, help=help_text, description=help_text)
         parser.add_argument("--provider", choices=PROVIDERS, default=None)
         if action == "load-image":
             parser.add_argument("archives", nargs="+", type=Path, metavar="ARCHIVE")
+        if action == "remove-image":
+            parser.add_argument("refs", nargs="+", metavar="REF")
         parser.set_defaults(handler=run)
 
 
@@ -45,6 +48,10 @@ def run(arguments: argparse.Namespace) -> int:
         status = provider.status()
         print(status.describe())
         return 0 if status.running else 3
+    elif arguments.action == "remove-image":
+        for ref in arguments.refs:
+            provider.remove_image(ref)
+            print(f"removed {ref} from the {provider.name} cluster")
     else:
         for archive in arguments.archives:
             provider.load_image(archive)

@@ -52,3 +52,8 @@ class ClusterProvider(Protocol):
     def load_image(self, archive: Path) -> None:
         """Put an image tarball (docker-archive or OCI) into the cluster's runtime."""
         ...
+
+    def remove_image(self, ref: str) -> None:
+        """Remove an image reference (``name:tag``) from the cluster's runtime: what
+        ``load_image`` put there for one run. An absent reference is not an error."""
+        ...

@@ -80,6 +80,12 @@ class ExistingProvider:
             "NAME=REF"
         )
 
+    def remove_image(self, ref: str) -> None:
+        raise ClusterError(
+            f"images cannot be removed from an existing cluster by kubefixtures ({ref}); "
+            "it loads none there"
+        )
+
 
 def _current_context() -> str | None:
     kubectl = find_tool("kubectl")

@@ -71,3 +71,13 @@ class KindProvider:
             [kind, "load", "image-archive", archive, "--name", self.cluster_name],
             f"kind load image-archive {archive}",
         )
+
+    def remove_image(self, ref: str) -> None:
+        kind = require_tool("kind", KIND_HINT)
+        docker = require_tool("docker", KIND_HINT)
+        nodes = run_tool([kind, "get", "nodes", "--name", self.cluster_name], "kind get nodes")
+        for node in nodes.split():
+            # crictl rmi fails on an absent image: check first, as an absent one is no error
+            listed = run_tool([docker, "exec", node, "crictl", "images", "-q", ref], "crictl")
+            if listed.strip():
+                run_tool([docker, "exec", node, "crictl", "rmi", ref], f"crictl rmi {ref}")

@@ -272,8 +272,9 @@ class ControlCore:
 
     def events(self, since: float | timedelta | datetime | None = None) -> list[JSON]:
         from kubefixtures.kube.control import list_events
+        from kubefixtures.kube.pods import event_time, oldest_first
 
-        events = sorted(list_events(self.cluster, self.namespace), key=_event_time)
+        events = oldest_first(list_events(self.cluster, self.namespace))
         if since is None:
             return events
         if isinstance(since, datetime):
@@ -281,7 +282,7 @@ class ControlCore:
         else:
             seconds = since.total_seconds() if isinstance(since, timedelta) else float(since)
             cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
-        return [event for event in events if _parse_time(_event_time(event)) >= cutoff]
+        return [event for event in events if _parse_time(event_time(event)) >= cutoff]
 
     def get(self, kind: str, name: str) -> JSON:
         from kubefixtures.kube.control import find_resource, get_object
@@ -314,8 +315,9 @@ class ControlCore:
         pod = cached or self._pod_for_exec(parsed, container)
         what = str(parsed) if parsed.kind == "pod" else f"{parsed} (pod/{pod})"
         executor = self._executor()
-        try:
-            result = executor.run(
+
+        def run_in(pod: str, what: str) -> ExecResult:
+            return executor.run(
                 self.namespace,
                 pod,
                 argv,
@@ -324,6 +326,9 @@ class ControlCore:
                 timeout=timeout,
                 what=what,
             )
+
+        try:
+            result = run_in(pod, what)
         except ControlError:
             self._pods.pop(key, None)
             if cached is None or parsed.kind == "pod":
@@ -333,15 +338,7 @@ class ControlCore:
             if fresh == cached:
                 raise
             pod, what = fresh, f"{parsed} (pod/{fresh})"
-            result = executor.run(
-                self.namespace,
-                pod,
-                argv,
-                container=container,
-                stdin=data,
-                timeout=timeout,
-                what=what,
-            )
+            result = run_in(pod, what)
         self._pods[key] = pod
         if check and result.exit_code != 0:
             raise ExecError(_exec_failure(what, argv, result), argv, result)
@@ -767,16 +764,6 @@ def _controller(obj: Mapping[str, Any]) -> tuple[str, str] | None:
         if owner.get("controller"):
             return str(owner.get("kind")), str(owner.get("name"))
     return None
-
-
-def _event_time(event: Mapping[str, Any]) -> str:
-    return str(
-        event.get("lastTimestamp")
-        or event.get("eventTime")
-        or event.get("firstTimestamp")
-        or (event.get("metadata") or {}).get("creationTimestamp")
-        or ""
-    )
 
 
 def _parse_time(text: str) -> datetime:

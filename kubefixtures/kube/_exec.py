@@ -27,12 +27,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from kubefixtures.errors import ClusterError, ControlError
+from kubefixtures.kube._proxy import ProxyError
 from kubefixtures.kube.config import ClusterConfig
 from kubefixtures.kube.errors import TunnelError
 from kubefixtures.kube.portforward import _loop
 from kubefixtures.kube.portforward import _wsframe as ws
 from kubefixtures.kube.portforward._api import ApiEndpoint
-from kubefixtures.kube.portforward._wsconn import WebSocketProtocol, upgrade_request
+from kubefixtures.kube.portforward._wsconn import WebSocketProtocol, connect, upgrade_request
 
 __all__ = ["SUBPROTOCOLS", "ExecResult", "PodExec", "exit_code_of"]
 
@@ -119,33 +120,19 @@ class ExecConnection(WebSocketProtocol):
         self.send_binary(bytes((CLOSE, STDIN)))
         return True
 
-    # Channels need whole messages, so frames are handled here rather than in on_data.
-    def _frames(self, data: bytes) -> None:
-        try:
-            for frame in self._parser.feed(data):
-                if frame.opcode == ws.OP_PING:
-                    if self.transport is not None and not self._closing:
-                        self.transport.write(ws.encode_client_frame(ws.OP_PONG, frame.payload))
-                    continue
-                if frame.opcode == ws.OP_CLOSE:
-                    self.close()
-                    return
-                if frame.opcode == ws.OP_PONG:
-                    continue
-                message = self._messages.add(frame)
-                if message is None or not message[1]:
-                    continue
-                payload = message[1]
-                channel = payload[0]
-                if channel == STDOUT:
-                    self.stdout += memoryview(payload)[1:]
-                elif channel == STDERR:
-                    self.stderr += memoryview(payload)[1:]
-                elif channel == STATUS:
-                    self.status += memoryview(payload)[1:]
-        except ws.WebSocketProtocolError as error:
-            self.broken = str(error)
-            self.abort()
+    # Channels need whole messages, so it takes whole frames rather than on_data's bytes.
+    def on_frame(self, frame: ws.Frame) -> None:
+        message = self._messages.add(frame)
+        if message is None or not message[1]:
+            return
+        payload = message[1]
+        stream = {STDOUT: self.stdout, STDERR: self.stderr, STATUS: self.status}.get(payload[0])
+        if stream is not None:
+            stream += memoryview(payload)[1:]
+
+    def on_protocol_error(self, error: ws.WebSocketProtocolError) -> None:
+        self.broken = str(error)
+        self.abort()
 
 
 class _Idle(asyncio.Protocol):
@@ -204,18 +191,11 @@ class _WarmConnection:
             self._opening = asyncio.create_task(self._open())
 
     async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        endpoint = self._endpoint
+        protocol = _Idle()
         try:
             async with asyncio.timeout(_OPEN_TIMEOUT):
-                _, protocol = await loop.create_connection(
-                    _Idle,
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=endpoint.ssl,
-                    server_hostname=endpoint.server_hostname,
-                )
-        except (OSError, TimeoutError):
+                await connect(self._endpoint, lambda: protocol)
+        except (OSError, TimeoutError, ClusterError):
             return  # the exec that needs a connection opens one and says what is wrong
         if self._closed:
             if protocol.transport is not None:
@@ -345,7 +325,6 @@ class PodExec:
         assert self._endpoint is not None
         assert self._warm is not None
         endpoint = self._endpoint
-        loop = asyncio.get_running_loop()
         for attempt in range(2):
             key = ws.new_key()
             request = await upgrade_request(endpoint, path, SUBPROTOCOLS, key, "kubefixtures")
@@ -356,13 +335,7 @@ class PodExec:
                     warm.set_protocol(connection)
                     connection.connection_made(warm)
                 else:
-                    await loop.create_connection(
-                        lambda connection=connection: connection,
-                        endpoint.host,
-                        endpoint.port,
-                        ssl=endpoint.ssl,
-                        server_hostname=endpoint.server_hostname,
-                    )
+                    await connect(endpoint, lambda: connection)  # noqa: B023 (awaited here)
                 await connection.opened
                 return connection
             except TunnelError as error:
@@ -370,11 +343,12 @@ class PodExec:
                 if warm is not None and error.status == 0:
                     continue  # the spare had gone stale: once more on a new connection
                 raise _upgrade_error(error, what) from None
-            except OSError as error:
+            except (OSError, ProxyError) as error:
                 connection.abort()
+                reason = error.strerror if isinstance(error, OSError) else None
                 raise ClusterError(
                     f"exec in {what}: cannot reach the Kubernetes API server at "
-                    f"{endpoint.url}: {error.strerror or error}"
+                    f"{endpoint.url}: {reason or error}"
                 ) from None
             except BaseException:
                 connection.abort()

@@ -543,8 +543,6 @@ class _ExecCredentials:
                 env=env,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
-                text=True,
-                errors="replace",
                 timeout=_EXEC_TIMEOUT,
                 check=False,
             )
@@ -559,10 +557,18 @@ class _ExecCredentials:
             raise ClusterError(f"{what} failed: {error.strerror or error}") from None
         if done.returncode != 0:
             # What a failing plugin prints may hold a token: masked, and only its tail.
-            said = _redact.plugin_output(done.stderr, self._given)
+            stderr = done.stderr.decode("utf-8", errors="replace")
+            said = _redact.plugin_output(stderr, self._given)
             raise ClusterError(f"{what} exited with {done.returncode}: {said}")
         try:
-            status = json.loads(done.stdout).get("status") or {}
+            # Strict: a token with replacement characters would fail later, far from here.
+            stdout = done.stdout.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ClusterError(
+                f"{what} printed output that is not UTF-8 (byte {error.start})"
+            ) from None
+        try:
+            status = json.loads(stdout).get("status") or {}
         except (ValueError, AttributeError):
             raise ClusterError(f"{what} printed no ExecCredential JSON") from None
         if not isinstance(status, dict):

@@ -9,12 +9,12 @@ true; a Job when Complete; a PVC when Bound; a Service when it has a ready endpo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from kubefixtures.kube.pods import container_statuses, describe_pod
+from kubefixtures.kube.pods import container_statuses, describe_events, describe_pod
 
 __all__ = [
     "WATCHED_KINDS",
@@ -248,25 +248,3 @@ def pod_is_hopeless(pod: Object) -> bool:
         if waiting.get("reason") in _HOPELESS_REASONS:
             return True
     return False
-
-
-def describe_events(events: Iterable[Object], limit: int = 3) -> list[str]:
-    """The last ``limit`` events as ``Type Reason: message`` lines, oldest first."""
-
-    def when(event: Object) -> str:
-        return str(
-            event.get("lastTimestamp")
-            or event.get("eventTime")
-            or (event.get("metadata") or {}).get("creationTimestamp")
-            or ""
-        )
-
-    ordered = sorted(events, key=when)[-limit:]
-    lines = []
-    for event in ordered:
-        count = int(event.get("count") or 1)
-        repeated = f" (x{count})" if count > 1 else ""
-        message = " ".join(str(event.get("message", "")).split())
-        kind = f"{event.get('type', 'Normal')} {event.get('reason', '?')}{repeated}"
-        lines.append(f"{kind}: {message}")
-    return lines

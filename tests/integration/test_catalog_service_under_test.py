@@ -9,12 +9,9 @@
 from __future__ import annotations
 
 import atexit
-import io
-import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from kubefixtures.catalog import (
     catalog,
     local_service,
 )
+from tests.image_support import retag_archive
 
 pytestmark = pytest.mark.cluster
 
@@ -45,18 +43,7 @@ def _retagged_testserver(directory: Path) -> Path:
     target = directory / "catalog-app.tar"
     if not source.is_file():
         return target  # app_image(...) then fails with a clear message naming the file
-    with tarfile.open(source) as original, tarfile.open(target, "w") as copy:
-        for member in original.getmembers():
-            data = original.extractfile(member) if member.isfile() else None
-            if member.name == "manifest.json" and data is not None:
-                manifest = json.load(data)
-                manifest[0]["RepoTags"] = [APP_REF]
-                payload = json.dumps(manifest).encode()
-                member.size = len(payload)
-                copy.addfile(member, io.BytesIO(payload))
-            else:
-                copy.addfile(member, data)
-    return target
+    return retag_archive(source, APP_REF, target)
 
 
 APP_MANIFEST = """

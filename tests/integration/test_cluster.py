@@ -5,9 +5,11 @@ and namespaces that really go away. Runs against whatever cluster kubectl points
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -204,3 +206,40 @@ def test_the_admin_kubeconfig_is_private() -> None:
 
     path: Path = user_kubeconfig_path()
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_remove_image_takes_a_loaded_tag_out_of_the_runtime(tmp_path: Path) -> None:
+    """`kubefixtures cluster remove-image` undoes `load-image` for a tag of its own (what
+    the chaos benchmark does after its run); an absent tag is no error."""
+    from kubefixtures.cluster import get_provider
+    from tests.image_support import retag_archive
+
+    provider = get_provider()
+    if provider.name != "local":
+        reason = f"lists images through the local provider's containerd, not {provider.name}'s"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI=true but the test {reason}", pytrace=False)
+        pytest.skip(reason)
+    images = Path(
+        os.environ.get("KUBEFIXTURES_IMAGES_DIR") or Path.home() / ".cache/kubefixtures/images"
+    )
+    ref = f"kubefixtures.local/remove-image-test:{uuid.uuid4().hex[:8]}"
+    archive = retag_archive(images / "busybox.tar", ref, tmp_path / "image.tar")
+    kubefixtures = str(Path(sys.executable).with_name("kubefixtures"))
+
+    def listed() -> bool:
+        socket_path = provider.paths.containerd_socket  # type: ignore[attr-defined]
+        names = subprocess.run(
+            ["ctr", "--address", str(socket_path), "--namespace", "k8s.io", "images", "ls", "-q"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        return ref in names
+
+    subprocess.run([kubefixtures, "cluster", "load-image", str(archive)], check=True)
+    assert listed()
+    for _ in range(2):  # the second time the tag is already gone
+        done = subprocess.run(
+            [kubefixtures, "cluster", "remove-image", ref], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert not listed()

@@ -4,6 +4,7 @@ and pod logs (secrets masked); keep-on-failure prints commands that work when pa
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -59,8 +60,8 @@ def test_a_failing_test_reports_events_and_logs_and_kept_commands_work(
         # The report: events, then each container's last lines, the token masked.
         prefix = f"kubefixtures {name} ({namespace})"
         assert f" {prefix}: events " in text
-        assert "Scheduled  pod/web-" in text
-        assert "ScalingReplicaSet  deployment/web: Scaled up replica set" in text
+        assert re.search(r"  pod/web-\S+  Normal Scheduled: ", text)
+        assert "  deployment/web  Normal ScalingReplicaSet: Scaled up replica set" in text
         assert f" {prefix}: logs pod/web-" in text
         assert "started with token ********" in text
         assert token not in text

@@ -191,6 +191,21 @@ def test_a_failing_exec_plugin_shows_what_it_said(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "stdout",
+    [b'{"status": {"token": "ab\xffcd"}}', b"\xff\xfe"],
+    ids=["token", "everything"],
+)
+def test_an_exec_plugin_printing_bytes_that_are_not_utf8_is_one_line(
+    tmp_path: Path, stdout: bytes
+) -> None:
+    script = plugin(tmp_path, f"import sys\nsys.stdout.buffer.write({stdout!r})")
+    exec_spec = {"apiVersion": "client.authentication.k8s.io/v1", "command": str(script)}
+    path = kubeconfig(tmp_path / "config", users={"main": {"exec": exec_spec}})
+    with pytest.raises(ClusterError, match=r"plugin .*plugin\.py printed output that is not UTF-8"):
+        load_config(str(path)).authorization()
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         ("clusters: [\n  - name: x\n   bad", r"kubeconfig .*config line \d+: not valid YAML"),

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubefixtures.errors import ClusterError
+from kubefixtures.errors import ClusterError, ControlError
+from kubefixtures.kube._exec import PodExec
 from kubefixtures.kube._http import Connections
 from kubefixtures.kube._proxy import parse_proxy
 from kubefixtures.kube.config import ClusterConfig, load_config
@@ -70,7 +71,8 @@ def config(pki: Pki, server: str, **fields: Any) -> ClusterConfig:
 
 def every_transport(cluster: ClusterConfig) -> None:
     """A GET on the synchronous client, then a forward: its GETs and a watch, a WebSocket
-    upgrade speaking SPDY, and bytes through it."""
+    upgrade speaking SPDY, and bytes through it; then an exec's upgrade (the fake has no
+    exec: its 404 shows the upgrade reached it)."""
     connections = Connections(cluster)
     try:
         response = connections.request("GET", SERVICE, headers={}, timeout=TIMEOUT)
@@ -79,6 +81,14 @@ def every_transport(cluster: ClusterConfig) -> None:
     assert response.status == 200
     with ServicePortForward(cluster, NS, "web", "echo", transport="spdy") as forward:
         assert echo(forward.local_port, b"hello through everything") == b"hello through everything"
+    runner = PodExec(cluster)
+    try:
+        with pytest.raises(ControlError, match=r"^exec in pod/web-a: not found"):
+            runner.run(
+                NS, "web-a", ["true"], container=None, stdin=None, timeout=5, what="pod/web-a"
+            )
+    finally:
+        runner.close()
 
 
 def upgrades(api: FakeApiServer) -> list[str]:
@@ -164,10 +174,14 @@ def test_an_ipv6_host_is_bracketed_in_host_and_connect(
     assert all("Host: [fd00::5]:6443\r\n" in head for head in api.heads)
 
 
+@pytest.mark.parametrize(
+    "token",
+    ["tok-3f9a\r\nX-Injected: yes", "tok-3f9a\ufffd\u20ac"],
+    ids=["line-break", "beyond-latin-1"],
+)
 def test_a_header_value_with_a_line_break_is_refused_on_every_transport(
-    pki: Pki, api: FakeApiServer
+    pki: Pki, api: FakeApiServer, token: str
 ) -> None:
-    token = "tok-3f9a\r\nX-Injected: yes"
     cluster = config(
         pki,
         f"https://127.0.0.1:{api.port}",

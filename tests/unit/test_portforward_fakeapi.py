@@ -78,6 +78,10 @@ class FakeApiServer:
         self.pod_address = "10.0.0.1"
         self.pod_port = 7000
         self.forbid_portforward = False
+        # Pods whose port-forward upgrade fails with this status (an apiserver that does not
+        # offer the SPDY tunnel says 400), and every upgrade asked for, by pod.
+        self.failing_upgrades: dict[str, int] = {}
+        self.upgrades_per_pod: Counter[str] = Counter()
         # Seconds the "pod" takes to answer a client's FIN with its own (containerd's
         # port-forward takes up to one).
         self.fin_delay = 0.0
@@ -225,6 +229,15 @@ class FakeApiServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
+        self.upgrades_per_pod[pod] += 1
+        if pod in self.failing_upgrades:
+            status = self.failing_upgrades[pod]
+            body = json.dumps({"kind": "Status", "message": "upgrade refused"})
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+            await writer.drain()
+            return
         if self.forbid_portforward:
             body = json.dumps(
                 {"kind": "Status", "message": f'pods "{pod}" is forbidden: no portforward'}
@@ -402,6 +415,29 @@ def test_new_connections_go_to_the_next_ready_pod(api: FakeApiServer) -> None:
         assert pf.pod == "web-b"
         assert echo(pf.local_port, b"two") == b"two"
     assert api.streams_per_pod == Counter({"web-a": 1, "web-b": 1})
+
+
+def upgrades_after(api: FakeApiServer, seconds: float) -> Counter[str]:
+    time.sleep(seconds)
+    return Counter(api.upgrades_per_pod)
+
+
+def test_after_falling_back_to_v4_nothing_retries_the_tunnel(api: FakeApiServer) -> None:
+    api.failing_upgrades["web-a"] = 400  # no SPDY tunnel offered
+    with forward(api) as pf:
+        assert pf.transport == "v4"
+        assert upgrades_after(api, 1.5) == Counter({"web-a": 1})
+
+
+def test_a_tunnel_that_keeps_failing_is_not_retried_until_stop(api: FakeApiServer) -> None:
+    with forward(api, connect_timeout=0.5) as pf:
+        api.failing_upgrades["web-b"] = 500
+        api.set_ready_pods(["web-b"], kill=["web-a"])
+        first = upgrades_after(api, 1.5)["web-b"]
+        assert first >= 1  # the new pod's tunnel was prewarmed, and failed
+        assert upgrades_after(api, 2.0)["web-b"] == first  # then given up: no retry loop
+        del api.failing_upgrades["web-b"]
+        assert echo(pf.local_port, b"later") == b"later"  # the next client tries again
 
 
 def test_a_connection_waits_for_a_ready_pod_then_is_reset(api: FakeApiServer) -> None:

@@ -167,8 +167,8 @@ def test_report_sections_hold_events_and_logs_with_secrets_masked() -> None:
     sections = dict(report_sections(inspection(cluster), log_lines=20))
     prefix = f"kubefixtures shop ({NS})"
     events = sections[f"{prefix}: events"]
-    assert events.splitlines()[0].startswith("2024-05-01T12:00:00Z  Normal  Scheduled  pod/web-1")
-    assert "Warning  BackOff  pod/web-1: Back-off restarting failed container" in events
+    assert events.splitlines()[0].startswith("2024-05-01T12:00:00Z  pod/web-1  Normal Scheduled: ")
+    assert "pod/web-1  Warning BackOff (x3): Back-off restarting failed container" in events
     assert "(x3)" in events
     assert sections[f"{prefix}: logs pod/web-1 app"] == f"serving\nconnected with {MASK}"
     previous = sections[f"{prefix}: logs pod/web-1 app (previous container)"]
@@ -216,8 +216,8 @@ def test_the_bundle_has_objects_describe_logs_and_events_without_secrets(tmp_pat
     describe = (out / "describe.txt").read_text()
     assert "Deployment web: 0/1 ready" in describe
     assert "Pod web-1: phase Running, node node-1, IP 10.0.0.7" in describe
-    assert "container app (app:1): not ready, running since ?, 2 restart(s)" in describe
-    assert "last state: terminated (Error, exit code 1)" in describe
+    assert "container app (app:1): not ready, running since ?, 2 restarts" in describe
+    assert "last state: terminated: Error (exit code 1) at ?" in describe
     assert "managedFields" not in (out / "objects" / "deployments.apps.yaml").read_text()
     secrets = (out / "objects" / "secrets.yaml").read_text()
     assert b64(USER_PASSWORD) not in secrets

@@ -159,6 +159,19 @@ class LocalProvider:
             raise ClusterError("the local cluster is not running; `kubefixtures cluster up` first")
         self._import_images([archive])
 
+    def remove_image(self, ref: str) -> None:
+        if self.supervisor.pid("containerd") is None:
+            raise ClusterError("the local cluster is not running; `kubefixtures cluster up` first")
+        result = subprocess.run(
+            ["ctr", "--address", str(self.paths.containerd_socket), "--namespace", "k8s.io",
+             "images", "rm", ref],
+            capture_output=True,
+            text=True,
+        )  # fmt: skip
+        if result.returncode != 0 and "not found" not in result.stderr:
+            last = result.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise ClusterError(f"could not remove image {ref}: {last[0]}")
+
     def leftovers(self) -> list[str]:
         """Anything of ours still on the host; empty after a clean `down`."""
         found = [f"process {name}" for name in self.supervisor.running(COMPONENTS)]

@@ -470,8 +470,11 @@ class AsyncServicePortForward:
             self._spawn(self._prewarm_once())
 
     async def _prewarm_once(self) -> None:
-        with contextlib.suppress(PortForwardError, OSError):
-            await self._ready_tunnel()
+        # Bounded like a client's wait: a pod whose tunnel keeps failing is tried again by
+        # the next client that connects (or the next pod change), not by a loop until stop().
+        with contextlib.suppress(PortForwardError, OSError, TimeoutError):
+            async with asyncio.timeout(self.connect_timeout):
+                await self._ready_tunnel()
 
     def _set_targets(self, targets: list[Target]) -> None:
         if targets == self._targets:

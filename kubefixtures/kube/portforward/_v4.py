@@ -71,40 +71,28 @@ class V4Connection(WebSocketProtocol):
         self._error_text = b""
         self._linger: asyncio.TimerHandle | None = None
 
-    # v4 needs message boundaries (the channel byte), so it handles whole frames itself.
-    def _frames(self, data: bytes) -> None:
-        try:
-            frames = self._parser.feed(data)
-            for frame in frames:
-                if frame.opcode == ws.OP_PING:
-                    if self.transport is not None and not self._closing:
-                        self.transport.write(ws.encode_client_frame(ws.OP_PONG, frame.payload))
-                    continue
-                if frame.opcode == ws.OP_CLOSE:
-                    self.close()
-                    return
-                if frame.opcode == ws.OP_PONG:
-                    continue
-                decoded = self._decoder.feed(frame)
-                if decoded is None:
-                    continue
-                channel, chunk = decoded
-                if channel == DATA_CHANNEL:
-                    if chunk:
-                        self.local.write(chunk)
-                        if self._linger is not None:
-                            self._start_linger()
-                elif channel == ERROR_CHANNEL:
-                    self._error_text += chunk
-                    if self._error_text:
-                        message = self._error_text.decode("utf-8", "replace").strip()
-                        log.warning("port-forward to pod %s failed: %s", self.target.pod, message)
-                        self.local.abort()
-                        self.abort()
-                        return
-        except ws.WebSocketProtocolError as error:
-            self.local.abort()
-            self.fail(f"pod {self.target.pod}: {error}", error.close_code)
+    # v4 needs message boundaries (the channel byte), so it takes whole frames.
+    def on_frame(self, frame: ws.Frame) -> None:
+        decoded = self._decoder.feed(frame)
+        if decoded is None:
+            return
+        channel, chunk = decoded
+        if channel == DATA_CHANNEL:
+            if chunk:
+                self.local.write(chunk)
+                if self._linger is not None:
+                    self._start_linger()
+        elif channel == ERROR_CHANNEL:
+            self._error_text += chunk
+            if self._error_text:
+                message = self._error_text.decode("utf-8", "replace").strip()
+                log.warning("port-forward to pod %s failed: %s", self.target.pod, message)
+                self.local.abort()
+                self.abort()
+
+    def on_protocol_error(self, error: ws.WebSocketProtocolError) -> None:
+        self.local.abort()
+        self.fail(f"pod {self.target.pod}: {error}", error.close_code)
 
     def on_closed(self) -> None:
         if self._linger is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubefixtures.kube._headers import checked_headers
@@ -46,7 +47,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self._status = 0
         self._body_wanted = -1
         self._parser = ws.FrameParser()
-        self._assembler: ws.MessageAssembler | None = None
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
@@ -59,6 +59,16 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- for subclasses ---------------------------------------------------------------
     def on_data(self, payload: bytes) -> None:
         """A binary (or continuation) frame's payload, in order."""
+
+    def on_frame(self, frame: ws.Frame) -> None:
+        """Every data frame (binary, text, continuation) as it arrived; by default its
+        payload goes to `on_data`. Protocols that need message boundaries (v4's channels,
+        exec's streams) take the frames themselves. May raise `WebSocketProtocolError`."""
+        self.on_data(frame.payload)
+
+    def on_protocol_error(self, error: ws.WebSocketProtocolError) -> None:
+        """The server broke RFC 6455 (or the subprotocol): fail the connection."""
+        self.fail(str(error), error.close_code)
 
     def on_closed(self) -> None:
         """The connection is gone (either side closed it, or it broke)."""
@@ -211,23 +221,22 @@ class WebSocketProtocol(asyncio.Protocol):
         self.abort()
 
     def _frames(self, data: bytes) -> None:
+        """Control frames are answered here (RFC 6455 5.5: a ping with its pong, a close
+        with ours); data frames go to `on_frame`."""
         try:
-            frames = self._parser.feed(data)
+            for frame in self._parser.feed(data):
+                opcode = frame.opcode
+                if opcode == ws.OP_PING:
+                    if self.transport is not None and not self._closing:
+                        self.transport.write(ws.encode_client_frame(ws.OP_PONG, frame.payload))
+                elif opcode == ws.OP_CLOSE:
+                    self.close()
+                elif opcode != ws.OP_PONG:
+                    self.on_frame(frame)
+                if self._closing:
+                    return
         except ws.WebSocketProtocolError as error:
-            self.fail(str(error), error.close_code)
-            return
-        for frame in frames:
-            opcode = frame.opcode
-            if opcode in (ws.OP_BINARY, ws.OP_CONTINUATION, ws.OP_TEXT):
-                self.on_data(frame.payload)
-            elif opcode == ws.OP_PING:
-                if self.transport is not None and not self._closing:
-                    self.transport.write(ws.encode_client_frame(ws.OP_PONG, frame.payload))
-            elif opcode == ws.OP_CLOSE:
-                self.close()
-                return
-            if self._closing:
-                return
+            self.on_protocol_error(error)
 
 
 async def upgrade_request(
@@ -256,6 +265,27 @@ async def upgrade_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+async def connect(endpoint: ApiEndpoint, factory: Callable[[], asyncio.Protocol]) -> None:
+    """A connection to the apiserver for ``factory``'s protocol: through the kubeconfig's
+    proxy when it has one, with TLS and the current client certificate. Raises OSError,
+    ProxyError (a ClusterError) or the TLS error."""
+    loop = asyncio.get_running_loop()
+    context = await endpoint.current_ssl()
+    if endpoint.proxy is not None:
+        sock = await tunnel_async(endpoint.proxy, endpoint.host, endpoint.port)
+        await loop.create_connection(
+            factory, sock=sock, ssl=context, server_hostname=endpoint.server_hostname
+        )
+    else:
+        await loop.create_connection(
+            factory,
+            endpoint.host,
+            endpoint.port,
+            ssl=context,
+            server_hostname=endpoint.server_hostname,
+        )
+
+
 async def open_websocket(
     endpoint: ApiEndpoint,
     path: str,
@@ -270,7 +300,6 @@ async def open_websocket(
     """
     key = ws.new_key()
     request = await upgrade_request(endpoint, path, protocol_type.SUBPROTOCOL, key)
-    loop = asyncio.get_running_loop()
     protocol: WebSocketProtocol | None = None
 
     def factory() -> WebSocketProtocol:
@@ -280,20 +309,7 @@ async def open_websocket(
 
     try:
         async with asyncio.timeout(timeout):
-            context = await endpoint.current_ssl()
-            if endpoint.proxy is not None:
-                sock = await tunnel_async(endpoint.proxy, endpoint.host, endpoint.port)
-                await loop.create_connection(
-                    factory, sock=sock, ssl=context, server_hostname=endpoint.server_hostname
-                )
-            else:
-                await loop.create_connection(
-                    factory,
-                    endpoint.host,
-                    endpoint.port,
-                    ssl=context,
-                    server_hostname=endpoint.server_hostname,
-                )
+            await connect(endpoint, factory)
             assert protocol is not None
             await protocol.opened
     except TimeoutError:
