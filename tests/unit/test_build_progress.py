@@ -111,3 +111,27 @@ def test_the_estimate_follows_the_measured_rate(tmp_path: Path) -> None:
     job.note_line("example.com/main\n", now=61.0)
     assert job.phase == "linking"
     assert job.seconds_left(now=61.5) == pytest.approx(5.0)
+
+
+def test_cluster_build_with_everything_cached_says_where_and_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubefixtures.cli import main
+    from kubefixtures.cluster.local import build
+
+    cache = tmp_path / "cache"
+    version = build.kubernetes_version()
+    for directory, name in (
+        (f"kubernetes-{version}", "kube"),
+        (f"coredns-{build.COREDNS.version}", "coredns"),
+        (f"helm-{build.HELM.version}", "helm"),
+    ):
+        (cache / "bin" / directory).mkdir(parents=True)
+        (cache / "bin" / directory / name).write_text("")
+    monkeypatch.setenv("KUBEFIXTURES_CACHE_DIR", str(cache))
+    monkeypatch.setattr(build, "link_client_tools", lambda tools: None)
+    assert main(["cluster", "build"]) == 0
+    assert capsys.readouterr().out == (
+        f"Kubernetes {version}, CoreDNS and Helm are in {cache / 'bin'}\n"
+    )
+    assert (cache / "bin" / f"kubernetes-{version}" / "kubectl").is_symlink()
