@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from kubefixtures.cluster.base import ClusterError
-from kubefixtures.cluster.local.progress import GoJob, format_duration, run_lanes
+from kubefixtures.cluster.local.progress import (
+    GoJob,
+    format_duration,
+    lanes_seconds_left,
+    run_lanes,
+)
 
 # A stand-in for `go build -v`: one import path per compiled package, the main one last.
 FAKE_GO = """
@@ -111,6 +116,20 @@ def test_the_estimate_follows_the_measured_rate(tmp_path: Path) -> None:
     job.note_line("example.com/main\n", now=61.0)
     assert job.phase == "linking"
     assert job.seconds_left(now=61.5) == pytest.approx(5.0)
+
+
+def test_lanes_share_the_cores_until_rates_say_how(tmp_path: Path) -> None:
+    kube = fake_job(tmp_path, "Kubernetes v1", packages=100, pause=0.0, total=100)
+    coredns = fake_job(tmp_path, "CoreDNS v1", packages=100, pause=0.0, total=100)
+    helm = fake_job(tmp_path, "Helm v3", packages=100, pause=0.0, total=100)
+    lanes = [[kube], [coredns, helm]]
+    assert lanes_seconds_left(lanes, now=0.0) == 3 * 30.0  # each alone, one after the other
+    kube.started = kube.first_compiled = coredns.started = coredns.first_compiled = 0.0
+    kube.phase = coredns.phase = "compiling"
+    kube.total = coredns.total = 100
+    kube.compiled, coredns.compiled = 10, 50  # 10 and 2 s a package, side by side
+    left = lanes_seconds_left(lanes, now=100.0)
+    assert left == pytest.approx(max(900.0 + 1.0, 100.0 + 1.0 + 30.0))
 
 
 def test_cluster_build_with_everything_cached_says_where_and_starts_nothing(

@@ -30,11 +30,12 @@ class GoTool:
     """The main package's import path, in ``module``."""
     version: str
     typical_seconds: float
-    """Measured: its cold build on a fresh 2-core machine, beside the Kubernetes build."""
+    """Its cold build alone on an idle 2-core machine: the estimate until a rate exists."""
     link_seconds: float
 
 
-# The figures behind the estimates, measured cold on 2 cores (README, "first run").
+# The figures behind the first estimate: cold builds alone on an idle 2-core machine
+# (README, "first run": Kubernetes 406 s; CoreDNS and Helm about 4 min together).
 KUBERNETES_TYPICAL_SECONDS = 410
 KUBERNETES_LINK_SECONDS = 40
 COREDNS = GoTool(

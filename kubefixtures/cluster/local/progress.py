@@ -106,6 +106,11 @@ class GoJob:
             return f"{self.label} compiling, {self.compiled} packages so far"
         return f"{self.label} {self.phase}"
 
+    @property
+    def has_rate(self) -> bool:
+        """Whether enough packages compiled for their rate to say how long the rest takes."""
+        return bool(self.total) and self.compiled >= _RATE_FROM * (self.total or 0)
+
     def seconds_left(self, now: float) -> float:
         if self.phase in ("done", "failed", "stopped"):
             return 0.0
@@ -113,11 +118,7 @@ class GoJob:
             return self.typical_seconds
         if self.linking_since is not None:
             return max(self.link_seconds - (now - self.linking_since), 5.0)
-        if (
-            self.total
-            and self.first_compiled is not None
-            and self.compiled >= _RATE_FROM * self.total
-        ):
+        if self.has_rate and self.first_compiled is not None and self.total:
             per_package = (now - self.first_compiled) / self.compiled
             to_compile = max(self.total - self.compiled, 0)
             return per_package * to_compile + self.link_seconds
@@ -125,7 +126,16 @@ class GoJob:
 
 
 def lanes_seconds_left(lanes: Sequence[Sequence[GoJob]], now: float) -> float:
-    """Lanes run side by side, the jobs of a lane one after the other."""
+    """Lanes run side by side, the jobs of a lane one after the other.
+
+    Until a build has a measured rate, the figures are those of each build alone, and the
+    lanes share the same 2 cores: their sum, as if no lane gained from the other. Rates
+    measured while the lanes run side by side already say how they share the cores, so
+    from then on the longest lane is what is left.
+    """
+    jobs = [job for lane in lanes for job in lane]
+    if not any(job.has_rate for job in jobs):
+        return sum(job.seconds_left(now) for job in jobs)
     return max((sum(job.seconds_left(now) for job in lane) for lane in lanes), default=0.0)
 
 
