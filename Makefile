@@ -18,7 +18,7 @@ export KUBEFIXTURES_CLUSTER ?= local
 
 HOST_PACKAGES := etcd-server containerd runc containernetworking-plugins iptables conntrack \
 	openssl busybox-static redis-server redis-tools gcc libc6-dev iproute2 util-linux \
-	postgresql-15 postgresql-client-15 python3.11 python3-pip nodejs
+	postgresql-15 postgresql-client-15 python3.11 python3-pip nodejs docker.io
 HOST_STAMP := $(CACHE)/host-packages.stamp
 VENV_STAMP := $(VENV)/.installed
 
@@ -53,10 +53,16 @@ venv: $(VENV_STAMP) ## the Python virtualenv in .venv with kubefixtures and its 
 
 .PHONY: images
 images: $(HOST_STAMP) ## build the local container images (no registry needed)
-	$(PYTHON) hack/images/build.py --out $(IMAGES)
+	$(PYTHON) -u hack/images/build.py --out $(IMAGES)
+
+.PHONY: tools
+tools: $(HOST_STAMP) $(VENV_STAMP) ## build the local cluster's binaries: Kubernetes, CoreDNS, Helm (cached)
+	@if [ "$$KUBEFIXTURES_CLUSTER" = local ]; then $(BIN)/kubefixtures cluster build; fi
 
 .PHONY: cluster
-cluster: $(HOST_STAMP) $(VENV_STAMP) images ## bring the cluster up (builds Kubernetes on the first run)
+cluster: $(HOST_STAMP) $(VENV_STAMP) ## bring the cluster up (builds Kubernetes on the first run)
+	@# The images build while Go compiles (two jobs: the first run is shorter by the images').
+	@$(MAKE) --no-print-directory -j2 images tools
 	$(BIN)/kubefixtures cluster up
 	@if [ "$$KUBEFIXTURES_CLUSTER" = local ]; then $(BIN)/kubefixtures cluster load-image $(IMAGES)/*.tar >/dev/null; fi
 
@@ -93,8 +99,12 @@ lint: $(VENV_STAMP) ## ruff and mypy --strict
 unit: $(VENV_STAMP) ## the tests that need no cluster (unit and plugin), in under a minute
 	$(BIN)/pytest -p no:cacheprovider -n 2 tests/unit tests/plugin
 
+.PHONY: docker-engine
+docker-engine: $(HOST_STAMP) ## start dockerd when no Docker engine answers (for app_image(build=...))
+	hack/docker-engine.sh $(CACHE)/logs/dockerd.log
+
 .PHONY: test
-test: lint cluster ## the whole suite against the real cluster, the example, then the cluster's own lifecycle
+test: lint cluster docker-engine ## the whole suite against the real cluster, the example, then the cluster's own lifecycle
 	$(BIN)/pytest -p no:cacheprovider tests
 	cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
 	$(BIN)/pytest -p no:cacheprovider lifecycle_tests

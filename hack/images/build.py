@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))  # the imagekit package next to this script
 from imagekit.artifacts import build_artifact  # noqa: E402
 from imagekit.errors import BuildError  # noqa: E402
 from imagekit.image import LayerStore, plan_image, write_image  # noqa: E402
+from imagekit.progress import Heartbeat  # noqa: E402
 from imagekit.recipes import ImageRecipe, Recipes, load_recipes  # noqa: E402
 
 DEFAULT_RECIPES = HERE / "recipes.toml"
@@ -67,7 +68,7 @@ def select(recipes: Recipes, names: list[str]) -> list[ImageRecipe]:
 
 
 def build_artifacts(
-    recipes: Recipes, images: list[ImageRecipe], work: Path, force: bool
+    recipes: Recipes, images: list[ImageRecipe], work: Path, force: bool, heartbeat: Heartbeat
 ) -> dict[str, Path]:
     needed = sorted(
         {
@@ -78,22 +79,26 @@ def build_artifacts(
         }
     )
     outputs = {}
-    for name in needed:
+    for number, name in enumerate(needed, 1):
+        heartbeat.step(f"compiling {name} (artifact {number} of {len(needed)})")
         outputs[name], built = build_artifact(
             recipes.artifacts[name], recipes.directory, work, force=force
         )
         if built:
-            print(f"build.py: compiled {name}", file=sys.stderr)
+            heartbeat.say(f"build.py: compiled {name}")
     return outputs
 
 
-def build(recipes: Recipes, images: list[ImageRecipe], out: Path, force: bool) -> None:
+def build(
+    recipes: Recipes, images: list[ImageRecipe], out: Path, force: bool, heartbeat: Heartbeat
+) -> None:
     work = out / ".work"
-    artifacts = build_artifacts(recipes, images, work, force)
+    artifacts = build_artifacts(recipes, images, work, force, heartbeat)
     own_hash = builder_hash()
     store = LayerStore(work)
     try:
-        for image in images:
+        for number, image in enumerate(images, 1):
+            heartbeat.step(f"writing {image.name}.tar (image {number} of {len(images)})")
             plan = plan_image(recipes, image, artifacts, own_hash)
             dest = out / f"{image.name}.tar"
             key_file = out / f"{image.name}.tar.key"
@@ -109,7 +114,8 @@ def build(recipes: Recipes, images: list[ImageRecipe], out: Path, force: bool) -
                 key_file.write_text(plan.key + "\n")
             status = "up-to-date" if up_to_date else "built"
             size = human_size(dest.stat().st_size)
-            print(f"{image.name:<12} {image.ref:<36} {size:>10}  {status:<10}  {dest}", flush=True)
+            line = f"{image.name:<12} {image.ref:<36} {size:>10}  {status:<10}  {dest}"
+            heartbeat.say(line, sys.stdout)
     finally:
         store.close()
 
@@ -146,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise BuildError(f"--out {out}: {error.strerror}") from None
-        with locked(out):
-            build(recipes, images, out, args.force)
+        with Heartbeat() as heartbeat:
+            heartbeat.step(f"waiting for another build in {out}")
+            with locked(out):
+                build(recipes, images, out, args.force, heartbeat)
     except BuildError as error:
         print(f"build.py: error: {error}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures.catalog._sources import SERVICES, manifests
 from kubefixtures.catalog.factory import catalog
-from kubefixtures.catalog.images import AppImage, app_image
+from kubefixtures.catalog.images import AppImage, app_image, docker_available
 from kubefixtures.catalog.local import LocalService, local_service
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ __all__ = [
     "S3Details",
     "app_image",
     "catalog",
+    "docker_available",
     "local_service",
     "manifests",
 ]

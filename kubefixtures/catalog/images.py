@@ -4,6 +4,7 @@
     from kubefixtures.catalog import app_image, catalog
 
     web_image = app_image(build="app/")                  # docker build, where Docker runs
+    # or: app_image(build="app/", base_images=["python.tar"])  # FROM an image no registry has
     # or: app_image(image="dist/web.tar")               # a docker-archive / OCI tarball
     # or: app_image(image="ghcr.io/me/web:1.2")        # a reference the cluster can pull
     shop = catalog("redis", sources=["k8s/"], values={"web_image": web_image.ref},
@@ -26,7 +27,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,8 @@ def app_image(
     ref: str | None = None,
     dockerfile: str | None = None,
     build_args: Mapping[str, str] | None = None,
+    base_images: Sequence[str | Path] = (),
+    network: str | None = None,
     scope: Scope = "session",
 ) -> Any:  # pytest's type for a fixture definition is private
     """A fixture factory: ``build`` a Docker context (with ``docker build``), or use ``image``,
@@ -68,10 +71,16 @@ def app_image(
 
     ``ref`` names the image (default: ``kubefixtures.local/DIRNAME:dev`` for a build, the
     tarball's own tag for a tarball). The returned fixture definition has ``.ref``.
+    ``base_images`` are tarballs to ``docker load`` before building (a ``FROM`` that no
+    registry serves); ``network`` is ``docker build --network`` (``host`` where the engine
+    runs without a bridge network).
     """
     if (build is None) == (image is None):
         raise TypeError("app_image() takes exactly one of build=PATH or image=REF")
+    if build is None and (base_images or network):
+        raise TypeError("app_image(): base_images and network go with build=PATH only")
     base = caller_directory()
+    bases = tuple(base / str(path) for path in base_images)
     context = archive = None
     if build is not None:
         context = base / build
@@ -90,7 +99,9 @@ def app_image(
         failure = None
         with _turn(chosen):  # held while building and loading only
             try:
-                provided = _provide(chosen, context, archive, dockerfile, extra)
+                provided = _provide(
+                    chosen, context, archive, _Build(dockerfile, extra, bases, network)
+                )
             except KubefixturesError as error:
                 failure = str(error)
         if failure is not None:
@@ -104,19 +115,23 @@ def app_image(
     return definition
 
 
-def _provide(
-    ref: str,
-    context: Path | None,
-    archive: Path | None,
-    dockerfile: str | None,
-    build_args: Mapping[str, str],
-) -> AppImage:
+@dataclass(frozen=True)
+class _Build:
+    """How to ``docker build`` a context."""
+
+    dockerfile: str | None
+    args: Mapping[str, str]
+    base_images: tuple[Path, ...]
+    network: str | None
+
+
+def _provide(ref: str, context: Path | None, archive: Path | None, build: _Build) -> AppImage:
     from kubefixtures.cluster import get_provider
 
     if context is not None:
         with tempfile.TemporaryDirectory(prefix="kubefixtures-image-") as scratch:
             saved = Path(scratch) / "image.tar"
-            _docker_build(ref, context, dockerfile, build_args)
+            _docker_build(ref, context, build)
             _docker(["save", "-o", str(saved), ref], f"docker save {ref}")
             get_provider().load_image(saved)
         return AppImage(ref=ref, archive=None, built=True)
@@ -151,19 +166,23 @@ def docker_available() -> bool:
     return done.returncode == 0
 
 
-def _docker_build(
-    ref: str, context: Path, dockerfile: str | None, build_args: Mapping[str, str]
-) -> None:
+def _docker_build(ref: str, context: Path, build: _Build) -> None:
     if not docker_available():
         raise KubefixturesError(
             f"app_image(build={str(context)!r}): building needs a Docker engine and none "
             "answers (`docker version`); start one, or build the image elsewhere and pass "
             "app_image(image='IMAGE.tar')"
         )
+    for base in build.base_images:
+        if not base.is_file():
+            raise KubefixturesError(f"app_image(base_images=[{str(base)!r}]): no such file")
+        _docker(["load", "--input", str(base)], f"docker load of {base}")
     command = ["build", "-t", ref]
-    if dockerfile:
-        command += ["-f", str(context / dockerfile)]
-    for key, value in sorted(build_args.items()):
+    if build.dockerfile:
+        command += ["-f", str(context / build.dockerfile)]
+    if build.network:
+        command += ["--network", build.network]
+    for key, value in sorted(build.args.items()):
         command += ["--build-arg", f"{key}={value}"]
     _docker([*command, str(context)], f"docker build of {context}")
 

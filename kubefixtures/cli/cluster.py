@@ -1,4 +1,4 @@
-"""`kubefixtures cluster up|down|status|load-image|remove-image`."""
+"""`kubefixtures cluster up|down|status|load-image|remove-image|build`."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         ("status", "say whether the cluster runs, and where"),
         ("load-image", "put image tarballs (docker save / OCI) into the cluster's runtime"),
         ("remove-image", "remove image references (NAME:TAG) from the cluster's runtime"),
+        (
+            "build",
+            "build the local provider's binaries (Kubernetes, CoreDNS, Helm; cached by "
+            "version), without starting anything",
+        ),
     ):
         parser = actions.add_parser(action, help=help_text, description=help_text)
-        parser.add_argument("--provider", choices=PROVIDERS, default=None)
+        if action != "build":  # only the local provider builds anything
+            parser.add_argument("--provider", choices=PROVIDERS, default=None)
         if action == "load-image":
             parser.add_argument("archives", nargs="+", type=Path, metavar="ARCHIVE")
         if action == "remove-image":
@@ -35,8 +41,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(arguments: argparse.Namespace) -> int:
-    provider = get_provider(arguments.provider)
     started = time.monotonic()
+    if arguments.action == "build":
+        from kubefixtures.cluster.local import build
+        from kubefixtures.cluster.local.layout import Layout
+
+        paths = Layout.default()
+        tools = build.ensure_tools(paths.binaries, paths.cache / "logs")
+        print(f"Kubernetes {tools.kubernetes_version}, CoreDNS and Helm are in {paths.binaries}")
+        return 0
+    provider = get_provider(arguments.provider)
     if arguments.action == "up":
         status = provider.up()
         print(status.describe())

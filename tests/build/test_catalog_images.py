@@ -1,4 +1,5 @@
-"""The service catalog's local images (postgres, moto, mountebank) without a cluster.
+"""The service catalog's local images (postgres, moto, mountebank) and the Python base image
+for Dockerfiles, without a cluster.
 
 Each image is built (into $KUBEFIXTURES_IMAGES_DIR, the cache `make images` fills, so a
 run after `make images` builds nothing), unpacked, and run in a chroot as its own non-root
@@ -27,7 +28,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "hack" / "images" / "build.py"
-IMAGES = ("postgres", "moto", "mountebank")
+IMAGES = ("postgres", "moto", "mountebank", "python")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="chroot and mounts need root")
@@ -188,6 +189,30 @@ def test_postgres_initialises_and_serves_with_a_password(images_dir: Path, tmp_p
     data = root / "var/lib/postgresql/data/pgdata"
     assert data.stat().st_uid == 999
     assert oct(data.stat().st_mode & 0o777) == "0o700"
+
+
+@needs_root
+def test_the_python_base_image_has_pip_certificates_and_what_wheels_link(
+    images_dir: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    container = unpack(images_dir / "python.tar", root)
+    assert container["Cmd"] == ["python"]
+    check = (
+        "import ctypes, ssl, pip; "
+        "[ctypes.CDLL(name) for name in ('libpthread.so.0', 'libdl.so.2', 'libresolv.so.2')]; "
+        "print(pip.__version__, ssl.create_default_context().cert_store_stats()['x509_ca'] > 0)"
+    )
+    command = in_image(root, "0:0", "/", container["Env"], "python", "-c", check)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    version, trusts = result.stdout.split()
+    assert (
+        version
+        == (REPO / "hack/images/python/requirements.txt").read_text().split("==")[-1].strip()
+    )
+    assert trusts == "True"  # SSL_CERT_FILE names the bundle: pip reaches PyPI through a proxy
 
 
 @needs_root

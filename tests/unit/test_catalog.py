@@ -301,3 +301,5 @@ def test_app_image_refs(tmp_path: Path) -> None:
         app_image()
     with pytest.raises(ValueError, match="is not a directory"):
         app_image(build=tmp_path / "missing")
+    with pytest.raises(TypeError, match="base_images and network go with build=PATH only"):
+        app_image(image="ghcr.io/me/web:1.2", network="host")

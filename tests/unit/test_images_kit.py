@@ -3,9 +3,11 @@ path resolution, ldd parsing, versions, recipe errors, cache invalidation."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ sys.path.insert(0, str(IMAGES_DIR))
 from imagekit.errors import BuildError  # noqa: E402
 from imagekit.host import upstream_version  # noqa: E402
 from imagekit.hostfs import add_host_path, parse_ldd  # noqa: E402
+from imagekit.progress import Heartbeat  # noqa: E402
 from imagekit.recipes import load_recipes  # noqa: E402
 from imagekit.rootfs import Rootfs, directory, inline_file, symlink  # noqa: E402
 
@@ -284,3 +287,15 @@ version = "1"
         "build.py: error: artifact broken: gcc failed with exit code 1 (its output is above)"
     )
     assert not list((tmp_path / "out" / ".work" / "artifacts").iterdir())
+
+
+def test_a_quiet_build_says_what_it_is_doing() -> None:
+    out = io.StringIO()
+    with Heartbeat(out, quiet=0.5) as heartbeat:
+        heartbeat.step("compiling moto-packages (artifact 3 of 12)")
+        time.sleep(1.8)
+        heartbeat.say("build.py: compiled moto-packages")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("build.py: compiling moto-packages (artifact 3 of 12); ")
+    assert "so far (about 2 min when nothing is cached)" in lines[0]
+    assert lines[-1] == "build.py: compiled moto-packages"

@@ -49,8 +49,9 @@ def test_a_failed_go_build_says_so_with_the_end_of_its_log(
     fake_go.write_text("#!/bin/sh\necho 'compile: undefined: something' >&2\nexit 2\n")
     fake_go.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    tool = build.GoTool("tool", "tool", "example.com/tool", "example.com/tool", "v1.0.0", 1.0, 1.0)
     with pytest.raises(ClusterError) as raised:
-        build.ensure_go_tool("example.com/tool", "v1.0.0", "tool", tmp_path / "bin", tmp_path)
+        build.ensure_go_tool(tool, tmp_path / "bin", tmp_path)
     first, *rest = str(raised.value).splitlines()
     assert first.startswith("the Go build of tool v1.0.0 failed (exit 2)")
     assert any("undefined: something" in line for line in rest)

@@ -17,18 +17,31 @@ from pathlib import Path
 import pytest
 
 from kubefixtures import Environment
-from kubefixtures.catalog import LocalService, app_image, catalog, local_service
+from kubefixtures.catalog import LocalService, app_image, catalog, docker_available, local_service
 
 PROJECT = Path(__file__).resolve().parents[1]
-# Without Docker, `make images` builds the shop's image as a tarball (hack/images, "shop").
-TARBALL = (
-    Path(os.environ.get("KUBEFIXTURES_IMAGES_DIR") or "~/.cache/kubefixtures/images").expanduser()
-    / "shop.tar"
-)
+IMAGES = Path(
+    os.environ.get("KUBEFIXTURES_IMAGES_DIR") or "~/.cache/kubefixtures/images"
+).expanduser()
+# `make images` builds a Python base image (hack/images, "python") and, for machines without
+# Docker, the shop's own image as a tarball ("shop").
+PYTHON_BASE = IMAGES / "python.tar"
+TARBALL = IMAGES / "shop.tar"
 
-shop_image = (
-    app_image(image=TARBALL) if TARBALL.is_file() else app_image(build=PROJECT, ref="shop:dev")
-)
+if PYTHON_BASE.is_file() and docker_available():
+    # The Dockerfile, built for real (`make test` starts a Docker engine), FROM the local
+    # Python image: no registry. The engine has no bridge network, so pip uses the host's.
+    shop_image = app_image(
+        build=PROJECT,
+        ref="shop:dev",
+        base_images=[PYTHON_BASE],
+        build_args={"PYTHON_IMAGE": "kubefixtures.local/python:3.11"},
+        network="host",
+    )
+elif TARBALL.is_file():
+    shop_image = app_image(image=TARBALL)
+else:
+    shop_image = app_image(build=PROJECT, ref="shop:dev")
 
 shop_in_cluster = catalog(
     "redis",
