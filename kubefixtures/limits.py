@@ -16,11 +16,13 @@ import os
 __all__ = [
     "MAX_COUNT",
     "MAX_FILE_BYTES",
+    "MAX_POOL_SIZE",
     "MAX_RENDERED_BYTES",
     "MAX_SECONDS",
     "MAX_YAML_DEPTH",
     "describe_size",
     "parse_count",
+    "parse_pool_size",
     "parse_seconds",
     "read_text",
 ]
@@ -30,6 +32,9 @@ __all__ = [
 MAX_SECONDS = 365 * 24 * 3600
 # Counts of lines (log lines in a report).
 MAX_COUNT = 1_000_000
+# Spare copies of one environment a session keeps ready (``--kubefixtures-pool``): each is a
+# namespace with its pods running, so a typo such as 500 must not fill a shared cluster.
+MAX_POOL_SIZE = 20
 # Any one file read (manifest, details file, kubeconfig). The API server refuses requests
 # over 3 MiB, so a bigger file is a mistake, not an environment.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -72,6 +77,17 @@ def parse_count(text: str) -> int:
     if not 0 <= count <= MAX_COUNT:
         raise ValueError(f"{text!r} is out of range: it must be from 0 to {MAX_COUNT}")
     return count
+
+
+def parse_pool_size(text: str) -> int:
+    """A number of spare copies, from 0 to MAX_POOL_SIZE. Raises ValueError saying what."""
+    try:
+        size = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if not 0 <= size <= MAX_POOL_SIZE:
+        raise ValueError(f"{text!r} is out of range: a pool holds from 0 to {MAX_POOL_SIZE} spares")
+    return size
 
 
 def read_text(path: str | os.PathLike[str], *, limit: int | None = MAX_FILE_BYTES) -> str:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from kubefixtures.errors import SettingsError
-from kubefixtures.limits import parse_count, parse_seconds
+from kubefixtures.limits import parse_count, parse_pool_size, parse_seconds
 
 __all__ = ["OPTIONS", "Option", "Settings", "parse_image_overrides", "parse_namespace_prefix"]
 
@@ -132,6 +132,18 @@ OPTIONS: tuple[Option, ...] = (
         "are unchanged (a changed manifest replaces the environment)",
     ),
     Option(
+        "pool",
+        "count",
+        "keep N spare copies of each environment the session uses ready in namespaces of their "
+        "own, claimed at once by this and later runs (0: no pool); left protected for "
+        "--kubefixtures-keep-for after the session",
+    ),
+    Option(
+        "pool-max-age",
+        "seconds",
+        "seconds after which a spare copy is no longer claimed but replaced",
+    ),
+    Option(
         "diagnostics",
         "flag",
         "add the environment's recent events and its pods' last log lines to the report of "
@@ -172,6 +184,8 @@ class Settings:
     lease_duration: float = 60.0
     keep_for: float = 7200.0
     reuse: bool = False
+    pool: int = 0
+    pool_max_age: float = 3600.0
     diagnostics: bool = True
     log_lines: int = 50
 
@@ -192,6 +206,14 @@ class Settings:
                 raise SettingsError(f"{option.flag} (ini {option.ini}): {error}") from None
 
         prefix = parsed("kubefixtures_namespace_prefix", parse_namespace_prefix)
+        reuse = parsed("kubefixtures_reuse", _flag)
+        pool = parsed("kubefixtures_pool", parse_pool_size)
+        if reuse and pool:
+            # Reuse hands the next run the same, used environment; a pool hands it a fresh one.
+            raise SettingsError(
+                "--kubefixtures-reuse and --kubefixtures-pool (ini kubefixtures_reuse, "
+                "kubefixtures_pool) exclude each other: choose one"
+            )
         return cls(
             context=raw["kubefixtures_context"] or None,
             kubeconfig=raw["kubefixtures_kubeconfig"] or None,
@@ -205,7 +227,9 @@ class Settings:
             prestart=parsed("kubefixtures_prestart", _flag),
             lease_duration=parsed("kubefixtures_lease_duration", parse_seconds),
             keep_for=parsed("kubefixtures_keep_for", parse_seconds),
-            reuse=parsed("kubefixtures_reuse", _flag),
+            reuse=reuse,
+            pool=pool,
+            pool_max_age=parsed("kubefixtures_pool_max_age", parse_seconds),
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
         )

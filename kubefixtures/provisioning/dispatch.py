@@ -2,8 +2,9 @@
 
 - ``KUBEFIXTURES_DETAILS`` is set: attach to the environments named in the details files
   (provisioning.attached); nothing is created or deleted.
-- Otherwise a namespace of its own (provisioning.fresh): a new one, or with
-  ``--kubefixtures-reuse`` one an earlier run left (provisioning.reused).
+- Otherwise a namespace of its own (provisioning.fresh): a new one, with
+  ``--kubefixtures-reuse`` one an earlier run left (provisioning.reused), or with
+  ``--kubefixtures-pool`` a spare copy claimed from the pool (provisioning.pooled).
 - On a pytest-xdist worker, either is shared for a session-scoped environment
   (provisioning.shared). Narrower scopes stay per worker: a module's tests are spread over
   workers anyway.
@@ -51,10 +52,15 @@ def provisioning_for(
 
 
 def local_provisioning(spec: EnvironmentSpec, session: SessionView) -> FreshProvisioning:
-    """A namespace of this session's own: reused from an earlier run with reuse on."""
+    """A namespace of this session's own: reused from an earlier run with reuse on, claimed
+    from the pool with a pool."""
     if session.settings.reuse:
         from kubefixtures.provisioning.reused import ReuseNamespace
 
         strategy = ReuseNamespace(spec, session.settings, session.session_id, session.reporter)
         return FreshProvisioning(spec, session, strategy)
+    if session.settings.pool and session.pool is not None:
+        from kubefixtures.provisioning.pooled import ClaimSpare
+
+        return FreshProvisioning(spec, session, ClaimSpare(spec, session.pool()))
     return FreshProvisioning(spec, session)

@@ -62,6 +62,9 @@ class Adopted:
     session_id: str  # what ${session_id} rendered to for the session that created it
     secrets: Secrets  # its generated secrets, as that session rendered them
     lease: SessionLease | None = None  # held already: taken over when it was chosen
+    # Applied by the session that created it, and ready, never used since (a pool's spare):
+    # only waited for and forwarded.
+    ready: bool = False
 
 
 class NamespaceStrategy(Protocol):
@@ -126,6 +129,7 @@ class FreshProvisioning:
         self._deadline = 0.0
         self._created = False
         self._adopted = False
+        self._applied = False  # an adopted namespace whose objects need no apply
         self._failed = False  # a setup that failed leaves nothing for a later run
         self._cancelled = threading.Event()
         self._forwards_lock = threading.Lock()
@@ -166,7 +170,8 @@ class FreshProvisioning:
         try:
             self._prepare_namespace(self.cluster, namespace)
             try:
-                self._apply(self.cluster)
+                if not self._applied:
+                    self._apply(self.cluster)
                 services = self._wait_ready_and_forward(self.cluster)
                 self._run_hooks(self.cluster, self._post_install)
             except ApplyError as error:
@@ -185,6 +190,7 @@ class FreshProvisioning:
         if adopted is None:
             return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         self._adopted = True
+        self._applied = adopted.ready
         self._adopted_lease = adopted.lease
         self.secrets = adopted.secrets
         self.render_session_id = adopted.session_id
