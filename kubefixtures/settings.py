@@ -122,7 +122,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "keep-for",
         "seconds",
-        "seconds a namespace left up on purpose (keep-on-failure, reuse) is protected from "
+        "seconds a namespace left up on purpose (keep-on-failure, reuse, a pool's spare) is "
+        "protected from "
         "the operator and `kubefixtures gc` after the session ends (a keep-until annotation)",
     ),
     Option(
