@@ -104,15 +104,18 @@ def kubectl(*args: str, context: str | None) -> list[str]:
     return [str(KUBECTL), *(["--context", context] if context else []), *args]
 
 
-def run_kubefixtures(suite: Path, context: str | None) -> tuple[float, float, float, str]:
+def run_kubefixtures(
+    suite: Path, context: str | None, *options: str
+) -> tuple[float, float, float, str]:
     """Seconds from spawning pytest to both services answering, from pytest's session start
-    to both answering, the fixture's own setup-to-ready seconds, and the namespace used."""
+    to both answering, the fixture's own setup-to-ready seconds, and the namespace used
+    (``options``: more pytest options, such as benchmarks/pool.py's)."""
     result = suite / "result.txt"
     result.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite),
         f"--kubefixtures-image-overrides={OVERRIDES}",
-        *([f"--kubefixtures-context={context}"] if context else []),
+        *([f"--kubefixtures-context={context}"] if context else []), *options,
     ]  # fmt: skip
     # As users run it: with Python's bytecode cache (some sandboxes and CI images set
     # PYTHONDONTWRITEBYTECODE, which makes every run compile pytest plugins from source).
