@@ -326,7 +326,11 @@ class SparePool:
         if not futures:
             return False
         done, _ = wait(futures, timeout=self.settings.ready_timeout, return_when=FIRST_COMPLETED)
-        return any(not future.cancelled() and future.exception() is None for future in done)
+        # A copy that failed to come up (False, or an error) is nothing to claim.
+        return any(
+            not future.cancelled() and future.exception() is None and future.result()
+            for future in done
+        )
 
     # --- refilling -------------------------------------------------------------------------
 
