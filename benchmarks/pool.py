@@ -34,16 +34,15 @@ import os
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from environment_ready import (
     CONFTEST,
-    OVERRIDES,
     TEST,
     delete_namespace,
+    pytest_run,
     run_baseline,
     run_kubefixtures,
 )
@@ -106,13 +105,7 @@ def run_suite(directory: Path, context: str | None, *options: str) -> tuple[floa
     """Seconds from pytest's session start to the end of the last test, and from spawning
     pytest to its exit."""
     result = directory / "result.txt"
-    command = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(directory),
-        f"--kubefixtures-image-overrides={OVERRIDES}",
-        *([f"--kubefixtures-context={context}"] if context else []), *options,
-    ]  # fmt: skip
-    env = {**os.environ, "BENCH_RESULT": str(result)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    command, env = pytest_run(directory, context, *options)
     started = time.time()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     exited = time.time() - started

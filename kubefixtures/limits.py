@@ -68,26 +68,20 @@ def parse_seconds(text: str, *, zero_allowed: bool = False) -> float:
     return seconds
 
 
-def parse_count(text: str) -> int:
-    """A whole number from 0 to MAX_COUNT. Raises ValueError saying what is wrong."""
+def parse_count(text: str, *, maximum: int = MAX_COUNT) -> int:
+    """A whole number from 0 to ``maximum``. Raises ValueError saying what is wrong."""
     try:
         count = int(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a whole number") from None
-    if not 0 <= count <= MAX_COUNT:
-        raise ValueError(f"{text!r} is out of range: it must be from 0 to {MAX_COUNT}")
+    if not 0 <= count <= maximum:
+        raise ValueError(f"{text!r} is out of range: it must be from 0 to {maximum}")
     return count
 
 
 def parse_pool_size(text: str) -> int:
-    """A number of spare copies, from 0 to MAX_POOL_SIZE. Raises ValueError saying what."""
-    try:
-        size = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-    if not 0 <= size <= MAX_POOL_SIZE:
-        raise ValueError(f"{text!r} is out of range: a pool holds from 0 to {MAX_POOL_SIZE} spares")
-    return size
+    """A number of spare copies, from 0 to MAX_POOL_SIZE."""
+    return parse_count(text, maximum=MAX_POOL_SIZE)
 
 
 def read_text(path: str | os.PathLike[str], *, limit: int | None = MAX_FILE_BYTES) -> str:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures import cancel, naming
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.provisioning.fresh import Adopted, FreshProvisioning
+from kubefixtures.provisioning.fresh import Adopted, FreshProvisioning, NewNamespace
 from kubefixtures.rendering import Secrets
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class ClaimSpare:
         return None  # a claimed copy is used: it goes like any session namespace
 
 
-class _NewSpare:
+class _NewSpare(NewNamespace):
     """The namespace strategy of a spare: new, labelled as a pool member coming up."""
 
     def __init__(self, key: str) -> None:
@@ -98,15 +98,6 @@ class _NewSpare:
         from kubefixtures.leases.pool import POOL_KEY_LABEL, POOL_LABEL, STARTING
 
         return {POOL_KEY_LABEL: self.key, POOL_LABEL: STARTING}
-
-    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
-        return None
-
-    def ready_line(self, namespace: str) -> str | None:
-        return None
-
-    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
-        return None
 
 
 class SpareProvisioning(FreshProvisioning):
