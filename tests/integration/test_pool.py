@@ -120,6 +120,7 @@ def test_two_concurrent_sessions_claim_two_different_spares(
         assert "made 2 spare copies for the next runs" in output(made)
         ready = spares(kubefixtures_cluster, name)
         assert len(ready) == 2, ready
+        (first / "records.jsonl").unlink()
         runs = [
             subprocess.Popen(
                 pytest_command("--kubefixtures-pool=2", "--kubefixtures-lease-duration=3"),
