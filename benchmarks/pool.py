@@ -98,7 +98,9 @@ def write_function_suite(directory: Path, name: str, tests: int, *, environment:
         )
     (directory / "conftest.py").write_text(conftest)
     body = SUITE_TEST if environment else EMPTY_TEST
-    (directory / "test_suite.py").write_text(body.replace("shop", name).format(tests=tests))
+    (directory / "test_suite.py").write_text(
+        body.replace("shop", name).replace("{tests}", str(tests))
+    )
 
 
 def run_suite(directory: Path, context: str | None, *options: str) -> tuple[float, float]:
@@ -115,15 +117,15 @@ def run_suite(directory: Path, context: str | None, *options: str) -> tuple[floa
     return span, exited
 
 
-def settle(cluster: Cluster, name: str, context: str | None, *, keep_spares: bool) -> int:
-    """Delete (and wait for) every namespace of ``name`` but the pool's members; wait for
-    those being deleted to go. Returns how many spares are left."""
+def settle(cluster: Cluster, name: str, *, keep_spares: bool) -> int:
+    """Delete every namespace of ``name`` but the pool's members, and wait until they are
+    gone (those being deleted already included). Returns how many namespaces are left."""
     deadline = time.monotonic() + 300
+    selector = f"kubefixtures.io/environment={name}"
     while time.monotonic() < deadline:
-        selector = f"kubefixtures.io/environment={name}"
         items = cluster.items(NAMESPACE, None, selector)
         others = [
-            item["metadata"]["name"]
+            item["metadata"]
             for item in items
             if not (
                 keep_spares and "kubefixtures.io/pool" in (item["metadata"].get("labels") or {})
@@ -131,8 +133,10 @@ def settle(cluster: Cluster, name: str, context: str | None, *, keep_spares: boo
         ]
         if not others:
             return len(items)
-        for namespace in others:
-            delete_namespace(context, namespace)
+        for metadata in others:
+            if not metadata.get("deletionTimestamp"):
+                cluster.delete_namespace(metadata["name"])
+        time.sleep(0.2)
     raise SystemExit(f"namespaces of {name} still there after 300 s")
 
 
@@ -150,7 +154,7 @@ def session_start(
     write_session_suite(suite, name)
     one = "--kubefixtures-pool=1"
     run_kubefixtures(suite, context, one)  # warm-up (caches, images), and the first spare
-    settle(cluster, name, context, keep_spares=True)
+    settle(cluster, name, keep_spares=True)
     sides = ("pool", "no pool", "kubectl")
     for repeat in range(repeats):
         shift = repeat % len(sides)  # each side goes first, second and last in turn
@@ -162,13 +166,13 @@ def session_start(
             else:
                 options = (one,) if side == "pool" else ()
                 _, seconds, fixture, _ = run_kubefixtures(suite, context, *options)
-                left = settle(cluster, name, context, keep_spares=True)
+                left = settle(cluster, name, keep_spares=True)
                 note = f" (fixture {fixture:.3f} s; {left} spare(s) left)"
                 if side == "pool":
                     times["pool fixture"].append(fixture)
             times[side].append(seconds)
             print(f"repeat {repeat + 1}: {side:<8} {seconds:.3f} s from session start{note}")
-    settle(cluster, name, context, keep_spares=False)
+    settle(cluster, name, keep_spares=False)
     return times
 
 
@@ -182,7 +186,7 @@ def function_suites(
         write_function_suite(directory, name, args.tests, environment=side != "none")
     pool = f"--kubefixtures-pool={args.pool}"
     run_suite(suites["pool"], args.context, pool)  # warm-up; leaves the spares ready
-    settle(cluster, name, args.context, keep_spares=True)
+    settle(cluster, name, keep_spares=True)
     times: dict[str, list[float]] = {}
     order = tuple(suites)
     for repeat in range(args.suite_repeats):
@@ -190,7 +194,7 @@ def function_suites(
         for side in order[shift:] + order[:shift]:
             options = (pool,) if side == "pool" else ()
             span, exited = run_suite(suites[side], args.context, *options)
-            left = settle(cluster, name, args.context, keep_spares=True)
+            left = settle(cluster, name, keep_spares=True)
             times.setdefault(side, []).append(span)
             times.setdefault(f"{side} exit", []).append(exited)
             print(
@@ -219,8 +223,8 @@ def main() -> None:
             print(f"after part 1: {load()}")
             suite = {} if args.skip_suite else function_suites(cluster, Path(scratch), many, args)
     finally:
-        settle(cluster, single, args.context, keep_spares=False)
-        settle(cluster, many, args.context, keep_spares=False)
+        settle(cluster, single, keep_spares=False)
+        settle(cluster, many, keep_spares=False)
         cluster.close()
     median = statistics.median
     pool, plain, kubectl = (median(ready[side]) for side in ("pool", "no pool", "kubectl"))
