@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -232,5 +233,24 @@ def test_a_function_scoped_environment_claims_a_spare_per_test(
         claims = output(result).count(CLAIMED)
         # The spares start at collection: every test claims one (the first waits for it).
         assert claims == 10, output(result)
+    finally:
+        delete_all(kubefixtures_cluster, name)
+
+
+def test_a_spare_older_than_the_maximum_age_is_replaced_not_claimed(
+    tmp_path: Path, kubefixtures_cluster: Cluster
+) -> None:
+    name = unique("pool_age")
+    write_suite(tmp_path, name)
+    try:
+        pooled_run(tmp_path, "--kubefixtures-pool=1")
+        [old] = spares(kubefixtures_cluster, name)
+        time.sleep(2)
+        aged = pooled_run(tmp_path, "--kubefixtures-pool=1", "--kubefixtures-pool-max-age=1")
+        assert CLAIMED not in output(aged)  # too old to claim
+        [record] = records(tmp_path)
+        assert record["namespace"] != old
+        assert namespaces(kubefixtures_cluster, name).get(old, True)  # retired: gone or going
+        assert old not in spares(kubefixtures_cluster, name)
     finally:
         delete_all(kubefixtures_cluster, name)
