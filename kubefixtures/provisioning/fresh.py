@@ -83,6 +83,10 @@ class NamespaceStrategy(Protocol):
         """At a teardown that would delete the namespace: how long to leave it up instead,
         and the summary line that says so; None to delete it."""
 
+    def settled(self) -> None:
+        """The setup is over, up or failed (a pool refills only then: the copies it starts
+        would slow down the forwards of the one just claimed)."""
+
 
 class NewNamespace:
     """The default: a new, unique namespace, deleted at the end."""
@@ -98,6 +102,9 @@ class NewNamespace:
 
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
         return None
+
+    def settled(self) -> None:
+        pass
 
 
 class FreshProvisioning:
@@ -152,6 +159,12 @@ class FreshProvisioning:
         """
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
+        try:
+            return self._setup()
+        finally:
+            self.strategy.settled()
+
+    def _setup(self) -> Environment:
         # Connecting (loading credentials, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")

@@ -14,7 +14,8 @@ other sources, values or image overrides, another key, and a stale spare is neve
   xdist worker that raced for the same copy gets a 409 and tries the next. No spare, or an
   error listing them: a new namespace, as without a pool. A copy this session is still
   bringing up is waited for rather than started again.
-- Refilling (``SparePool``): after each claim, in the background, count the key's members
+- Refilling (``SparePool``): after each claim (once the claimant's environment is up: copies
+  coming up meanwhile would slow its forwards down), in the background, count the key's members
   (ready spares and copies coming up) and start the missing ones; retire those older than
   ``--kubefixtures-pool-max-age`` (or whose protection is about to end).
 - A ready spare's Lease is no longer renewed: keep-until (``--kubefixtures-keep-for`` from
@@ -28,6 +29,7 @@ hooks belong to one session (they come up as without a pool, and the session say
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -64,6 +66,8 @@ class ClaimSpare:
         self.spec = spec
         self.pool = pool
         self.claimed: str | None = None
+        self._key: str | None = None
+        self._cluster: Cluster | None = None
 
     def labels(self) -> Mapping[str, str]:
         return {}
@@ -71,10 +75,23 @@ class ClaimSpare:
     def choose(self, connecting: Future[Cluster]) -> Adopted | None:
         from kubefixtures.provisioning.reused import reuse_key
 
-        key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
-        adopted = self.pool.claim(self.spec, key, connecting.result())
+        # The details' models (pydantic, a few tenths of a second) load while the claim
+        # waits on the API: a claimed copy is ready so soon that they would come last.
+        threading.Thread(
+            target=importlib.import_module,
+            args=("kubefixtures.details",),
+            name="kubefixtures-import",
+            daemon=True,
+        ).start()
+        self._key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
+        self._cluster = connecting.result()
+        adopted = self.pool.claim(self._key, self._cluster)
         self.claimed = adopted.namespace if adopted is not None else None
         return adopted
+
+    def settled(self) -> None:
+        if self._key is not None and self._cluster is not None:
+            self.pool.refill(self.spec, self._key, self._cluster)
 
     def ready_line(self, namespace: str) -> str | None:
         if self.claimed != namespace:
@@ -191,15 +208,19 @@ class SparePool:
 
     # --- claiming --------------------------------------------------------------------------
 
-    def claim(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> Adopted | None:
-        """A ready spare of ``key``, now this session's (None: there is none); then refill."""
+    def claim(self, key: str, cluster: Cluster) -> Adopted | None:
+        """A ready spare of ``key``, now this session's (None: there is none). The caller
+        then asks for a ``refill``, once its environment is up."""
         adopted = self._claim_ready(key, cluster)
         if adopted is None and self._refilled() and self._wait_for_own(key):
             adopted = self._claim_ready(key, cluster)
+        return adopted
+
+    def refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
+        """Start, in the background, the copies of ``key`` the pool lacks."""
         with self._lock:
             if not self._closed:
                 self._refilling.submit(self._refill, spec, key, cluster)
-        return adopted
 
     def _claim_ready(self, key: str, cluster: Cluster) -> Adopted | None:
         from kubefixtures.kube.client import LEASE
