@@ -104,20 +104,30 @@ def kubectl(*args: str, context: str | None) -> list[str]:
     return [str(KUBECTL), *(["--context", context] if context else []), *args]
 
 
-def run_kubefixtures(suite: Path, context: str | None) -> tuple[float, float, float, str]:
-    """Seconds from spawning pytest to both services answering, from pytest's session start
-    to both answering, the fixture's own setup-to-ready seconds, and the namespace used."""
-    result = suite / "result.txt"
-    result.unlink(missing_ok=True)
+def pytest_run(suite: Path, context: str | None, *options: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``suite`` with pytest (its tests write their
+    times to ``result.txt`` beside them, the conftest its session start)."""
     command = [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite),
         f"--kubefixtures-image-overrides={OVERRIDES}",
-        *([f"--kubefixtures-context={context}"] if context else []),
+        *([f"--kubefixtures-context={context}"] if context else []), *options,
     ]  # fmt: skip
     # As users run it: with Python's bytecode cache (some sandboxes and CI images set
     # PYTHONDONTWRITEBYTECODE, which makes every run compile pytest plugins from source).
-    env = {**os.environ, "BENCH_RESULT": str(result)}
+    env = {**os.environ, "BENCH_RESULT": str(suite / "result.txt")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return command, env
+
+
+def run_kubefixtures(
+    suite: Path, context: str | None, *options: str
+) -> tuple[float, float, float, str]:
+    """Seconds from spawning pytest to both services answering, from pytest's session start
+    to both answering, the fixture's own setup-to-ready seconds, and the namespace used
+    (``options``: more pytest options, such as benchmarks/pool.py's)."""
+    result = suite / "result.txt"
+    result.unlink(missing_ok=True)
+    command, env = pytest_run(suite, context, *options)
     started = time.time()
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

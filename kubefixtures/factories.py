@@ -252,6 +252,8 @@ class _Declaration:
 def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
     """Start bringing up, in the background, every session-scoped environment that the
     collected ``items`` use; their fixtures then only wait for what is still under way.
+    With a pool (``--kubefixtures-pool``), the spare copies of narrower-scoped environments
+    start coming up too.
 
     Tests can be collected long before the first one needing an environment runs (and
     several environments come up side by side this way).
@@ -265,9 +267,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 continue
             function = definitions[name][-1].func
             declaration = getattr(function, "__kubefixtures__", None)
-            if not isinstance(declaration, _Declaration) or declaration.scope != "session":
-                continue
-            if not declaration.prestart:
+            if not isinstance(declaration, _Declaration) or not declaration.prestart:
                 continue
             if function in started:
                 continue
@@ -287,6 +287,12 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 values_files=declaration.values_files,
                 ready=declaration.ready,
             )
+            if declaration.scope != "session":
+                # Narrower scopes come up test by test; with a pool, their first spare
+                # copies start now, while the first tests run.
+                if session.settings.pool and not session.settings.reuse:
+                    session.spare_pool().prepare(spec)
+                continue
             provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
             session.prestart(function, provisioning)
 

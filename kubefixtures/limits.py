@@ -16,12 +16,14 @@ import os
 __all__ = [
     "MAX_COUNT",
     "MAX_FILE_BYTES",
+    "MAX_POOL_SIZE",
     "MAX_RENDERED_BYTES",
     "MAX_SECONDS",
     "MAX_TOOL_OUTPUT_BYTES",
     "MAX_YAML_DEPTH",
     "describe_size",
     "parse_count",
+    "parse_pool_size",
     "parse_seconds",
     "read_text",
 ]
@@ -31,6 +33,9 @@ __all__ = [
 MAX_SECONDS = 365 * 24 * 3600
 # Counts of lines (log lines in a report).
 MAX_COUNT = 1_000_000
+# Spare copies of one environment a session keeps ready (``--kubefixtures-pool``): each is a
+# namespace with its pods running, so a typo such as 500 must not fill a shared cluster.
+MAX_POOL_SIZE = 20
 # Any one file read (manifest, details file, kubeconfig). The API server refuses requests
 # over 3 MiB, so a bigger file is a mistake, not an environment.
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -67,15 +72,20 @@ def parse_seconds(text: str, *, zero_allowed: bool = False) -> float:
     return seconds
 
 
-def parse_count(text: str) -> int:
-    """A whole number from 0 to MAX_COUNT. Raises ValueError saying what is wrong."""
+def parse_count(text: str, *, maximum: int = MAX_COUNT) -> int:
+    """A whole number from 0 to ``maximum``. Raises ValueError saying what is wrong."""
     try:
         count = int(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a whole number") from None
-    if not 0 <= count <= MAX_COUNT:
-        raise ValueError(f"{text!r} is out of range: it must be from 0 to {MAX_COUNT}")
+    if not 0 <= count <= maximum:
+        raise ValueError(f"{text!r} is out of range: it must be from 0 to {maximum}")
     return count
+
+
+def parse_pool_size(text: str) -> int:
+    """A number of spare copies, from 0 to MAX_POOL_SIZE."""
+    return parse_count(text, maximum=MAX_POOL_SIZE)
 
 
 def read_text(path: str | os.PathLike[str], *, limit: int | None = MAX_FILE_BYTES) -> str:

@@ -222,6 +222,7 @@ def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]
         state = config.stash.get(SESSION_KEY, None)
         if state is not None:
             state.release_unclaimed()
+            state.finish_pool()  # copies coming up for the next runs: their lines in the summary
             if workeroutput is not None:
                 state.flush()
                 workeroutput[WORKER_SUMMARY] = list(state.summary_lines)

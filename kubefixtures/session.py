@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kubefixtures.details import Environment
     from kubefixtures.kube import Cluster
     from kubefixtures.provisioning.base import Provisioning, SessionView
+    from kubefixtures.provisioning.pooled import SparePool
     from kubefixtures.rendering import Secrets
 
 T = TypeVar("T")
@@ -54,6 +55,7 @@ class SessionState:
         self._background: ThreadPoolExecutor | None = None
         self._prestarted: dict[object, tuple[Provisioning, Future[Environment]]] = {}
         self._secrets: Secrets | None = None
+        self._pool: SparePool | None = None  # --kubefixtures-pool: made on first use
         self._clusters: dict[tuple[str | None, str | None], Cluster] = {}
         self._closed = False
         self._alive: list[AliveEnvironment] = []
@@ -111,6 +113,9 @@ class SessionState:
         workers = list(self.worker_pids)
         for lifecycle in starting:
             lifecycle.cancel()
+        pool = self._pool
+        if pool is not None:
+            pool.cancel()
         for pid in workers:
             with contextlib.suppress(OSError):
                 os.kill(pid, signum)
@@ -127,7 +132,29 @@ class SessionState:
             cluster=self.cluster,
             secrets=lambda: self.secrets,
             reporter=self,
+            pool=self.spare_pool if self.settings.pool else None,
         )
+
+    def spare_pool(self) -> SparePool:
+        """The session's pool of spare copies (``--kubefixtures-pool``), made on first use."""
+        with self._lock:
+            pool = self._pool
+        if pool is None:
+            from kubefixtures.provisioning.pooled import SparePool
+
+            made = SparePool(self.view())
+            with self._lock:
+                if self._pool is None:
+                    self._pool = made
+                pool = self._pool
+        return pool
+
+    def finish_pool(self) -> None:
+        """The session ends: the pool's copies under way become spares for the next runs."""
+        with self._lock:
+            pool = self._pool
+        if pool is not None:
+            pool.finish()
 
     def summary(self, line: str) -> None:
         """A line for the end of the run (a kept namespace, how to look at it)."""
@@ -263,6 +290,7 @@ class SessionState:
 
     def close(self) -> None:
         self.release_unclaimed()
+        self.finish_pool()
         with self._lock:
             background, self._background = self._background, None
         if background is not None:

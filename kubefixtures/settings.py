@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
 from kubefixtures.errors import SettingsError
-from kubefixtures.limits import parse_count, parse_seconds
+from kubefixtures.limits import parse_count, parse_pool_size, parse_seconds
 
 __all__ = [
     "OPTIONS",
@@ -146,7 +146,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "keep-for",
         "seconds",
-        "seconds a namespace left up on purpose (keep-on-failure, reuse) is protected from "
+        "seconds a namespace left up on purpose (keep-on-failure, reuse, a pool's spare) is "
+        "protected from "
         "the operator and `kubefixtures gc` after the session ends (a keep-until annotation)",
     ),
     Option(
@@ -154,6 +155,18 @@ OPTIONS: tuple[Option, ...] = (
         "flag",
         "keep environments between runs and use them again while their rendered manifests "
         "are unchanged (a changed manifest replaces the environment)",
+    ),
+    Option(
+        "pool",
+        "count",
+        "keep N spare copies of each environment the session uses ready in namespaces of their "
+        "own, claimed at once by this and later runs (0: no pool); left protected for "
+        "--kubefixtures-keep-for after the session",
+    ),
+    Option(
+        "pool-max-age",
+        "seconds",
+        "seconds after which a spare copy is no longer claimed but replaced",
     ),
     Option(
         "diagnostics",
@@ -212,6 +225,8 @@ class Settings:
     lease_duration: float = 60.0
     keep_for: float = 7200.0
     reuse: bool = False
+    pool: int = 0
+    pool_max_age: float = 3600.0
     diagnostics: bool = True
     log_lines: int = 50
     report: str | None = None
@@ -236,10 +251,22 @@ class Settings:
         prefix = parsed("kubefixtures_namespace_prefix", parse_namespace_prefix)
         namespace = parsed("kubefixtures_namespace", parse_namespace) or None
         reuse = parsed("kubefixtures_reuse", _flag)
+        pool = parsed("kubefixtures_pool", parse_pool_size)
         if namespace and reuse:
             raise SettingsError(
                 "--kubefixtures-namespace (ini kubefixtures_namespace) cannot be combined with "
                 "--kubefixtures-reuse: reuse keeps whole namespaces between runs"
+            )
+        if namespace and pool:
+            raise SettingsError(
+                "--kubefixtures-namespace (ini kubefixtures_namespace) cannot be combined with "
+                "--kubefixtures-pool: a pool keeps spare copies in namespaces of their own"
+            )
+        if reuse and pool:
+            # Reuse hands the next run the same, used environment; a pool hands it a fresh one.
+            raise SettingsError(
+                "--kubefixtures-reuse and --kubefixtures-pool (ini kubefixtures_reuse, "
+                "kubefixtures_pool) exclude each other: choose one"
             )
         return cls(
             context=raw["kubefixtures_context"] or None,
@@ -256,6 +283,8 @@ class Settings:
             lease_duration=parsed("kubefixtures_lease_duration", parse_seconds),
             keep_for=parsed("kubefixtures_keep_for", parse_seconds),
             reuse=reuse,
+            pool=pool,
+            pool_max_age=parsed("kubefixtures_pool_max_age", parse_seconds),
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
             report=parsed("kubefixtures_report", parse_report_path) or None,

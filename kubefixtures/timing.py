@@ -30,7 +30,8 @@ PHASES: dict[str, str] = {
     "render": "the sources rendered to objects (placeholders, helm template)",
     "connect": "the session's connection to the cluster (credentials, version check); "
     "usually made while pytest collects, so nearly 0",
-    "reuse": "looking for a namespace an earlier run left (--kubefixtures-reuse)",
+    "reuse": "looking for a namespace an earlier run left (--kubefixtures-reuse), or claiming "
+    "a pool's spare (--kubefixtures-pool)",
     "resolve": "finding every object's API resource (discovery), checking cluster-scoped ones",
     "namespace": "creating the namespace and its Lease, taking a reused one over, or checking "
     "that an attached one exists",
@@ -55,7 +56,8 @@ class Span:
 class Phases:
     """The phases of one environment's setup. Thread-safe: phases are recorded from the
     setup's helper threads too. ``mode`` says how the environment came: ``fresh``,
-    ``reused``, ``attached`` (a details file) or ``shared`` (another xdist worker's)."""
+    ``reused``, ``pooled`` (a spare claimed from the pool), ``attached`` (a details file) or
+    ``shared`` (another xdist worker's)."""
 
     def __init__(self, mode: str = "fresh", clock: Clock = SYSTEM_CLOCK) -> None:
         self.mode = mode

@@ -112,7 +112,7 @@ def run_gc(arguments: argparse.Namespace) -> int:
             decision = decide(session, now, arguments.grace)
             if not decision.delete:
                 kept += 1
-                print(f"kept          {session.name}: {decision.reason}")
+                print(f"kept          {session.name}: {decision.reason}{_pool_note(session)}")
             elif arguments.dry_run:
                 deleted += 1
                 print(f"would delete  {session.name}: {decision.reason}")
@@ -188,6 +188,13 @@ def _print_reaped(reaped: list[ReapedSession]) -> None:
         )
 
 
+def _pool_note(session: SessionNamespace) -> str:
+    from kubefixtures.leases.pool import pool_state
+
+    member = pool_state(session.labels)
+    return f" (pool {member}, --kubefixtures-pool)" if member else ""
+
+
 # --- status ------------------------------------------------------------------------------------
 
 
@@ -203,6 +210,16 @@ def _age(delta: timedelta) -> str:
 
 
 def _lease_column(session: SessionNamespace, now: datetime, grace: float) -> str:
+    """The Lease's state, and for a pool member (``--kubefixtures-pool``) which one it is:
+    a spare copy coming up, or ready to be claimed."""
+    from kubefixtures.leases.pool import pool_state
+
+    column = _lease_state(session, now, grace)
+    member = pool_state(session.labels)
+    return f"{column}; pool {member}" if member else column
+
+
+def _lease_state(session: SessionNamespace, now: datetime, grace: float) -> str:
     state = lease_state(session, now)
     lease = session.lease
     expires = lease.expires_at if lease is not None else None

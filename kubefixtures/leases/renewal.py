@@ -173,14 +173,24 @@ class SessionLease:
         self._last_renewed = time.monotonic()
         self._unsettled(True)
 
-    def take_over(self, expected_version: str | None = None) -> None:
-        """Hold the Lease another session left behind (a reused namespace): this session is
-        its holder from now on, and renews it until ``finish``. With ``expected_version``
-        (the resourceVersion it was judged free at), raise LeaseTaken if another session
-        changed it since: two runs never adopt the same namespace."""
+    def take_over(
+        self,
+        expected_version: str | None = None,
+        *,
+        metadata: Mapping[str, Mapping[str, str | None]] | None = None,
+    ) -> None:
+        """Hold the Lease another session left behind (a reused namespace, a pool's spare):
+        this session is its holder from now on, and renews it until ``finish``. With
+        ``expected_version`` (the resourceVersion it was judged free at), raise LeaseTaken
+        if another session changed it since: two runs never adopt the same namespace.
+        ``metadata`` (labels, annotations; None removes one) changes in the same write."""
         now = format_time(self._now(), micro=True)
+        extra = metadata or {}
         patch: dict[str, Any] = {
-            "metadata": {"annotations": {RELEASED_ANNOTATION: None}},
+            "metadata": {
+                "labels": dict(extra.get("labels") or {}),
+                "annotations": {**(extra.get("annotations") or {}), RELEASED_ANNOTATION: None},
+            },
             "spec": {
                 "holderIdentity": self.holder,
                 "leaseDurationSeconds": self.duration,
@@ -281,6 +291,19 @@ class SessionLease:
             raise ClusterError(
                 f"marking namespace {self.namespace} to be kept until {format_time(until)} "
                 f"failed: {error}"
+            ) from None
+        self._unsettled(False)
+
+    def hand_over(self, metadata: Mapping[str, Mapping[str, str | None]]) -> None:
+        """Stop renewing and write ``metadata`` (labels, annotations) in one patch: what it
+        says protects the namespace from now on (a pool's spare: keep-until), so it is
+        settled. ClusterError when the write fails."""
+        self.stop()
+        try:
+            self._patch({"metadata": dict(metadata)})
+        except ClusterError as error:
+            raise ClusterError(
+                f"marking the lease of namespace {self.namespace} failed: {error}"
             ) from None
         self._unsettled(False)
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from kubefixtures.details import Environment, ServiceDetails
     from kubefixtures.kube import Cluster
+    from kubefixtures.provisioning.pooled import SparePool
     from kubefixtures.readiness.app import Probe
     from kubefixtures.rendering import Secrets
     from kubefixtures.settings import Settings
@@ -78,6 +79,8 @@ class SessionView:
     cluster: Callable[[str | None], Cluster]  # a connection to the context (None: configured)
     secrets: Callable[[], Secrets]  # the session's generated secrets
     reporter: Reporter
+    # The session's pool of spare copies (``--kubefixtures-pool``); None without one.
+    pool: Callable[[], SparePool] | None = None
 
 
 @dataclass(frozen=True)

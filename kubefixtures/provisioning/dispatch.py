@@ -2,8 +2,9 @@
 
 - ``KUBEFIXTURES_DETAILS`` is set: attach to the environments named in the details files
   (provisioning.attached); nothing is created or deleted.
-- Otherwise a namespace of its own (provisioning.fresh): a new one, or with
-  ``--kubefixtures-reuse`` one an earlier run left (provisioning.reused); or, with
+- Otherwise a namespace of its own (provisioning.fresh): a new one, with
+  ``--kubefixtures-reuse`` one an earlier run left (provisioning.reused), or with
+  ``--kubefixtures-pool`` a spare copy claimed from the pool (provisioning.pooled); or, with
   ``--kubefixtures-namespace``, the user's existing namespace (provisioning.existing).
 - On a pytest-xdist worker, either is shared for a session-scoped environment
   (provisioning.shared). Narrower scopes stay per worker: a module's tests are spread over
@@ -52,8 +53,8 @@ def provisioning_for(
 
 
 def local_provisioning(spec: EnvironmentSpec, session: SessionView) -> FreshProvisioning:
-    """A namespace of this session's own (reused from an earlier run with reuse on), or the
-    existing one ``--kubefixtures-namespace`` names."""
+    """A namespace of this session's own (reused from an earlier run with reuse on, claimed
+    from the pool with a pool), or the existing one ``--kubefixtures-namespace`` names."""
     if session.settings.namespace:
         from kubefixtures.provisioning.existing import ExistingNamespace
 
@@ -66,4 +67,8 @@ def local_provisioning(spec: EnvironmentSpec, session: SessionView) -> FreshProv
 
         strategy = ReuseNamespace(spec, session.settings, session.session_id, session.reporter)
         return FreshProvisioning(spec, session, strategy)
+    if session.settings.pool and session.pool is not None:
+        from kubefixtures.provisioning.pooled import ClaimSpare
+
+        return FreshProvisioning(spec, session, ClaimSpare(spec, session.pool()))
     return FreshProvisioning(spec, session)

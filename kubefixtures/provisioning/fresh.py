@@ -78,6 +78,9 @@ class Adopted:
     session_id: str  # what ${session_id} rendered to for the session that created it
     secrets: Secrets  # its generated secrets, as that session rendered them
     lease: LeaseHold | None = None  # held already: taken over when it was chosen
+    # Applied by the session that created it, and ready, never used since (a pool's spare):
+    # only waited for and forwarded.
+    ready: bool = False
 
 
 class NamespaceStrategy(Protocol):
@@ -111,6 +114,10 @@ class NamespaceStrategy(Protocol):
     def kept_lines(self, namespace: str, why: str, context: str | None) -> list[str] | None:
         """The summary's lines about a namespace not owned, kept on failure (None: owned)."""
 
+    def settled(self) -> None:
+        """The setup is over, up or failed (a pool refills only then: the copies it starts
+        would slow down the forwards of the one just claimed)."""
+
 
 class NewNamespace:
     """The default: a new, unique namespace, deleted at the end."""
@@ -137,6 +144,9 @@ class NewNamespace:
 
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
         return None
+
+    def settled(self) -> None:
+        pass
 
 
 class FreshProvisioning:
@@ -168,6 +178,7 @@ class FreshProvisioning:
         self._deadline = 0.0
         self._created = False
         self._adopted = False
+        self._applied = False  # an adopted namespace whose objects need no apply
         self._failed = False  # a setup that failed leaves nothing for a later run
         self._cancelled = threading.Event()
         self._forwards_lock = threading.Lock()
@@ -189,10 +200,16 @@ class FreshProvisioning:
         Prints nothing: the caller reports (``report_ready``), so that setup can also run in
         a background thread.
         """
-        phases = self.phases
-        phases.begin()
+        self.phases.begin()
         self._started = time.monotonic()
         self._deadline = self._started + self.timeout
+        try:
+            return self._setup()
+        finally:
+            self.strategy.settled()
+
+    def _setup(self) -> Environment:
+        phases = self.phases
         # Connecting (loading credentials, two round trips) overlaps with rendering, which
         # may run helm; neither creates anything.
         pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kubefixtures-setup")
@@ -221,8 +238,9 @@ class FreshProvisioning:
             with phases.phase("namespace"):
                 self._prepare_namespace(self.cluster, namespace)
             try:
-                with phases.phase("apply"):
-                    self._apply(self.cluster)
+                if not self._applied:  # a pool's spare was applied by the session that made it
+                    with phases.phase("apply"):
+                        self._apply(self.cluster)
                 services = self._wait_ready_and_forward(self.cluster)
                 if self._post_install:
                     with phases.phase("hooks"):
@@ -249,7 +267,7 @@ class FreshProvisioning:
 
     def _choose_namespace(self, connecting: Future[Cluster]) -> str:
         """The namespace to bring the environment up in: the strategy's, or a new one."""
-        if isinstance(self.strategy, NewNamespace):
+        if type(self.strategy) is NewNamespace:  # its subclasses (reuse, pool...) choose
             adopted = None
         else:
             with self.phases.phase("reuse"):
@@ -257,7 +275,11 @@ class FreshProvisioning:
         if adopted is None:
             return naming.namespace_name(self.settings.namespace_prefix, self.spec.name)
         self._adopted = True
-        self.phases.mode = "reused"
+        self._applied = adopted.ready
+        if adopted.ready:
+            self.phases.mode = "pooled"
+        else:
+            self.phases.mode = "reused" if self.strategy.owns_namespace else "existing"
         self._adopted_lease = adopted.lease
         self.secrets = adopted.secrets
         self.render_session_id = adopted.session_id

@@ -227,6 +227,9 @@ class ReuseNamespace(NewNamespace):
             f"{namespace} (--kubefixtures-reuse)"
         )
 
+    def settled(self) -> None:
+        pass
+
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str]:
         keep_for = self.settings.keep_for
         until = format_time(datetime.now(UTC) + timedelta(seconds=keep_for))  # for people

@@ -31,7 +31,7 @@ __all__ = [
 REPORT_VERSION: Literal[1] = 1
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 
-Mode = Literal["fresh", "reused", "attached", "shared"]
+Mode = Literal["fresh", "reused", "pooled", "existing", "attached", "shared"]
 
 
 class _Model(BaseModel):
@@ -66,8 +66,9 @@ class EnvironmentRecord(_Model):
     scope: str = Field(description="the fixture's scope: session, package, module, class...")
     mode: Mode = Field(
         description="fresh: a new namespace; reused: adopted from an earlier run "
-        "(--kubefixtures-reuse); attached: from a details file; shared: brought up by "
-        "another xdist worker (manager)"
+        "(--kubefixtures-reuse); pooled: a spare copy claimed from the pool "
+        "(--kubefixtures-pool); existing: the user's namespace (--kubefixtures-namespace); "
+        "attached: from a details file; shared: brought up by another xdist worker (manager)"
     )
     status: Literal["ready", "failed"]
     error: str | None = Field(default=None, description="why the setup failed (one line)")

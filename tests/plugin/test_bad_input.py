@@ -17,6 +17,8 @@ pytest_plugins = ["pytester"]
         "--kubefixtures-keep-for=1e15",
         "--kubefixtures-ready-timeout=nan",
         "--kubefixtures-log-lines=99999999999",
+        "--kubefixtures-pool=50",
+        "--kubefixtures-pool-max-age=inf",
     ],
 )
 def test_an_out_of_range_option_stops_pytest_before_anything_runs(

@@ -85,6 +85,10 @@ def test_options_win_over_ini_keys() -> None:
         ("kubefixtures_keep_on_failure", "maybe", "'maybe' is not a boolean"),
         ("kubefixtures_image_overrides", "redis", "'redis' is not a NAME=IMAGE pair"),
         ("kubefixtures_namespace_prefix", "Bad_Prefix", "not a usable namespace prefix"),
+        ("kubefixtures_pool", "21", "'21' is out of range: it must be from 0 to 20"),
+        ("kubefixtures_pool", "-1", "out of range"),
+        ("kubefixtures_pool", "two", "'two' is not a whole number"),
+        ("kubefixtures_pool_max_age", "0", "seconds must be more than 0"),
     ],
 )
 def test_bad_values_name_the_option_and_ini_key(dest: str, value: str, message: str) -> None:
@@ -122,3 +126,20 @@ def test_an_unknown_route_names_the_option_and_the_routes() -> None:
         "--kubefixtures-route (ini kubefixtures_route): 'tunnel' is not a route "
         "(use auto, forward, direct)"
     )
+
+
+def test_a_pool_of_spares_and_its_maximum_age() -> None:
+    settings = Settings.from_config(
+        FakeConfig(options={"kubefixtures_pool": "3"}, ini={"kubefixtures_pool_max_age": "600"})
+    )
+    assert settings.pool == 3
+    assert settings.pool_max_age == 600.0
+    assert Settings().pool == 0  # no pool unless asked for
+
+
+def test_reuse_and_a_pool_exclude_each_other() -> None:
+    config = FakeConfig(options={"kubefixtures_reuse": "true", "kubefixtures_pool": "2"})
+    with pytest.raises(SettingsError, match="exclude each other") as caught:
+        Settings.from_config(config)
+    assert "--kubefixtures-reuse" in str(caught.value)
+    assert "--kubefixtures-pool" in str(caught.value)

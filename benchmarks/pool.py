@@ -1,0 +1,255 @@
+"""Pooled environments (``--kubefixtures-pool``): time to a ready environment with a warm
+spare, and a suite of function-scoped environments, against the same without a pool.
+
+    .venv/bin/python benchmarks/pool.py [--repeats 5] [--suite-repeats 2] [--tests 50]
+                                        [--pool 6] [--context NAME]
+
+Same environment as benchmarks/environment_ready.py (tests/integration/environments/shop:
+redis + an HTTP server), same cluster, same run; its helpers do the measuring.
+
+1. Session start to a ready, forwarded environment, three sides taking turns at going first:
+   - pool: ``pytest --kubefixtures-pool=1`` on the one-test suite while a ready spare waits
+     (the previous pool run left it: a session with a pool waits, at its end, for the copy
+     it started to replace the one it claimed);
+   - kubefixtures without a pool (the same suite, the same run otherwise);
+   - the kubectl baseline (create namespace, apply, wait, port-forward).
+   Goal: the pool at most 0.2 s from pytest's session start.
+2. A suite of ``--tests`` tests using a function-scoped environment (a fresh namespace per
+   test), each checking both services over the forwarded ports: with the pool warm
+   (``--pool`` spares ready before it starts) against without, and against the same tests
+   without an environment (pytest's own cost). Measured from pytest's session start to the
+   end of the last test (the session's end then waits for the copies under way); the
+   environment's overhead per test is the difference from the suite without an
+   environment, divided by the number of tests. Goal: at most 0.3 s per test.
+
+Every namespace is deleted, and waited for, before the next measurement (the pool's spares
+excepted: they are what the pool side measures); everything is deleted at the end. Prints
+each measurement, the medians, the ratios and the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from environment_ready import (
+    CONFTEST,
+    TEST,
+    delete_namespace,
+    pytest_run,
+    run_baseline,
+    run_kubefixtures,
+)
+
+from kubefixtures.kube import Cluster
+from kubefixtures.kube.client import NAMESPACE
+
+SUITE_TEST = (
+    TEST.split("\n\ndef test_answers")[0]
+    + """
+
+import pytest
+
+
+@pytest.mark.parametrize("index", range({tests}))
+def test_answers(shop, index):
+    assert redis_answers(shop.services["redis"].port, shop.secrets["redis"])
+    assert http_answers(shop.services["web"].port, "/health")
+    with open(os.environ["BENCH_RESULT"], "w") as out:
+        out.write(str(time.time()))
+"""
+)
+
+EMPTY_TEST = """
+import os
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("index", range({tests}))
+def test_answers(index):
+    with open(os.environ["BENCH_RESULT"], "w") as out:
+        out.write(str(time.time()))
+"""
+
+
+def write_session_suite(directory: Path, name: str) -> None:
+    directory.mkdir()
+    conftest = CONFTEST.replace("\nshop = environment(", f"\n{name} = environment(")
+    (directory / "conftest.py").write_text(conftest)
+    (directory / "test_shop.py").write_text(TEST.replace("shop", name))
+
+
+def write_function_suite(directory: Path, name: str, tests: int, *, environment: bool) -> None:
+    directory.mkdir()
+    conftest = CONFTEST.replace("\nshop = environment(", f"\n{name} = environment(").replace(
+        "})\n", '}, scope="function")\n', 1
+    )
+    if not environment:  # the session start hook alone
+        conftest = "\n".join(
+            line for line in conftest.splitlines() if not line.startswith(f"{name} = ")
+        )
+    (directory / "conftest.py").write_text(conftest)
+    body = SUITE_TEST if environment else EMPTY_TEST
+    (directory / "test_suite.py").write_text(
+        body.replace("shop", name).replace("{tests}", str(tests))
+    )
+
+
+def run_suite(directory: Path, context: str | None, *options: str) -> tuple[float, float]:
+    """Seconds from pytest's session start to the end of the last test, and from spawning
+    pytest to its exit."""
+    result = directory / "result.txt"
+    command, env = pytest_run(directory, context, *options)
+    started = time.time()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    exited = time.time() - started
+    if done.returncode != 0:
+        raise SystemExit(f"suite run failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    span = float(result.read_text()) - float(Path(f"{result}.start").read_text())
+    return span, exited
+
+
+def settle(cluster: Cluster, name: str, *, keep_spares: bool) -> int:
+    """Delete every namespace of ``name`` but the pool's members, and wait until they are
+    gone (those being deleted already included). Returns how many namespaces are left."""
+    deadline = time.monotonic() + 300
+    selector = f"kubefixtures.io/environment={name}"
+    while time.monotonic() < deadline:
+        items = cluster.items(NAMESPACE, None, selector)
+        others = [
+            item["metadata"]
+            for item in items
+            if not (
+                keep_spares and "kubefixtures.io/pool" in (item["metadata"].get("labels") or {})
+            )
+        ]
+        if not others:
+            return len(items)
+        for metadata in others:
+            if not metadata.get("deletionTimestamp"):
+                cluster.delete_namespace(metadata["name"])
+        time.sleep(0.2)
+    raise SystemExit(f"namespaces of {name} still there after 300 s")
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} ({os.cpu_count()} CPUs)"
+
+
+def session_start(
+    cluster: Cluster, workdir: Path, name: str, repeats: int, context: str | None
+) -> dict[str, list[float]]:
+    """Part 1: seconds from pytest's session start to a ready, forwarded environment."""
+    times: dict[str, list[float]] = {"pool": [], "pool fixture": [], "no pool": [], "kubectl": []}
+    suite = workdir / "single"
+    write_session_suite(suite, name)
+    one = "--kubefixtures-pool=1"
+    run_kubefixtures(suite, context, one)  # warm-up (caches, images), and the first spare
+    settle(cluster, name, keep_spares=True)
+    sides = ("pool", "no pool", "kubectl")
+    for repeat in range(repeats):
+        shift = repeat % len(sides)  # each side goes first, second and last in turn
+        for side in sides[shift:] + sides[:shift]:
+            if side == "kubectl":
+                seconds, namespace = run_baseline(workdir, context)
+                delete_namespace(context, namespace)
+                note = ""
+            else:
+                options = (one,) if side == "pool" else ()
+                _, seconds, fixture, _ = run_kubefixtures(suite, context, *options)
+                left = settle(cluster, name, keep_spares=True)
+                note = f" (fixture {fixture:.3f} s; {left} spare(s) left)"
+                if side == "pool":
+                    times["pool fixture"].append(fixture)
+            times[side].append(seconds)
+            print(f"repeat {repeat + 1}: {side:<8} {seconds:.3f} s from session start{note}")
+    settle(cluster, name, keep_spares=False)
+    return times
+
+
+def function_suites(
+    cluster: Cluster, workdir: Path, name: str, args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """Part 2: seconds from pytest's session start to the end of the last test, per side
+    (and ``<side> exit``: from spawning pytest to its exit)."""
+    suites = {"pool": workdir / "pool", "no pool": workdir / "plain", "none": workdir / "empty"}
+    for side, directory in suites.items():
+        write_function_suite(directory, name, args.tests, environment=side != "none")
+    pool = f"--kubefixtures-pool={args.pool}"
+    run_suite(suites["pool"], args.context, pool)  # warm-up; leaves the spares ready
+    settle(cluster, name, keep_spares=True)
+    times: dict[str, list[float]] = {}
+    order = tuple(suites)
+    for repeat in range(args.suite_repeats):
+        shift = repeat % len(order)
+        for side in order[shift:] + order[:shift]:
+            options = (pool,) if side == "pool" else ()
+            span, exited = run_suite(suites[side], args.context, *options)
+            left = settle(cluster, name, keep_spares=True)
+            times.setdefault(side, []).append(span)
+            times.setdefault(f"{side} exit", []).append(exited)
+            print(
+                f"suite repeat {repeat + 1}: {side:<8} {span:.2f} s from session start to the "
+                f"last test ({exited:.2f} s from spawn to exit; {left} spares left)"
+            )
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--suite-repeats", type=int, default=2)
+    parser.add_argument("--tests", type=int, default=50)
+    parser.add_argument("--pool", type=int, default=6)
+    parser.add_argument("--context", default=None)
+    parser.add_argument("--skip-suite", action="store_true", help="part 1 only")
+    args = parser.parse_args()
+    tag = secrets.token_hex(3)
+    single, many = f"pool_bench_{tag}", f"pool_suite_{tag}"
+    cluster = Cluster.connect(context=args.context)
+    print(f"start: {load()}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="kf-bench-pool-") as scratch:
+            ready = session_start(cluster, Path(scratch), single, args.repeats, args.context)
+            print(f"after part 1: {load()}")
+            suite = {} if args.skip_suite else function_suites(cluster, Path(scratch), many, args)
+    finally:
+        settle(cluster, single, keep_spares=False)
+        settle(cluster, many, keep_spares=False)
+        cluster.close()
+    median = statistics.median
+    pool, plain, kubectl = (median(ready[side]) for side in ("pool", "no pool", "kubectl"))
+    print(f"\nend: {load()}")
+    print(
+        f"medians over {args.repeats} repeats, session start to a ready forwarded environment: "
+        f"pool {pool:.3f} s (fixture {median(ready['pool fixture']):.3f} s; goal <= 0.2 s), "
+        f"no pool {plain:.3f} s, kubectl baseline {kubectl:.3f} s; ratios: pool/kubectl "
+        f"{pool / kubectl:.2f}x, pool/no pool {pool / plain:.2f}x, no pool/kubectl "
+        f"{plain / kubectl:.2f}x"
+    )
+    if suite:
+        empty = median(suite["none"])
+        pooled, unpooled = (
+            (median(suite[side]) - empty) / args.tests for side in ("pool", "no pool")
+        )
+        print(
+            f"medians over {args.suite_repeats} repeats, {args.tests} tests with a function-"
+            f"scoped environment: pool ({args.pool} spares) {median(suite['pool']):.2f} s, no "
+            f"pool {median(suite['no pool']):.2f} s, no environment {empty:.2f} s; environment "
+            f"overhead per test: pool {pooled:.3f} s (goal <= 0.3 s), no pool {unpooled:.3f} s "
+            f"(ratio {pooled / unpooled:.2f}x); from spawn to exit: pool "
+            f"{median(suite['pool exit']):.2f} s, no pool {median(suite['no pool exit']):.2f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

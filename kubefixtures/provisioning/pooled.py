@@ -1,0 +1,489 @@
+"""``--kubefixtures-pool=N``: spare copies of an environment kept ready, claimed at once.
+
+An environment's cost is mostly the cluster's (pods scheduled, images, readiness), which no
+tool shortens; the pool pays it before the environment is asked for. For each environment a
+session uses, it keeps N spare copies ready, each in a namespace of its own, rendered with
+secrets of its own, applied and waited for, but never forwarded nor used. They are keyed by
+the digest ``--kubefixtures-reuse`` computes (kubefixtures.provisioning.reused.reuse_key):
+other sources, values or image overrides, another key, and a stale spare is never claimed.
+
+- Claiming (``ClaimSpare``, the namespace strategy): list this user's ready spares of the
+  key (one list of Leases), take the oldest usable one over by a compare-and-swap of its
+  Lease (kubefixtures.leases.pool), and bring it up as an adopted namespace that needs no
+  apply: only the wait (the pods are ready already) and the forwards. Another session or
+  xdist worker that raced for the same copy gets a 409 and tries the next. No spare, or an
+  error listing them: a new namespace, as without a pool. A copy this session is still
+  bringing up is waited for rather than started again.
+- Refilling (``SparePool``): after each claim (once the claimant's environment is up: copies
+  coming up meanwhile would slow its forwards down), in the background, count the key's members
+  (ready spares and copies coming up) and start the missing ones; retire those older than
+  ``--kubefixtures-pool-max-age`` (or whose protection is about to end).
+- A ready spare's Lease is no longer renewed: keep-until (``--kubefixtures-keep-for`` from
+  the moment it was ready) protects it, and reapers delete it at once after. A claimed copy
+  is an ordinary session namespace. At the end of the session, copies under way are waited
+  for (a cancelled session stops them).
+
+Environments with cluster-scoped objects or Helm hooks are not pooled: their owners and
+hooks belong to one session (they come up as without a pool, and the session says so once).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from kubefixtures import cancel, naming
+from kubefixtures.errors import KubefixturesError
+from kubefixtures.provisioning.fresh import Adopted, FreshProvisioning, NewNamespace
+from kubefixtures.rendering import Secrets
+
+if TYPE_CHECKING:
+    from kubefixtures.details import ServiceDetails
+    from kubefixtures.kube import Cluster
+    from kubefixtures.provisioning.base import EnvironmentSpec, SessionView
+
+__all__ = ["ClaimSpare", "NotPoolable", "SparePool", "SpareProvisioning"]
+
+# A spare whose protection ends sooner than this is left to the reapers rather than claimed:
+# one of them may be deleting it right now.
+_PROTECTION_MARGIN = timedelta(seconds=60)
+
+
+class NotPoolable(KubefixturesError):
+    """The environment has what one session owns: cluster-scoped objects, Helm hooks."""
+
+
+class ClaimSpare(NewNamespace):
+    """The namespace strategy of a session with a pool: a spare copy if one is ready, else a
+    new namespace; either way, the pool is refilled in the background."""
+
+    def __init__(self, spec: EnvironmentSpec, pool: SparePool) -> None:
+        self.spec = spec
+        self.pool = pool
+        self.claimed: str | None = None
+        self._key: str | None = None
+        self._cluster: Cluster | None = None
+
+    def labels(self) -> Mapping[str, str]:
+        return {}
+
+    def choose(self, connecting: Future[Cluster]) -> Adopted | None:
+        from kubefixtures.provisioning.reused import reuse_key
+
+        # The details' models (pydantic, a few tenths of a second) load while the claim
+        # waits on the API: a claimed copy is ready so soon that they would come last.
+        threading.Thread(
+            target=importlib.import_module,
+            args=("kubefixtures.details",),
+            name="kubefixtures-import",
+            daemon=True,
+        ).start()
+        self._key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
+        self._cluster = connecting.result()
+        adopted = self.pool.claim(self._key, self._cluster)
+        self.claimed = adopted.namespace if adopted is not None else None
+        return adopted
+
+    def settled(self) -> None:
+        if self._key is not None and self._cluster is not None:
+            self.pool.refill(self.spec, self._key, self._cluster)
+
+    def ready_line(self, namespace: str) -> str | None:
+        if self.claimed != namespace:
+            return None
+        return (
+            f"kubefixtures: environment {self.spec.name!r} claimed namespace {namespace}, a "
+            "spare copy from the pool (--kubefixtures-pool)"
+        )
+
+    def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
+        return None  # a claimed copy is used: it goes like any session namespace
+
+
+class _NewSpare(NewNamespace):
+    """The namespace strategy of a spare: new, labelled as a pool member coming up."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def labels(self) -> Mapping[str, str]:
+        from kubefixtures.leases.pool import POOL_KEY_LABEL, POOL_LABEL, STARTING
+
+        return {POOL_KEY_LABEL: self.key, POOL_LABEL: STARTING}
+
+
+class SpareProvisioning(FreshProvisioning):
+    """One spare copy: rendered with secrets of its own, applied and waited for, never
+    forwarded; ``mark_spare`` then hands it to the pool."""
+
+    def __init__(self, spec: EnvironmentSpec, session: SessionView, key: str) -> None:
+        super().__init__(spec, session, _NewSpare(key))
+        self.secrets = Secrets()  # per copy: no two copies share a password
+
+    def _resolve(self, cluster: Cluster, namespace: str) -> None:
+        super()._resolve(cluster, namespace)
+        # Before the namespace exists: nothing to clean up.
+        owned = [item for item in self.placed if not item.resource.namespaced]
+        if owned or self._pre_install or self._post_install:
+            what = "cluster-scoped objects" if owned else "Helm hooks"
+            raise NotPoolable(f"it has {what}, which belong to one session")
+
+    def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
+        from kubefixtures.readiness.wait import Tracked, wait_ready
+
+        assert self.namespace is not None
+        tracked = [
+            Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
+        ]
+        wait_ready(
+            cluster,
+            self.namespace,
+            tracked,
+            deadline=self._deadline,
+            environment=self.spec.name,
+            started=self._started,
+            cancelled=self._cancelled,
+        )
+        return {}  # whoever claims the copy forwards it
+
+    def mark_spare(self) -> None:
+        """Ready: label the namespace a spare, then its Lease (what claimants look for),
+        which this session stops renewing: keep-until protects it from now on."""
+        from kubefixtures.kube.client import NAMESPACE
+        from kubefixtures.leases.pool import POOL_LABEL, SPARE, spare_metadata
+
+        assert self.cluster is not None
+        assert self.namespace is not None
+        assert self.lease is not None
+        # The namespace first: a claimant removes this label right after the Lease's.
+        patch = {"metadata": {"labels": {POOL_LABEL: SPARE}}}
+        self.cluster.merge_patch(NAMESPACE, None, self.namespace, patch)
+        now = self.cluster.server_clock.wall()
+        lease, self.lease = self.lease, None
+        from kubefixtures.leases.renewal import SessionLease
+
+        assert isinstance(lease, SessionLease)  # a copy of its own: never a share of one
+        lease.hand_over(spare_metadata(now + timedelta(seconds=self.settings.keep_for), now))
+
+
+class SparePool:
+    """The spare copies one session claims and maintains, per environment key."""
+
+    def __init__(self, session: SessionView) -> None:
+        self.session = session
+        self.settings = session.settings
+        self.size = session.settings.pool
+        labels = naming.namespace_labels(session.session_id, "pool")
+        self.user = labels.get(naming.USER_LABEL)
+        self._lock = threading.Lock()
+        # One refill at a time: two would both count the same missing copies.
+        self._refilling = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubefixtures-pool")
+        self._making = ThreadPoolExecutor(
+            max_workers=max(self.size, 1), thread_name_prefix="kubefixtures-spare"
+        )
+        self._starting: dict[str, list[tuple[SpareProvisioning, Future[bool]]]] = {}
+        self._unpoolable: set[str] = set()
+        self._said: set[str] = set()
+        self._made = 0
+        self._closed = False
+
+    def prepare(self, spec: EnvironmentSpec) -> None:
+        """Start the spare copies of ``spec`` now, in the background (before any claim)."""
+
+        def refill() -> None:
+            from kubefixtures.provisioning.reused import reuse_key
+
+            try:
+                key = reuse_key(spec, self.settings)
+                cluster = self.session.cluster(None)
+            except KubefixturesError:
+                return  # the environment's own setup says what is wrong
+            self._refill(spec, key, cluster)
+
+        with self._lock:
+            if not self._closed:
+                self._refilling.submit(refill)
+
+    # --- claiming --------------------------------------------------------------------------
+
+    def claim(self, key: str, cluster: Cluster) -> Adopted | None:
+        """A ready spare of ``key``, now this session's (None: there is none). The caller
+        then asks for a ``refill``, once its environment is up."""
+        adopted = self._claim_ready(key, cluster)
+        if adopted is None and self._refilled() and self._wait_for_own(key):
+            adopted = self._claim_ready(key, cluster)
+        return adopted
+
+    def refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
+        """Start, in the background, the copies of ``key`` the pool lacks."""
+        with self._lock:
+            if not self._closed:
+                self._refilling.submit(self._refill, spec, key, cluster)
+
+    def _claim_ready(self, key: str, cluster: Cluster) -> Adopted | None:
+        from kubefixtures.kube.client import LEASE
+        from kubefixtures.leases.pool import spare_selector, spare_since
+
+        try:
+            spares = cluster.items(LEASE, None, spare_selector(key, self.user))
+        except KubefixturesError as error:
+            self._say(f"list:{key}", f"kubefixtures: not claiming from the pool: {error}")
+            return None
+        now = cluster.server_clock.wall()
+        usable = [lease for lease in spares if self._usable(lease, now)]
+        usable.sort(key=lambda lease: spare_since(lease) or now)  # the oldest first
+        for lease in usable:
+            adopted = self._take(cluster, lease)
+            if adopted is not None:
+                return adopted
+        return None
+
+    def _usable(self, lease: Mapping[str, Any], now: datetime) -> bool:
+        """A ready spare young enough, and protected long enough to be claimed safely."""
+        from kubefixtures.leases.policy import lease_from_object
+        from kubefixtures.leases.pool import spare_since
+
+        since = spare_since(lease)
+        until = lease_from_object(lease).keep_until
+        return (
+            since is not None
+            and (now - since).total_seconds() <= self.settings.pool_max_age
+            and until is not None
+            and until - now > _PROTECTION_MARGIN
+        )
+
+    def _take(self, cluster: Cluster, lease: Mapping[str, Any]) -> Adopted | None:
+        """Claim the spare whose Lease is ``lease`` (as listed): None when another session
+        was quicker, or the copy cannot be used (then it is deleted)."""
+        from kubefixtures.kube.client import NAMESPACE, SECRET, run_concurrently
+        from kubefixtures.kube.errors import Conflict
+        from kubefixtures.leases.policy import holder_identity
+        from kubefixtures.leases.pool import claim_metadata, namespace_claim_patch
+        from kubefixtures.leases.renewal import LeaseTaken, SessionLease
+        from kubefixtures.provisioning.reused import KnownSecrets
+        from kubefixtures.secrets import SECRETS_NAME, stored_secrets
+
+        metadata = lease.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "")
+        claimed = SessionLease(
+            cluster,
+            namespace,
+            holder_identity(self.session.session_id),
+            self.settings.lease_duration,
+            warn=self.session.reporter.write_line,
+        )
+        try:
+            claimed.take_over(
+                expected_version=str(metadata.get("resourceVersion") or ""),
+                metadata=claim_metadata(),
+            )
+        except (LeaseTaken, Conflict):
+            return None  # another session claimed it first
+        except KubefixturesError as error:
+            self.session.reporter.write_line(f"kubefixtures: claiming {namespace}: {error}")
+            return None
+        try:
+            relabelled, secret = run_concurrently(
+                [
+                    partial(
+                        cluster.merge_patch,
+                        NAMESPACE,
+                        None,
+                        namespace,
+                        namespace_claim_patch(naming.label_value(self.session.session_id)),
+                    ),
+                    partial(cluster.get_or_none, SECRET, namespace, SECRETS_NAME),
+                ]
+            )
+            if (relabelled.get("metadata") or {}).get("deletionTimestamp"):
+                raise KubefixturesError("it is being deleted")
+            secrets = stored_secrets(secret, namespace)
+        except KubefixturesError as error:
+            # Ours now, and unusable: it goes (a reaper would, once the claim's Lease expired).
+            self.session.reporter.write_line(
+                f"kubefixtures: not using spare namespace {namespace}: {error}"
+            )
+            claimed.settle()
+            self._delete_quietly(cluster, namespace)
+            return None
+        labels = metadata.get("labels") or {}
+        return Adopted(
+            namespace=namespace,
+            session_id=str(labels.get(naming.SESSION_LABEL) or self.session.session_id),
+            secrets=KnownSecrets(secrets),
+            lease=claimed,
+            ready=True,
+        )
+
+    def _refilled(self) -> bool:
+        """Wait for the refills asked for so far (``prepare`` at collection, the last
+        claim's): they start the copies ``_wait_for_own`` may then wait for."""
+        with self._lock:
+            if self._closed:
+                return False
+            barrier = self._refilling.submit(lambda: None)
+        try:
+            barrier.result(timeout=self.settings.ready_timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _wait_for_own(self, key: str) -> bool:
+        """Wait for the first copy of ``key`` this session is bringing up (the next claim
+        is then quicker than starting another); False when none is under way."""
+        with self._lock:
+            futures = [future for _, future in self._starting.get(key, []) if not future.done()]
+        if not futures:
+            return False
+        done, _ = wait(futures, timeout=self.settings.ready_timeout, return_when=FIRST_COMPLETED)
+        # A copy that failed to come up (False, or an error) is nothing to claim.
+        return any(
+            not future.cancelled() and future.exception() is None and future.result()
+            for future in done
+        )
+
+    # --- refilling -------------------------------------------------------------------------
+
+    def _refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
+        """Start the copies that ``key`` lacks, and retire the spares too old to claim."""
+        from kubefixtures.kube.client import LEASE
+        from kubefixtures.leases.policy import held, lease_from_object
+        from kubefixtures.leases.pool import SPARE, pool_state, spare_selector
+
+        with self._lock:
+            if self._closed or key in self._unpoolable:
+                return
+            own = [copy for copy, future in self._starting.get(key, []) if not future.done()]
+        try:
+            members = cluster.items(LEASE, None, spare_selector(key, self.user, state=None))
+        except KubefixturesError as error:
+            self._say(f"list:{key}", f"kubefixtures: not refilling the pool: {error}")
+            return
+        now = cluster.server_clock.wall()
+        listed: set[str] = set()
+        counted = 0
+        for lease in members:
+            metadata = lease.get("metadata") or {}
+            listed.add(str(metadata.get("namespace")))
+            state = pool_state(metadata.get("labels") or {})
+            if state == SPARE and self._usable(lease, now):
+                counted += 1
+            elif state == SPARE:
+                self._retire(cluster, lease)
+            elif held(lease_from_object(lease), now):  # coming up, its maintainer alive
+                counted += 1
+        counted += sum(1 for copy in own if copy.namespace not in listed)
+        for _ in range(self.size - counted):
+            self._start(spec, key)
+
+    def _start(self, spec: EnvironmentSpec, key: str) -> None:
+        copy = SpareProvisioning(spec, self.session, key)
+        with self._lock:
+            if self._closed:
+                return
+            future = self._making.submit(self._make, copy, key)
+            self._starting.setdefault(key, []).append((copy, future))
+
+    def _make(self, copy: SpareProvisioning, key: str) -> bool:
+        try:
+            copy.setup()
+        except NotPoolable as error:
+            with self._lock:
+                self._unpoolable.add(key)
+            self._say(
+                f"unpoolable:{key}",
+                f"kubefixtures: environment {copy.spec.name!r} is not pooled: {error}",
+            )
+            return False
+        except Exception as error:  # its setup cleaned up after itself
+            if not copy._cancelled.is_set():
+                self._say(
+                    f"failed:{key}",
+                    f"kubefixtures: a spare copy of {copy.spec.name!r} failed to come up: {error}",
+                )
+            return False
+        try:
+            copy.mark_spare()
+        except KubefixturesError as error:
+            self.session.reporter.write_line(
+                f"kubefixtures: a spare copy of {copy.spec.name!r} in {copy.namespace}: {error}"
+            )
+            copy.teardown()
+            return False
+        with self._lock:
+            self._made += 1
+        return True
+
+    def _retire(self, cluster: Cluster, lease: Mapping[str, Any]) -> None:
+        """Delete a spare too old to claim: claimed first (a compare-and-swap like any
+        claim), so that no session gets it meanwhile."""
+        from kubefixtures.leases.policy import holder_identity
+        from kubefixtures.leases.pool import claim_metadata
+        from kubefixtures.leases.renewal import SessionLease
+
+        metadata = lease.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "")
+        retiring = SessionLease(cluster, namespace, holder_identity(self.session.session_id))
+        try:
+            retiring.take_over(
+                expected_version=str(metadata.get("resourceVersion") or ""),
+                metadata=claim_metadata(),
+            )
+        except KubefixturesError:
+            return  # claimed or retired by someone else meanwhile
+        retiring.settle()
+        self._delete_quietly(cluster, namespace)
+
+    def _delete_quietly(self, cluster: Cluster, namespace: str) -> None:
+        try:
+            cluster.delete_namespace(namespace)
+        except KubefixturesError as error:
+            self.session.reporter.write_line(
+                f"kubefixtures: deleting namespace {namespace}: {error}; the operator or "
+                "`kubefixtures gc` deletes it once its lease expires"
+            )
+
+    def _say(self, topic: str, line: str) -> None:
+        """``line``, once per session and topic."""
+        with self._lock:
+            if topic in self._said:
+                return
+            self._said.add(topic)
+        self.session.reporter.write_line(line)
+
+    # --- the end of the session ------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """From the signal handler: copies still coming up give up (and delete themselves)."""
+        for copies in list(self._starting.values()):
+            for copy, _ in list(copies):
+                copy.cancel()
+
+    def finish(self) -> None:
+        """The session ends: let the copies under way become spares (a cancelled session
+        stops them instead), and say how many spares it leaves for the next runs."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._refilling.shutdown(wait=True)
+        cancelled = cancel.requested() is not None
+        if cancelled:
+            self.cancel()
+        with self._lock:
+            futures = [future for copies in self._starting.values() for _, future in copies]
+        wait(futures, timeout=None if not cancelled else cancel.remaining())
+        self._making.shutdown(wait=not cancelled, cancel_futures=True)
+        if self._made and not cancelled:
+            keep_for = self.settings.keep_for
+            self.session.reporter.summary(
+                f"kubefixtures: this session made {self._made} spare cop"
+                f"{'y' if self._made == 1 else 'ies'} for the next runs (--kubefixtures-pool="
+                f"{self.size}); unclaimed, each stays ready for {keep_for:g} s after it became "
+                "ready (`kubefixtures status` lists them)"
+            )
