@@ -47,6 +47,14 @@ if [[ ! -x "${WORK}/kubeadm-${VERSION}" ]]; then
 fi
 KUBEADM="${WORK}/kubeadm-${VERSION}"
 
+# etcd: kubeadm 1.35 runs etcd 3.6 (--feature-gates, /livez and /readyz probes); Debian's is 3.4.
+ETCD_VERSION="$(sed -n 's/^require go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\)$/\1/p' "${HERE}/etcd/go.mod")"
+ETCD="${WORK}/etcd-${ETCD_VERSION}"
+if [[ ! -x "${ETCD}" ]]; then
+  log "building etcd ${ETCD_VERSION}"
+  (cd "${HERE}/etcd" && GOFLAGS="-buildvcs=false -trimpath" go build -o "${ETCD}" -ldflags "-s -w" .)
+fi
+
 # 3. Control-plane images, each a single layer of our binaries plus the libc they link.
 context="$(mktemp -d)"
 trap 'rm -rf "${context}"' EXIT
@@ -67,7 +75,7 @@ layer() {
   local file lib
   for file in "$@"; do
     mkdir -p "${dir}/$(dirname "${file}")"
-    cp -a "${root}${file}" "${dir}${file}"
+    cp -L "${root}${file}" "${dir}${file}"
     for lib in $(chroot "${root}" ldd "${file}" 2>/dev/null | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
       mkdir -p "${dir}$(dirname "${lib}")"
       cp -L "${root}${lib}" "${dir}${lib}"
@@ -94,6 +102,11 @@ for tool in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6
   ln -s xtables-nft-multi "${kube_layer}/usr/sbin/${tool}"
 done
 cp -L /lib/x86_64-linux-gnu/libc.so.6 "${kube_layer}/lib/x86_64-linux-gnu/"
+# iptables' match and target extensions: without them listing the node's nat table (Docker's
+# own DNS rules are there) fails with "match extension not found".
+# They link libraries of their own (libxt_statistic, kube-proxy's load balancing, needs libm).
+layer "${kube_layer}" "${WORK}/rootfs" \
+  $(cd "${WORK}/rootfs" && ls usr/lib/x86_64-linux-gnu/xtables/*.so | sed 's#^#/#')
 for name in kube-apiserver kube-controller-manager kube-scheduler kube-proxy; do
   import_layer "registry.k8s.io/${name}:${VERSION}" "${kube_layer}" "[\"/usr/local/bin/${name}\"]"
 done
@@ -108,7 +121,7 @@ small="$(mktemp -d)"
 mkdir -p "${small}/usr/local/bin" "${small}/lib64" "${small}/lib/x86_64-linux-gnu" "${small}/etc"
 cp -L /lib64/ld-linux-x86-64.so.2 "${small}/lib64/"
 cp -L /lib/x86_64-linux-gnu/libc.so.6 "${small}/lib/x86_64-linux-gnu/"
-cp /usr/bin/etcd "${small}/usr/local/bin/etcd"
+cp "${ETCD}" "${small}/usr/local/bin/etcd"
 import_layer "${etcd_tag}" "${small}" '["/usr/local/bin/etcd"]'
 rm "${small}/usr/local/bin/etcd"
 cp "${COREDNS}" "${small}/coredns"
