@@ -1,14 +1,16 @@
 #!/bin/bash
-# Build a kind node image for this machine with no registry:
-#   hack/kind/build-node-image.sh [TAG]      (default kubefixtures.local/kind-node:<k8s version>)
-# Needs: a dockerd at $DOCKER_HOST (hack/kind/dockerd.sh starts ours), debootstrap, the local
-# provider's Kubernetes build (kubefixtures cluster up builds it) and kubeadm (built here).
+# Build a kind node image for this machine with no registry (`make kind-image` runs it):
+#   DOCKER_HOST=unix:///run/docker-kind.sock hack/kind/build-node-image.sh [TAG]
+# (default TAG kubefixtures.local/kind-node:<Kubernetes version>). Needs kind's dockerd
+# (hack/kind/dockerd.sh), debootstrap, Go, and the local provider's Kubernetes and CoreDNS
+# builds in the cache; builds kubeadm and etcd 3.6 into $KUBEFIXTURES_CACHE_DIR/kind once.
 set -o errexit -o nounset -o pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "${HERE}/../.." && pwd)"
-WORK="${KIND_WORK:-/opt/kf-kind}"
-CACHE_BIN="${KUBEFIXTURES_CACHE:-/root/.cache/kubefixtures}/bin"
+CACHE="${KUBEFIXTURES_CACHE_DIR:-${HOME}/.cache/kubefixtures}"
+WORK="${CACHE}/kind"
+CACHE_BIN="${CACHE}/bin"
 K8S_MODULE="${REPO}/kubefixtures/cluster/local/_k8s"
 VERSION="$(sed -n 's/^\s*k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "${K8S_MODULE}/go.mod" | head -1)"
 KUBE="${CACHE_BIN}/kubernetes-${VERSION}/kube"
@@ -53,6 +55,15 @@ ETCD="${WORK}/etcd-${ETCD_VERSION}"
 if [[ ! -x "${ETCD}" ]]; then
   log "building etcd ${ETCD_VERSION}"
   (cd "${HERE}/etcd" && GOFLAGS="-buildvcs=false -trimpath" go build -o "${ETCD}" -ldflags "-s -w" .)
+fi
+
+# Nothing changed since the image was built: keep it (a rebuild takes a minute and 2 GB).
+inputs="$( (cd "${HERE}" && find . -type f | sort | xargs sha256sum;
+            stat -c '%n %s %Y' "${KUBE}" "${KUBEADM}" "${ETCD}" "${COREDNS}" /lib/x86_64-linux-gnu/libc.so.6) \
+          | sha256sum | cut -c1-16)"
+if [[ "$(docker image inspect -f '{{index .Config.Labels "kubefixtures.inputs"}}' "${TAG}" 2>/dev/null)" == "${inputs}" ]]; then
+  echo "${TAG}"
+  exit 0
 fi
 
 # 3. Control-plane images, each a single layer of our binaries plus the libc they link.
@@ -137,5 +148,7 @@ log "saving ${#images[@]} images"
 docker save -o "${context}/images/control-plane.tar" "${images[@]}"
 
 log "building ${TAG}"
-docker build -q -t "${TAG}" "${context}" >/dev/null
+docker build -q --label "kubefixtures.inputs=${inputs}" -t "${TAG}" "${context}" >/dev/null
+# The images this replaced, in kind's own dockerd only.
+docker image prune -f >/dev/null
 echo "${TAG}"
