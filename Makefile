@@ -89,6 +89,37 @@ demo: cluster ## bring the cluster up, show it, and run the example shop's tests
 example: cluster ## the example project's tests, two xdist workers
 	cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
 
+# kind on this kind of host (cgroup v1, no registry, CAP_SYS_RESOURCE withheld): a dockerd of
+# its own, a node image built here, the cluster's kubeconfig apart from ~/.kube/config.
+# See docs/clusters.md, "kind without a registry".
+KIND_VERSION := v0.33.0
+KIND := $(CACHE)/bin/kind-$(KIND_VERSION)/kind
+KIND_PACKAGES := docker.io debootstrap
+KIND_ENV := PATH="$(dir $(KIND)):$$PATH" DOCKER_HOST=unix:///run/docker-kind.sock \
+	KUBECONFIG=$(CACHE)/kind/kubeconfig KUBEFIXTURES_CLUSTER=kind \
+	KUBEFIXTURES_KIND_CONFIG=$(CURDIR)/hack/kind/kind-config.yaml
+
+$(KIND):
+	GOBIN=$(dir $(KIND)) GOFLAGS="-buildvcs=false -trimpath" go install sigs.k8s.io/kind@$(KIND_VERSION)
+
+.PHONY: kind-image
+kind-image: $(HOST_STAMP) $(VENV_STAMP) $(KIND) ## kind's own dockerd and the node image (no registry needed)
+	@for p in $(KIND_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	  || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$p >/dev/null; done
+	$(BIN)/python -c 'from pathlib import Path; from kubefixtures.cluster.local.build import ensure_tools; \
+	  ensure_tools(Path("$(CACHE)/bin"), Path("$(CACHE)/logs"))'
+	hack/kind/dockerd.sh start
+	DOCKER_HOST=unix:///run/docker-kind.sock KUBEFIXTURES_CACHE_DIR=$(CACHE) hack/kind/build-node-image.sh
+
+.PHONY: kind-test
+kind-test: kind-image images ## on kind: cluster up, load-image, the example on two workers, cluster down
+	@mkdir -p $(CACHE)/kind
+	$(KIND_ENV) $(BIN)/kubefixtures cluster up
+	$(KIND_ENV) $(BIN)/kubefixtures cluster load-image $(IMAGES)/*.tar >/dev/null
+	cd examples/shop && $(KIND_ENV) ../../$(BIN)/pytest -p no:cacheprovider -n 2 \
+	  || { $(KIND_ENV) $(BIN)/kubefixtures cluster down; exit 1; }
+	$(KIND_ENV) $(BIN)/kubefixtures cluster down
+
 .PHONY: lint
 lint: $(VENV_STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff check .
