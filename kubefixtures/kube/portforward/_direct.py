@@ -39,9 +39,7 @@ _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 async def probe(address: str, port: int, timeout: float) -> str | None:
     """None if a TCP connection to ``address:port`` opens within ``timeout``, else why not.
 
-    The connection is closed at once without a byte sent, as a kubelet TCP probe does. A
-    refusal counts as a route: the pod's own kernel answered (its application may just not
-    listen yet, as before a readiness probe passes), so its connections will reach it.
+    The connection is closed at once without a byte sent, as a kubelet TCP probe does.
     """
     if not address:
         return "its EndpointSlice gives no pod IP"
@@ -50,8 +48,6 @@ async def probe(address: str, port: int, timeout: float) -> str | None:
             sock = await connect(address, port)
     except TimeoutError:
         return f"no answer within {timeout:g} s"
-    except ConnectionRefusedError:
-        return None
     except OSError as error:
         return describe_connect_error(error)
     sock.close()
