@@ -414,34 +414,6 @@ def test_new_connections_go_to_the_next_ready_pod(api: FakeApiServer) -> None:
     assert api.streams_per_pod == Counter({"web-a": 1, "web-b": 1})
 
 
-def refused(port: int, *, write_first: bool) -> bool:
-    """Whether a connection through the forward was closed or reset (not answered)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        if write_first:
-            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        else:
-            sock.shutdown(socket.SHUT_WR)
-        try:
-            return sock.recv(10) == b""
-        except ConnectionResetError:
-            return True
-
-
-def test_a_refused_connection_the_client_wrote_to_retires_its_tunnel(
-    api: FakeApiServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    # The kubelet would never read those bytes, jamming the tunnel's later connections.
-    with caplog.at_level("ERROR", "kubefixtures.portforward"), forward(api) as pf:
-        assert echo(pf.local_port, b"up") == b"up"
-        api.refusing = True
-        assert refused(pf.local_port, write_first=False)
-        assert api.tunnels_opened == Counter({"web-a": 1})  # nothing written: kept
-        assert refused(pf.local_port, write_first=True)
-        api.refusing = False
-        assert echo(pf.local_port, b"listening") == b"listening"
-    assert api.tunnels_opened == Counter({"web-a": 2})
-
-
 def test_a_connection_waits_for_a_ready_pod_then_is_reset(api: FakeApiServer) -> None:
     with forward(api, connect_timeout=0.3) as pf:
         api.set_ready_pods([], kill=["web-a"])
@@ -522,3 +494,31 @@ def test_stop_closes_the_port_and_leaves_no_thread(
     with second:  # a stopped forward starts again
         assert echo(second.local_port, b"again") == b"again"
     assert forwarder_threads() == threads_before
+
+
+def refused(port: int, *, write_first: bool) -> bool:
+    """Whether a connection through the forward was closed or reset (not answered)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        if write_first:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        else:
+            sock.shutdown(socket.SHUT_WR)
+        try:
+            return sock.recv(10) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_a_refused_connection_the_client_wrote_to_retires_its_tunnel(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The kubelet would never read those bytes, jamming the tunnel's later connections.
+    with caplog.at_level("ERROR", "kubefixtures.portforward"), forward(api) as pf:
+        assert echo(pf.local_port, b"up") == b"up"
+        api.refusing = True
+        assert refused(pf.local_port, write_first=False)
+        assert api.tunnels_opened == Counter({"web-a": 1})  # nothing written: kept
+        assert refused(pf.local_port, write_first=True)
+        api.refusing = False
+        assert echo(pf.local_port, b"listening") == b"listening"
+    assert api.tunnels_opened == Counter({"web-a": 2})
