@@ -151,7 +151,7 @@ class _Idle(asyncio.Protocol):
         # Nothing was asked: whatever comes is the server giving up on us.
         self.lost = True
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -181,7 +181,7 @@ class _WarmConnection:
             assert spare.transport is not None
             return spare.transport
         if spare is not None and spare.transport is not None:
-            spare.transport.close()
+            spare.transport.abort()
         return None
 
     def refill(self) -> None:
@@ -199,7 +199,7 @@ class _WarmConnection:
             return  # the exec that needs a connection opens one and says what is wrong
         if self._closed:
             if protocol.transport is not None:
-                protocol.transport.close()
+                protocol.transport.abort()
             return
         self._spare = protocol
 
@@ -210,7 +210,10 @@ class _WarmConnection:
             await asyncio.gather(self._opening, return_exceptions=True)
         spare, self._spare = self._spare, None
         if spare is not None and spare.transport is not None:
-            spare.transport.close()
+            # abort, not close: a TLS close waits for the server's close_notify, and the
+            # shared loop may stop first (the last user gone), leaving the socket open
+            # for the garbage collector to warn about. An unused connection loses nothing.
+            spare.transport.abort()
 
 
 class PodExec:

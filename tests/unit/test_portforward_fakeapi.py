@@ -91,6 +91,10 @@ class FakeApiServer:
         # and the codes of the close frames the client sent.
         self.protocol_breach: bytes | None = None
         self.close_codes: list[int] = []
+        # Nothing listens in the "pod": the first frame of a data stream (bytes or FIN) is
+        # answered with the kubelet's message on the error stream.
+        self.refusing = False
+        self.tunnels_opened: Counter[str] = Counter()
         self._watchers: list[asyncio.Queue[dict[str, Any] | None]] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._tunnels: dict[str, list[asyncio.StreamWriter]] = {}
@@ -255,6 +259,7 @@ class FakeApiServer:
             ).encode()
         )
         self._tunnels.setdefault(pod, []).append(writer)
+        self.tunnels_opened[pod] += 1
         deflate = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zdict=spdy.DICTIONARY)
         frames = ws.FrameParser(from_client=True)
         session = spdy.FrameParser()
@@ -266,6 +271,11 @@ class FakeApiServer:
         def echo(item: spdy.DataFrame) -> None:
             """The "pod" is an echo server; its FIN answers the client's FIN."""
             if item.stream_id % 4 != 3 or not (item.data or item.fin):
+                return
+            if self.refusing:
+                refusal = b"dial tcp4 127.0.0.1:7000: connect: connection refused"
+                error_id = item.stream_id - 2
+                send(spdy.data_frame_header(error_id, len(refusal), fin=True), refusal)
                 return
             delayed_fin = item.fin and self.fin_delay > 0
             send(
@@ -520,3 +530,31 @@ def test_stop_closes_the_port_and_leaves_no_thread(
     with second:  # a stopped forward starts again
         assert echo(second.local_port, b"again") == b"again"
     assert forwarder_threads() == threads_before
+
+
+def refused(port: int, *, write_first: bool) -> bool:
+    """Whether a connection through the forward was closed or reset (not answered)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        if write_first:
+            sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        else:
+            sock.shutdown(socket.SHUT_WR)
+        try:
+            return sock.recv(10) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_a_refused_connection_the_client_wrote_to_retires_its_tunnel(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The kubelet would never read those bytes, jamming the tunnel's later connections.
+    with caplog.at_level("ERROR", "kubefixtures.portforward"), forward(api) as pf:
+        assert echo(pf.local_port, b"up") == b"up"
+        api.refusing = True
+        assert refused(pf.local_port, write_first=False)
+        assert api.tunnels_opened == Counter({"web-a": 1})  # nothing written: kept
+        assert refused(pf.local_port, write_first=True)
+        api.refusing = False
+        assert echo(pf.local_port, b"listening") == b"listening"
+    assert api.tunnels_opened == Counter({"web-a": 2})

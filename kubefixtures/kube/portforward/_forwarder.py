@@ -443,6 +443,14 @@ class AsyncServicePortForward:
             self._tunnel = None
             self._prewarm()
 
+    def tunnel_jammed(self, tunnel: SpdyTunnel) -> None:
+        # The next connection goes to a new tunnel (opened now); this one closes when its
+        # last connection ends.
+        if tunnel is self._tunnel:
+            self._tunnel = None
+        self._retire(tunnel)
+        self._prewarm()
+
     def tunnel_idle(self, tunnel: SpdyTunnel) -> None:
         if tunnel.draining or tunnel.gone_away:
             tunnel.close()

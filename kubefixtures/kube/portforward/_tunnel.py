@@ -4,6 +4,13 @@ Per forwarded connection kubectl's protocol opens an error stream (the kubelet w
 message there if it cannot dial the pod port) and a data stream, paired by `requestID`.
 Half-closes travel as FIN flags; a connection that ends early is reset (RST_STREAM) so
 the kubelet closes its side in the pod at once.
+
+A connection the kubelet could not dial (nothing listening in the pod yet) jams the
+tunnel if the client had already written to it: the kubelet's SPDY library hands each
+data frame to the stream's reader and waits, holding one of its few frame workers, and
+a failed connection has no reader. Every later frame that worker is given (new
+connections, resets, pings) then waits forever, so such a tunnel takes no new
+connections (kubectl closes its whole tunnel on any failed connection).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ class TunnelOwner(Protocol):
 
     def tunnel_closed(self, tunnel: SpdyTunnel) -> None: ...
     def tunnel_idle(self, tunnel: SpdyTunnel) -> None: ...
+    def tunnel_jammed(self, tunnel: SpdyTunnel) -> None: ...
 
 
 class SpdyTunnel(WebSocketProtocol):
@@ -87,6 +95,10 @@ class SpdyTunnel(WebSocketProtocol):
             self.resume_one()
         if not self._streams:
             self._owner.tunnel_idle(self)
+
+    def jammed(self) -> None:
+        self.draining = True
+        self._owner.tunnel_jammed(self)
 
     def send_spdy(self, *parts: bytes) -> None:
         self.send_binary(*parts)
@@ -202,6 +214,7 @@ class TunnelStream:
         "replied",
         "reply_timer",
         "tunnel",
+        "wrote",
     )
 
     def __init__(
@@ -213,6 +226,7 @@ class TunnelStream:
         self.data_id = data_id
         self.fin_sent = False
         self.fin_received = False
+        self.wrote = False  # bytes went to the pod before it said whether it could dial
         self.replied = False
         self.remote_paused = False
         self.error_text = b""
@@ -221,6 +235,7 @@ class TunnelStream:
     # -- Sink (called by the local connection) -----------------------------------------
     def send(self, data: bytes) -> None:
         if not self.fin_sent:
+            self.wrote = True
             self.tunnel.send_spdy(spdy.data_frame_header(self.data_id, len(data)), data)
 
     def send_eof(self) -> None:
@@ -269,6 +284,13 @@ class TunnelStream:
         if fin and self.error_text:
             message = self.error_text.decode("utf-8", "replace").strip()
             log.warning("port-forward to pod %s failed: %s", self.tunnel.target.pod, message)
+            if self.wrote:
+                # Before the abort: the tunnel must be draining when it forgets this stream,
+                # so that, idle, it closes at once (see the module's docstring).
+                log.debug(
+                    "port-forward tunnel to pod %s jammed; replacing it", self.tunnel.target.pod
+                )
+                self.tunnel.jammed()
             self.local.abort()
 
     def on_reset(self, stream_id: int, status: int) -> None:
