@@ -226,6 +226,26 @@ class FakeApiServer:
             await writer.drain()
 
     # -- the port-forward upgrade ---------------------------------------------------------
+    async def _refuse_upgrade(self, pod: str, writer: asyncio.StreamWriter) -> bool:
+        """Answer an upgrade this fake is told to refuse; whether it did."""
+        if pod in self.failing_upgrades:
+            status = self.failing_upgrades[pod]
+            body = json.dumps({"kind": "Status", "message": "upgrade refused"})
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+        elif self.forbid_portforward:
+            body = json.dumps(
+                {"kind": "Status", "message": f'pods "{pod}" is forbidden: no portforward'}
+            )
+            writer.write(
+                f"HTTP/1.1 403 Forbidden\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+            )
+        else:
+            return False
+        await writer.drain()
+        return True
+
     async def _portforward(
         self,
         pod: str,
@@ -234,22 +254,7 @@ class FakeApiServer:
         writer: asyncio.StreamWriter,
     ) -> None:
         self.upgrades_per_pod[pod] += 1
-        if pod in self.failing_upgrades:
-            status = self.failing_upgrades[pod]
-            body = json.dumps({"kind": "Status", "message": "upgrade refused"})
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
-            )
-            await writer.drain()
-            return
-        if self.forbid_portforward:
-            body = json.dumps(
-                {"kind": "Status", "message": f'pods "{pod}" is forbidden: no portforward'}
-            )
-            writer.write(
-                f"HTTP/1.1 403 Forbidden\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
-            )
-            await writer.drain()
+        if await self._refuse_upgrade(pod, writer):
             return
         writer.write(
             (
