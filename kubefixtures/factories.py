@@ -256,9 +256,57 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
     start coming up too.
 
     Tests can be collected long before the first one needing an environment runs (and
-    several environments come up side by side this way).
+    several environments come up side by side this way). On a pytest-xdist worker, only
+    those this worker brings up for the whole run (``xdist.workers.prestarts_here``): the
+    other workers attach to them as usual.
     """
-    started: set[object] = set()
+    wanted = _prestartable(items)
+    if not wanted:
+        return
+    # Only now: a suite that uses no environment never imports any of this.
+    from kubefixtures.provisioning.base import EnvironmentSpec
+    from kubefixtures.provisioning.dispatch import provisioning_for
+    from kubefixtures.provisioning.shared import SharedProvisioning
+    from kubefixtures.session import session_state
+    from kubefixtures.xdist.workers import coordinator, prestarts_here
+
+    session = session_state(config)
+    index = 0  # among session-scoped environments: the same on every xdist worker
+    for name, function, declaration in wanted:
+        spec = EnvironmentSpec(
+            name=name,
+            sources=declaration.sources,
+            values=declaration.values,
+            timeout=declaration.timeout,
+            values_files=declaration.values_files,
+            ready=declaration.ready,
+        )
+        if declaration.scope != "session":
+            # Narrower scopes come up test by test; with a pool, their first spare copies
+            # start now, while the first tests run.
+            if session.settings.pool and not session.settings.reuse:
+                session.spare_pool().prepare(spec)
+            continue
+        index += 1
+        if not prestarts_here(config, index - 1):
+            continue
+        provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
+        if isinstance(provisioning, SharedProvisioning):
+            try:
+                managing = provisioning.claim_in_advance()
+            except KubefixturesError:
+                continue  # its fixture meets the error again, and fails with it
+            if not managing:
+                continue  # another worker brings it up: the fixture attaches when needed
+        session.prestart(function, provisioning)
+
+
+def _prestartable(items: Sequence[pytest.Item]) -> list[tuple[str, object, _Declaration]]:
+    """The environments the ``items`` use that can come up in advance (fixture name,
+    fixture function, declaration), in the order of their first use: the same list on
+    every xdist worker, which all collect the same items. Session-scoped ones come up in
+    advance; narrower ones only have their pool's spares prepared."""
+    found: dict[object, tuple[str, object, _Declaration]] = {}
     for item in items:
         # pytest keeps each item's fixture definitions here (private, hence the getattr).
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
@@ -267,34 +315,11 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
                 continue
             function = definitions[name][-1].func
             declaration = getattr(function, "__kubefixtures__", None)
-            if not isinstance(declaration, _Declaration) or not declaration.prestart:
+            if not isinstance(declaration, _Declaration):
                 continue
-            if function in started:
-                continue
-            started.add(function)
-            # Only now: a suite that uses no environment never imports any of this.
-            from kubefixtures.provisioning.base import EnvironmentSpec
-            from kubefixtures.provisioning.dispatch import provisioning_for
-            from kubefixtures.session import session_state
-            from kubefixtures.xdist.workers import coordinator
-
-            session = session_state(config)
-            spec = EnvironmentSpec(
-                name=name,
-                sources=declaration.sources,
-                values=declaration.values,
-                timeout=declaration.timeout,
-                values_files=declaration.values_files,
-                ready=declaration.ready,
-            )
-            if declaration.scope != "session":
-                # Narrower scopes come up test by test; with a pool, their first spare
-                # copies start now, while the first tests run.
-                if session.settings.pool and not session.settings.reuse:
-                    session.spare_pool().prepare(spec)
-                continue
-            provisioning = provisioning_for(spec, session.view(), coordinator(config), "session")
-            session.prestart(function, provisioning)
+            if declaration.prestart and function not in found:
+                found[function] = (name, function, declaration)
+    return list(found.values())
 
 
 def _probes(ready: Mapping[str, object] | None) -> dict[str, Probe]:

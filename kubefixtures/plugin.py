@@ -99,18 +99,17 @@ def pytest_configure(config: pytest.Config) -> None:
         state.arm_cancel()  # SIGTERM/SIGINT/SIGHUP: tear down at once (kubefixtures.cancel)
 
 
+# Before pytest-xdist's worker reports its collection: its controller hands out tests only
+# once every worker has, so each has claimed the environments it brings up in advance.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
     from kubefixtures import factories
     from kubefixtures.session import SESSION_KEY
 
     state = session.config.stash.get(SESSION_KEY, None)
-    # Not on pytest-xdist workers: each collects every test but runs only some, so it would
-    # bring up environments that it never uses.
-    on_worker = hasattr(session.config, "workerinput")
-    wanted = state is not None and state.settings.prestart and not on_worker
-    if wanted and _provisions(session.config):
-        factories.prestart(session.items, session.config)
-    if on_worker and state is not None and factories.declared() and _provisions(session.config):
+    if state is None or not factories.declared() or not _provisions(session.config):
+        return
+    if hasattr(session.config, "workerinput"):
         from kubefixtures.errors import KubefixturesError
         from kubefixtures.xdist.workers import join_worker
 
@@ -121,6 +120,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             state.summary_lines.append(
                 f"kubefixtures: not sharing environments with other workers: {error}"
             )
+    # On pytest-xdist workers too, once joined: each brings up its share of the run's
+    # session environments (kubefixtures.xdist.workers.prestarts_here).
+    if state.settings.prestart:
+        factories.prestart(session.items, session.config)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

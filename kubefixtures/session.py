@@ -267,7 +267,8 @@ class SessionState:
             self._prestarted[object()] = (lifecycle, future)
 
     def release_unclaimed(self) -> None:
-        """Tear down environments brought up in advance that no test claimed (-x, Ctrl-C).
+        """Tear down environments brought up in advance that no test claimed (-x, Ctrl-C;
+        under xdist, those this worker brought up for the others).
         A cancelled session (SIGTERM...) waits for them only until its time to release is
         up: the Leases of those still coming up are released instead."""
         from kubefixtures import cancel
@@ -278,11 +279,16 @@ class SessionState:
             lifecycle.cancel()  # do not wait for readiness nobody needs
         for lifecycle, future in unclaimed:
             try:
-                future.result(timeout=cancel.remaining() if cancel.requested() else None)
+                environment = future.result(
+                    timeout=cancel.remaining() if cancel.requested() else None
+                )
             except TimeoutError:
                 continue  # still applying: its Lease is released (kubefixtures.cancel)
             except Exception:  # its setup cleaned up after itself
                 continue
+            # It came up all the same: in the report, beside the ones the tests used (an
+            # xdist worker brings up environments that only other workers use).
+            self.record(lifecycle, "session", environment)
             try:
                 lifecycle.teardown()
             except Exception as error:

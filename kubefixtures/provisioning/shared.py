@@ -71,8 +71,17 @@ class SharedProvisioning:
         """The xdist worker that brought the environment up (None before the claim)."""
         return self.claim.manager if self.claim is not None else None
 
-    def setup(self) -> Environment:
+    def claim_in_advance(self) -> bool:
+        """Claim the environment now, before this worker runs any test, to bring it up in
+        the background (kubefixtures.factories.prestart): whether this worker manages it.
+        Claimed before the worker reports its collection, so before any worker gets a
+        test: the one that claims first brings it up, without a race."""
         self.claim = self.coordinator.claim(self.key, self.spec.name)
+        return self.managing
+
+    def setup(self) -> Environment:
+        if self.claim is None:  # else claimed in advance
+            self.claim = self.coordinator.claim(self.key, self.spec.name)
         if self.managing:
             try:
                 self.environment = self.local.setup()

@@ -19,7 +19,7 @@ import pytest
 if TYPE_CHECKING:
     from kubefixtures.xdist.state import Coordinator
 
-__all__ = ["coordinator", "finish_worker", "join_worker", "state_path"]
+__all__ = ["coordinator", "finish_worker", "join_worker", "prestarts_here", "state_path"]
 
 _COORDINATOR = pytest.StashKey["Coordinator | None"]()
 _FINISHED = pytest.StashKey[bool]()
@@ -73,6 +73,26 @@ def join_worker(config: pytest.Config) -> None:
 def coordinator(config: pytest.Config) -> Coordinator | None:
     """This worker's handle on the run's state file; None when it does not share."""
     return config.stash.get(_COORDINATOR, None)
+
+
+def prestarts_here(config: pytest.Config, index: int) -> bool:
+    """Whether this process brings up, in advance, the ``index``-th session environment of
+    the collected tests (kubefixtures.factories.prestart). Outside xdist: every one. On an
+    xdist worker that shares: every ``workercount``-th, ``gw0`` from the first on, so that
+    the workers bring the run's environments up side by side, each once (whoever claims
+    one first in the state file manages it; the others attach). Any worker may run any
+    test (``--dist load``), so which one is no better guess than another. A worker that
+    does not share brings nothing up in advance: it would be a copy it may never use.
+    """
+    workerinput = _workerinput(config)
+    if workerinput is None:
+        return True
+    if coordinator(config) is None:
+        return False
+    count = max(int(workerinput.get("workercount", 1)), 1)
+    worker = str(workerinput.get("workerid", ""))
+    number = worker.removeprefix("gw")
+    return number.isdigit() and index % count == int(number) % count
 
 
 def finish_worker(config: pytest.Config) -> None:

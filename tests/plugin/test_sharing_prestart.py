@@ -1,0 +1,135 @@
+"""Under pytest-xdist, the run's session environments come up in advance and side by side:
+each worker brings up its share right after collection, the others attach (pytester, no
+cluster: the inner conftest replaces the provisioning's cluster steps with timed phases).
+The overlap is read from the session report's phase spans, not from wall-clock timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+FAKE = """
+import importlib
+import os
+import time
+from pathlib import Path
+
+from kubefixtures.details import Environment, EnvironmentDetails
+
+fresh = importlib.import_module("kubefixtures.provisioning.fresh")
+LOG = Path(__file__).parent / "calls.log"
+
+
+def fake_setup(self):
+    with LOG.open("a") as out:
+        out.write(f"setup {{self.spec.name}} {{os.environ.get('PYTEST_XDIST_WORKER', '-')}}\\n")
+    self.phases.begin()
+    with self.phases.phase("render"):
+        time.sleep(0.01)
+    with self.phases.phase("ready"):
+        time.sleep({ready})
+    self.namespace = "kf-" + self.spec.name + "-" + self.session.session_id
+    details = EnvironmentDetails(
+        name=self.spec.name, namespace=self.namespace, session_id=self.session.session_id,
+    )
+    self.environment = Environment(details, [{{"kind": "ConfigMap"}}])
+    self.phases.end()
+    return self.environment
+
+
+def fake_teardown(self, *, keep=False, why=""):
+    with LOG.open("a") as out:
+        out.write(f"teardown {{self.spec.name}} {{os.environ.get('PYTEST_XDIST_WORKER', '-')}}\\n")
+
+
+fresh.FreshProvisioning.setup = fake_setup
+fresh.FreshProvisioning.teardown = fake_teardown
+
+from kubefixtures import environment
+
+shop = environment("manifests/")
+cache = environment("manifests/")
+per_module = environment("manifests/", scope="module")
+"""
+
+# Every test needs both session environments: a worker sets its fixtures up one after the
+# other, so without prestart the second comes up only once the first is ready.
+BOTH = """
+import pytest
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_uses_both(shop, cache, index):
+    assert shop.namespace != cache.namespace
+"""
+
+MODULE_SCOPED = """
+def test_uses_the_module_environment(per_module):
+    assert per_module.namespace
+"""
+
+
+def project(pytester: pytest.Pytester, ready: float = 1.5) -> None:
+    pytester.makeconftest(FAKE.format(ready=ready))
+    (pytester.path / "manifests").mkdir()
+    pytester.makepyfile(test_both=BOTH, test_other=BOTH, test_module=MODULE_SCOPED)
+
+
+def run(pytester: pytest.Pytester, tmp_path: Path, *args: str) -> dict[str, Any]:
+    report = tmp_path / "session.json"
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", f"--kubefixtures-report={report}", *args
+    )
+    result.assert_outcomes(passed=9)
+    data: dict[str, Any] = json.loads(report.read_text())
+    return data
+
+
+def brought_up(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The one record of the worker that brought ``name`` up (the others waited for it)."""
+    [record] = [
+        env for env in data["environments"] if env["name"] == name and env["mode"] == "fresh"
+    ]
+    return record
+
+
+def calls(pytester: pytest.Pytester, kind: str) -> list[str]:
+    lines = (pytester.path / "calls.log").read_text().splitlines()
+    return sorted(line.split()[1] for line in lines if line.split()[0] == kind)
+
+
+@pytest.mark.parametrize("dist", ["load", "loadscope", "loadfile"])
+def test_two_session_environments_come_up_side_by_side_on_two_workers(
+    pytester: pytest.Pytester, tmp_path: Path, dist: str
+) -> None:
+    project(pytester)
+    data = run(pytester, tmp_path, f"--dist={dist}")
+    shop, cache = brought_up(data, "shop"), brought_up(data, "cache")
+    assert {shop["worker"], cache["worker"]} == {"gw0", "gw1"}  # one each
+    spans = [
+        next(span for span in env["spans"] if span["phase"] == "ready") for env in (shop, cache)
+    ]
+    # The two setups overlap: each started before the other was ready.
+    assert max(span["start"] for span in spans) < min(span["end"] for span in spans)
+    # Each came up once for the whole run, and went once; the module-scoped one came up
+    # where its test ran, not in advance.
+    assert calls(pytester, "setup") == ["cache", "per_module", "shop"]
+    assert calls(pytester, "teardown") == ["cache", "per_module", "shop"]
+
+
+def test_prestart_off_brings_nothing_up_in_advance_on_workers(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    project(pytester, ready=0.3)
+    data = run(pytester, tmp_path, "--kubefixtures-prestart=false")
+    shop, cache = brought_up(data, "shop"), brought_up(data, "cache")
+    # The first test to run sets both up, one after the other.
+    assert shop["started"] + shop["seconds"] <= cache["started"] or (
+        cache["started"] + cache["seconds"] <= shop["started"]
+    )
+    assert calls(pytester, "setup") == ["cache", "per_module", "shop"]
