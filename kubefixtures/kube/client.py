@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -418,13 +418,6 @@ class Cluster:
                 return found
         return None
 
-    def discover(self, api_versions: Iterable[str]) -> None:
-        """Load the resource lists of ``api_versions`` into the discovery cache, all at once
-        (a pool's claim warms it this way while it waits for the API)."""
-        versions = sorted(set(api_versions))
-        with ThreadPoolExecutor(max_workers=min(len(versions), 8) or 1) as pool:
-            list(pool.map(self._resource_list, versions))
-
     def _resource_list(self, api_version: str) -> list[JSON]:
         with self._lock:
             if api_version in self._resource_lists:
@@ -491,9 +484,11 @@ class Cluster:
         ApplyError naming the location of a kind that is neither served nor defined.
         """
         defined = defined or {}
-        self.discover(
+        versions = sorted(
             {api_version for api_version, kind, _ in objects if (api_version, kind) not in defined}
         )
+        with ThreadPoolExecutor(max_workers=min(len(versions), 8) or 1) as pool:
+            list(pool.map(self._resource_list, versions))
         resolved = []
         for api_version, kind, location in objects:
             resource = defined.get((api_version, kind)) or self.resource_for(api_version, kind)

@@ -29,7 +29,6 @@ hooks belong to one session (they come up as without a pool, and the session say
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import threading
 from collections.abc import Mapping
@@ -74,7 +73,7 @@ class ClaimSpare(NewNamespace):
         return {}
 
     def choose(self, connecting: Future[Cluster]) -> Adopted | None:
-        from kubefixtures.provisioning.reused import key_of, stand_in_objects
+        from kubefixtures.provisioning.reused import reuse_key
 
         # The details' models (pydantic, a few tenths of a second) load while the claim
         # waits on the API: a claimed copy is ready so soon that they would come last.
@@ -84,17 +83,8 @@ class ClaimSpare(NewNamespace):
             name="kubefixtures-import",
             daemon=True,
         ).start()
-        objects = stand_in_objects(self.spec, self.pool.settings)  # while the cluster answers
-        self._key = key_of(self.spec, objects)
+        self._key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
         self._cluster = connecting.result()
-        # The discovery the setup's resolve needs next, loaded while the claim waits on the
-        # API rather than after it.
-        threading.Thread(
-            target=_discover_quietly,
-            args=(self._cluster, {obj.api_version for obj in objects}),
-            name="kubefixtures-discovery",
-            daemon=True,
-        ).start()
         adopted = self.pool.claim(self._key, self._cluster)
         self.claimed = adopted.namespace if adopted is not None else None
         return adopted
@@ -113,12 +103,6 @@ class ClaimSpare(NewNamespace):
 
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
         return None  # a claimed copy is used: it goes like any session namespace
-
-
-def _discover_quietly(cluster: Cluster, api_versions: set[str]) -> None:
-    """``cluster.discover``, for a head start only: the resolve that follows reports errors."""
-    with contextlib.suppress(KubefixturesError):
-        cluster.discover(api_versions)
 
 
 class _NewSpare(NewNamespace):

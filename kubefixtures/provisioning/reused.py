@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from kubefixtures.leases.policy import (
     holder_identity,
 )
 from kubefixtures.provisioning.fresh import Adopted, NewNamespace
-from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
+from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
@@ -79,12 +79,6 @@ class _StandInSecrets(Secrets):
 
 def reuse_key(spec: EnvironmentSpec, settings: Settings) -> str:
     """A digest of the environment's manifests, blind to what every session changes."""
-    return key_of(spec, stand_in_objects(spec, settings))
-
-
-def stand_in_objects(spec: EnvironmentSpec, settings: Settings) -> list[RenderedObject]:
-    """The environment's objects rendered with stand-ins for what every session changes
-    (namespace, session, generated secrets): what ``reuse_key`` digests."""
     context = RenderContext(
         namespace=_STAND_IN,
         session_id=_STAND_IN,
@@ -94,12 +88,7 @@ def stand_in_objects(spec: EnvironmentSpec, settings: Settings) -> list[Rendered
         secrets=_StandInSecrets(),
         image_overrides=settings.image_overrides,
     )
-    return render_sources(spec.sources, context)
-
-
-def key_of(spec: EnvironmentSpec, objects: Sequence[RenderedObject]) -> str:
-    """``reuse_key`` from the ``stand_in_objects`` rendered already."""
-    manifests = [obj.manifest for obj in objects]
+    manifests = [obj.manifest for obj in render_sources(spec.sources, context)]
     text = json.dumps([spec.name, manifests], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -89,16 +89,6 @@ def test_resolve_refuses_unknown_kinds() -> None:
         cluster.resolve([("example.com/v1", "Widget", "w.yaml:4")])
 
 
-def test_discover_loads_what_resolve_then_needs_without_asking_again() -> None:
-    # A pool's claim discovers while it waits on the API; the resolve after asks nothing.
-    listing = {"resources": [{"name": "deployments", "kind": "Deployment", "namespaced": True}]}
-    cluster = ScriptedCluster([listing])
-    cluster.discover(["apps/v1", "apps/v1"])
-    assert [path for _, path, _ in cluster.calls] == ["/apis/apps/v1"]
-    assert cluster.resolve([("apps/v1", "Deployment", "a.yaml:1")]) == [DEPLOYMENTS]
-    assert len(cluster.calls) == 1
-
-
 def test_resolve_knows_cluster_scoped_kinds_and_those_defined_alongside() -> None:
     cluster = ScriptedCluster(
         [{"resources": [{"name": "clusterroles", "kind": "ClusterRole", "namespaced": False}]}]

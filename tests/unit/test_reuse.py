@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kubefixtures.provisioning.base import EnvironmentSpec
-from kubefixtures.provisioning.reused import KnownSecrets, key_of, reuse_key, stand_in_objects
+from kubefixtures.provisioning.reused import KnownSecrets, reuse_key
 from kubefixtures.settings import Settings
 
 MANIFEST = """\
@@ -48,13 +48,6 @@ def test_the_key_ignores_what_every_session_changes(source: Path) -> None:
     assert first == reuse_key(spec(source), Settings())
     assert len(first) == 20
     assert all(character in "0123456789abcdef" for character in first)
-
-
-def test_the_key_of_objects_rendered_once_is_the_reuse_key(source: Path) -> None:
-    # A pool's claim renders once, for the key and the discovery it starts.
-    objects = stand_in_objects(spec(source), Settings())
-    assert [obj.kind for obj in objects] == ["ConfigMap", "Pod"]
-    assert key_of(spec(source), objects) == reuse_key(spec(source), Settings())
 
 
 def test_the_key_changes_with_the_manifests_values_overrides_and_name(source: Path) -> None:
