@@ -116,7 +116,7 @@ kind-test: kind-image images ## on kind: cluster up, load-image, the example on 
 	@mkdir -p $(CACHE)/kind
 	$(KIND_ENV) $(BIN)/kubefixtures cluster up
 	$(KIND_ENV) $(BIN)/kubefixtures cluster load-image $(IMAGES)/*.tar >/dev/null
-	cd examples/shop && $(KIND_ENV) ../../$(BIN)/pytest -p no:cacheprovider -n 2 \
+	(cd examples/shop && $(KIND_ENV) ../../$(BIN)/pytest -p no:cacheprovider -n 2) \
 	  || { $(KIND_ENV) $(BIN)/kubefixtures cluster down; exit 1; }
 	$(KIND_ENV) $(BIN)/kubefixtures cluster down
 
@@ -135,12 +135,10 @@ docker-engine: $(HOST_STAMP) ## start dockerd when no Docker engine answers (for
 	hack/docker-engine.sh $(CACHE)/logs/dockerd.log
 
 .PHONY: test
-test: lint cluster docker-engine ## the whole suite against the real cluster, the example, the cluster's own lifecycle, then the example on kind
+test: lint cluster docker-engine ## the whole suite against the real cluster, the example, then the cluster's own lifecycle
 	$(BIN)/pytest -p no:cacheprovider tests
 	cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
 	$(BIN)/pytest -p no:cacheprovider lifecycle_tests
-	@# Last: the same example on kind (its own dockerd and node image; see docs/clusters.md).
-	$(MAKE) --no-print-directory kind-test
 
 .PHONY: clean
 clean: ## remove the virtualenv (the build cache in $(CACHE) stays)

@@ -15,6 +15,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,21 @@ def test_out_of_descriptors_for_pipes_the_bytes_are_copied(
         with forward(api, "direct") as pf:
             payload = b"copied " * 50000
             assert echo(pf.local_port, payload) == b"a:" + payload
+
+
+def test_only_addresses_with_a_route_of_their_own_are_probed(tmp_path: Path) -> None:
+    # A default route, a /32 host route to one pod (the ptp CNI's), a /24 pod network.
+    routes = tmp_path / "route"
+    routes.write_text(
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+        "veth1\t0500F40A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n"
+        "br0\t0001F50A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    )
+    assert _direct.routed_here("10.244.0.5", str(routes))  # the pod's host route
+    assert not _direct.routed_here("10.244.0.6", str(routes))  # only the default route
+    assert _direct.routed_here("10.245.1.9", str(routes))  # the /24
+    assert not _direct.routed_here("198.51.100.1", str(routes))
+    assert _direct.routed_here("127.0.0.1", str(routes))  # loopback: not judged
+    assert _direct.routed_here("fd00::5", str(routes))  # IPv6: not judged
+    assert _direct.routed_here("10.0.0.1", str(tmp_path / "absent"))  # no table: not judged

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import socket
 import struct
 from collections.abc import Callable
+from pathlib import Path
 
 # Bytes moved per call. Large, so that a bulk transfer costs few trips through the event
 # loop (benchmarks/direct_route.py); a pipe holds this much if the system allows it
@@ -43,6 +45,8 @@ async def probe(address: str, port: int, timeout: float) -> str | None:
     """
     if not address:
         return "its EndpointSlice gives no pod IP"
+    if not routed_here(address):
+        return "no route to it but the default one (where a proxy or gateway may answer for it)"
     try:
         async with asyncio.timeout(timeout):
             sock = await connect(address, port)
@@ -52,6 +56,35 @@ async def probe(address: str, port: int, timeout: float) -> str | None:
         return describe_connect_error(error)
     sock.close()
     return None
+
+
+def routed_here(address: str, routes: str = "/proc/net/route") -> bool:
+    """Whether this machine routes ``address`` by a route of its own (a pod's host route, a
+    route to the pod network), not only by the default route. Behind the default route a
+    transparent proxy or a gateway may accept the connection in the pod's place, so a probe
+    that succeeds there proves nothing. IPv6, loopback, and systems without Linux's IPv4
+    routing table are not judged (True)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if ip.version != 4 or ip.is_loopback:
+        return True
+    try:
+        lines = Path(routes).read_text().splitlines()[1:]
+    except OSError:
+        return True
+    wanted = int(ip)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        # Destination and Mask are hexadecimal, in the host's (little-endian) byte order.
+        destination = int.from_bytes(bytes.fromhex(fields[1]), "little")
+        mask = int.from_bytes(bytes.fromhex(fields[7]), "little")
+        if mask and wanted & mask == destination:
+            return True
+    return False
 
 
 async def connect(address: str, port: int) -> socket.socket:
