@@ -30,6 +30,11 @@ def public_server(server: str) -> str:
 def cluster_info(kubeconfig: str | None, context: str | None) -> tuple[str | None, str] | None:
     """The context and (public) server the session uses, per the kubeconfig; None when
     there is none. Raises KubefixturesError when the kubeconfig cannot say."""
+    # The package first: the background import thread may be importing it right now, and
+    # only a plain import of the package waits for that to finish. Importing the submodule
+    # at once would start it beside the package's own import of it, and one of the two
+    # threads would get it half-initialised (ImportError: partially initialized module).
+    import kubefixtures.kube  # noqa: F401
     from kubefixtures.kube.config import kubeconfig_cluster
 
     found = kubeconfig_cluster(kubeconfig, context)
