@@ -107,7 +107,9 @@ def test_two_concurrent_reuse_runs_never_share_a_namespace(
     first, second = tmp_path / "a", tmp_path / "b"
     for directory in (first, second):
         directory.mkdir()
-        write_suite(directory, name, sleep=4)  # each holds its namespace while the other starts
+        # Each holds its namespace long enough that the other surely starts while it is held,
+        # even when one of the two pytest processes is slow to start on a loaded machine.
+        write_suite(directory, name, sleep=10)
     try:
         left = run_once(first)["namespace"]
         (first / "records.jsonl").unlink()
