@@ -460,16 +460,29 @@ class FreshProvisioning:
                 self.cluster_scoped.claim([hook.placed], self._deadline)
             wait_hook(cluster, hook, self.namespace, self._deadline)
 
-    def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
-        """Wait for readiness while the forwards start: each waits for ready endpoints of its
-        own, so that forwarding costs nothing once the pods are ready."""
+    def _wait_ready(self, cluster: Cluster) -> None:
+        """Wait until every namespaced object of the environment is ready, within its deadline."""
         from kubefixtures.readiness.wait import Tracked, wait_ready  # lazy: kube with it
 
         assert self.namespace is not None
-        services = {service["metadata"]["name"]: service for service in self._services()}
         tracked = [
             Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
         ]
+        wait_ready(
+            cluster,
+            self.namespace,
+            tracked,
+            deadline=self._deadline,
+            environment=self.spec.name,
+            started=self._started,
+            cancelled=self._cancelled,
+        )
+
+    def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
+        """Wait for readiness while the forwards start: each waits for ready endpoints of its
+        own, so that forwarding costs nothing once the pods are ready."""
+        assert self.namespace is not None
+        services = {service["metadata"]["name"]: service for service in self._services()}
         keys = [
             (name, int(port["port"])) for name, service in services.items()
             for port in tcp_ports(service)
@@ -490,15 +503,7 @@ class FreshProvisioning:
         pool.submit(_import_details)  # pydantic, for the details at the end: while pods start
         try:
             try:
-                wait_ready(
-                    cluster,
-                    self.namespace,
-                    tracked,
-                    deadline=self._deadline,
-                    environment=self.spec.name,
-                    started=self._started,
-                    cancelled=self._cancelled,
-                )
+                self._wait_ready(cluster)
             finally:
                 self.phases.record("ready", started, clock.monotonic())
             local_ports: dict[str, dict[int, int]] = {}

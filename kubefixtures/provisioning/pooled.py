@@ -134,21 +134,7 @@ class SpareProvisioning(FreshProvisioning):
             raise NotPoolable(f"it has {what}, which belong to one session")
 
     def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
-        from kubefixtures.readiness.wait import Tracked, wait_ready
-
-        assert self.namespace is not None
-        tracked = [
-            Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
-        ]
-        wait_ready(
-            cluster,
-            self.namespace,
-            tracked,
-            deadline=self._deadline,
-            environment=self.spec.name,
-            started=self._started,
-            cancelled=self._cancelled,
-        )
+        self._wait_ready(cluster)
         return {}  # whoever claims the copy forwards it
 
     def mark_spare(self) -> None:
