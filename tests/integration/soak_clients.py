@@ -1,17 +1,22 @@
 """Real client libraries hammering a server for a while, counting their failures by kind.
 
 Used by test_forward_soak.py against our forward and kubectl's at the same time, and
-runnable on its own against any address to reproduce a forward's dropped connections::
+runnable on its own against any address to reproduce a forward's dropped connections
+(the address is read from standard input, so that its password stays off the command line,
+where every user of the machine can read it)::
 
-    .venv/bin/python tests/integration/soak_clients.py redis redis://:PASSWORD@127.0.0.1:PORT/0
-    .venv/bin/python tests/integration/soak_clients.py postgres postgresql://...
+    SOAK=tests/integration/soak_clients.py
+    echo redis://:PASSWORD@127.0.0.1:PORT/0 | .venv/bin/python $SOAK redis
+    echo postgresql://... | .venv/bin/python $SOAK postgres 20
 
+With ``--json`` the tally is printed as one JSON object (what test_forward_soak.py reads).
 Every client library retry is off, so that each failure surfaces and is counted.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import re
 import sys
 import threading
@@ -189,12 +194,19 @@ def postgres_soak(dsn: str, seconds: float, tally: Tally) -> None:
         null.close()
 
 
+SOAKS = {"redis": redis_soak, "postgres": postgres_soak}
+
+
 def main() -> None:
-    service, address = sys.argv[1], sys.argv[2]
-    seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 20.0
+    arguments = [argument for argument in sys.argv[1:] if argument != "--json"]
+    service = arguments[0]
+    seconds = float(arguments[1]) if len(arguments) > 1 else 20.0
+    address = sys.stdin.readline().strip()
     tally = Tally()
-    soak = redis_soak if service == "redis" else postgres_soak
-    soak(address, seconds, tally)
+    SOAKS[service](address, seconds, tally)
+    if "--json" in sys.argv:
+        print(json.dumps({"ok": tally.ok, "failures": tally.failures, "examples": tally.examples}))
+        return
     print(f"ok {tally.ok}")
     for kind, count in tally.failures.most_common():
         print(f"{count:6}  {kind}\n        e.g. {tally.examples[kind]}")

@@ -4,6 +4,11 @@ redis-py (a connection pool under churn, short-lived connections, commands slowe
 the 0.3 s socket timeout, subscribers coming and going; no retries) and psycopg
 (psycopg_pool's ConnectionPool and NullConnectionPool) run against the catalog's Redis and
 PostgreSQL through both forwards at once, so that load on this machine hits both alike.
+Each side's clients run in a child process of their own, as kubectl's forward does: in the
+pytest process, their 15 threads per side would compete for its GIL with our forwarder's
+event-loop thread and measure the interpreter, not the forward (on 2 cores under load, 2 to
+9 client timeouts through ours where kubectl's had none; see "Busy threads in the test
+process" in docs/routes.md).
 Failures are counted by kind on each side: ours must show no kind of failure that kubectl's
 does not. Timeouts are the exception: with 0.3 s socket timeouts on a busy machine a few
 come and go on either side by chance, so ours may have as many as three times kubectl's
@@ -20,11 +25,13 @@ kubectl's.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -36,7 +43,8 @@ from kubefixtures.catalog import PostgresDetails, RedisDetails, catalog
 from kubefixtures.cluster.tools import find_tool
 from kubefixtures.kube import Cluster
 from kubefixtures.session import session_state
-from tests.integration.soak_clients import Tally, postgres_soak, redis_soak
+from tests.integration import soak_clients
+from tests.integration.soak_clients import Tally
 
 pytestmark = pytest.mark.cluster
 
@@ -95,18 +103,29 @@ def with_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def soak_both(soak: Callable[[str, float, Tally], None], ours: str, kubectls: str) -> None:
-    """Runs `soak` through both forwards at once; fails on a kind of failure only ours has."""
-    tallies = {"ours": Tally(), "kubectl": Tally()}
-    threads = [
-        threading.Thread(target=soak, args=(address, SOAK_SECONDS, tallies[side]), daemon=True)
-        for side, address in (("ours", ours), ("kubectl", kubectls))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(SOAK_SECONDS + 60)
-    assert not any(thread.is_alive() for thread in threads), "a soak did not finish"
+def soak_in_child(service: str, address: str) -> Tally:
+    """soak_clients.py's soak of ``service`` at ``address``, in a child process."""
+    command = [sys.executable, soak_clients.__file__, service, str(SOAK_SECONDS), "--json"]
+    result = subprocess.run(
+        command,
+        input=address + "\n",  # on standard input: the password stays off the command line
+        capture_output=True,
+        text=True,
+        timeout=SOAK_SECONDS + 120,
+    )
+    assert result.returncode == 0, f"the {service} soak failed:\n{result.stderr[-4000:]}"
+    counts = json.loads(result.stdout.splitlines()[-1])
+    tally = Tally(ok=counts["ok"], examples=counts["examples"])
+    tally.failures.update(counts["failures"])
+    return tally
+
+
+def soak_both(service: str, ours: str, kubectls: str) -> None:
+    """Soaks both forwards at once; fails on a kind of failure only ours has."""
+    with ThreadPoolExecutor(2) as pool:
+        sides = {"ours": ours, "kubectl": kubectls}
+        futures = {side: pool.submit(soak_in_child, service, url) for side, url in sides.items()}
+        tallies = {side: future.result() for side, future in futures.items()}
     report = "\n".join(
         f"{side}: {tally.ok} operations ok; failures: "
         + (", ".join(f"{count} x {kind}" for kind, count in tally.failures.items()) or "none")
@@ -138,7 +157,7 @@ def test_redis_clients_fare_no_worse_than_through_kubectl(
     redis = RedisDetails.from_environment(catalog_redis)
     print(f"ours: route {catalog_redis.services['redis'].route} (--kubefixtures-route)")
     with kubectl_forward(request, kubefixtures_cluster, redis.namespace, "redis", 6379) as port:
-        soak_both(redis_soak, redis.url, with_port(redis.url, port))
+        soak_both("redis", redis.url, with_port(redis.url, port))
 
 
 def test_postgres_pools_fare_no_worse_than_through_kubectl(
@@ -149,4 +168,4 @@ def test_postgres_pools_fare_no_worse_than_through_kubectl(
     with kubectl_forward(
         request, kubefixtures_cluster, postgres.namespace, "postgres", 5432
     ) as port:
-        soak_both(postgres_soak, postgres.dsn, with_port(postgres.dsn, port))
+        soak_both("postgres", postgres.dsn, with_port(postgres.dsn, port))
