@@ -135,10 +135,11 @@ docker-engine: $(HOST_STAMP) ## start dockerd when no Docker engine answers (for
 	hack/docker-engine.sh $(CACHE)/logs/dockerd.log
 
 .PHONY: test
-test: lint cluster docker-engine ## the whole suite against the real cluster, the example, then the cluster's own lifecycle
+test: lint cluster docker-engine ## the whole suite against the real cluster, the example, the cluster's own lifecycle, then the example on kind
 	$(BIN)/pytest -p no:cacheprovider tests
 	cd examples/shop && ../../$(BIN)/pytest -p no:cacheprovider -n 2
 	$(BIN)/pytest -p no:cacheprovider lifecycle_tests
+	$(MAKE) --no-print-directory kind-test
 
 .PHONY: clean
 clean: ## remove the virtualenv (the build cache in $(CACHE) stays)
