@@ -119,6 +119,9 @@ kind-test: kind-image images ## on kind: cluster up, load-image, the example on 
 	(cd examples/shop && $(KIND_ENV) ../../$(BIN)/pytest -p no:cacheprovider -n 2) \
 	  || { $(KIND_ENV) $(BIN)/kubefixtures cluster down; exit 1; }
 	$(KIND_ENV) $(BIN)/kubefixtures cluster down
+	@# Nothing left behind: no node container, no volume of kind's.
+	@left="$$($(KIND_ENV) docker ps -aq --filter label=io.x-k8s.kind.cluster)$$($(KIND_ENV) docker volume ls -q)"; \
+	  test -z "$$left" || { echo "kind-test: left behind by cluster down: $$left" >&2; exit 1; }
 
 .PHONY: lint
 lint: $(VENV_STAMP) ## ruff and mypy --strict
