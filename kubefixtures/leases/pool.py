@@ -46,6 +46,7 @@ __all__ = [
     "namespace_claim_patch",
     "operator_pool_selector",
     "pool_state",
+    "protection_patch",
     "spare_metadata",
     "spare_selector",
     "spare_since",
@@ -90,6 +91,18 @@ def spare_metadata(until: datetime, now: datetime) -> dict[str, Any]:
             RELEASED_ANNOTATION: format_time(now),
             SPARE_SINCE_ANNOTATION: format_time(now),
         },
+    }
+
+
+def protection_patch(until: datetime, resource_version: str) -> dict[str, Any]:
+    """The Lease patch by which a pool's maintainer extends a ready spare's protection to
+    ``until``: on condition that the Lease is still as it was read (``resource_version``),
+    so that a copy claimed meanwhile is never protected again (409 Conflict instead)."""
+    return {
+        "metadata": {
+            "resourceVersion": resource_version,
+            "annotations": {KEEP_UNTIL_ANNOTATION: format_time(until)},
+        }
     }
 
 

@@ -76,9 +76,9 @@ def template_of(spec: EnvironmentSpec, settings: Settings) -> PoolTemplate:
     )
     objects = render_sources(spec.sources, context)
     # JSON is YAML: one document per object. A literal `${` in the output is escaped first.
-    text = "\n".join(
-        f"---\n{json.dumps(obj.manifest, sort_keys=True)}" for obj in objects
-    ).replace("${", "$${")
+    text = "\n".join(f"---\n{json.dumps(obj.manifest, sort_keys=True)}" for obj in objects).replace(
+        "${", "$${"
+    )
     placeholders = {namespace: "${namespace}", session_id: "${session_id}"}
     placeholders.update({token: f"${{secret:{name}}}" for name, token in tokens.tokens.items()})
     for token, placeholder in placeholders.items():

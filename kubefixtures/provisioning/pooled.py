@@ -96,9 +96,10 @@ class ClaimSpare(NewNamespace):
     def ready_line(self, namespace: str) -> str | None:
         if self.claimed != namespace:
             return None
+        flag = "--kubefixtures-pool" if self.pool.size else "--kubefixtures-pool-claim"
         return (
             f"kubefixtures: environment {self.spec.name!r} claimed namespace {namespace}, a "
-            "spare copy from the pool (--kubefixtures-pool)"
+            f"spare copy from the pool ({flag})"
         )
 
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
@@ -214,9 +215,10 @@ class SparePool:
         return adopted
 
     def refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
-        """Start, in the background, the copies of ``key`` the pool lacks."""
+        """Start, in the background, the copies of ``key`` the pool lacks (none with
+        ``--kubefixtures-pool-claim`` alone: others keep the pool)."""
         with self._lock:
-            if not self._closed:
+            if not self._closed and self.size > 0:
                 self._refilling.submit(self._refill, spec, key, cluster)
 
     def _claim_ready(self, key: str, cluster: Cluster) -> Adopted | None:
