@@ -1,0 +1,206 @@
+"""Pools the operator keeps (``kubefixtures pool create|list|delete``) on the real cluster:
+the operator (in-process, kopf's KopfRunner) brings N spares up, a real pytest session run
+with ``--kubefixtures-pool-claim`` claims one and the operator refills to N, a changed
+manifest never gets a spare of the old one, ``pool delete`` removes the spares.
+
+Every operator started here keeps the Pools of a namespace of this test's own and reaps only
+this test's environment (--selector): other sessions on the shared cluster are never at risk.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubefixtures.kube import Cluster
+from kubefixtures.kube.client import LEASE, POOL
+from kubefixtures.leases.pool import POOL_KEY_LABEL, SPARE, operator_pool_selector
+from tests.integration.sharing_support import (
+    BIN,
+    TOKEN_WEB,
+    delete_all,
+    environ,
+    namespaces,
+    output,
+    records,
+    run_pytest,
+    unique,
+    wait_for,
+    write_suite,
+)
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "charts" / "kubefixtures-operator" / "crds"
+CLAIMED = "a spare copy from the pool (--kubefixtures-pool-claim)"
+# A copy of token-web comes up in 2-3 s on the local cluster; room for a loaded machine.
+COPY_TIMEOUT = 90
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [str(BIN / "kubefixtures"), *args],
+        env=environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def spares(cluster: Cluster, home: str, name: str) -> dict[str, str]:
+    """The pool's ready spares that are not being deleted: namespace -> pool key."""
+    leases = cluster.items(LEASE, None, operator_pool_selector(home, name, SPARE))
+    found = {
+        str(lease["metadata"]["namespace"]): str(lease["metadata"]["labels"][POOL_KEY_LABEL])
+        for lease in leases
+    }
+    environment = {lease["metadata"]["labels"]["kubefixtures.io/environment"] for lease in leases}
+    going = {
+        namespace
+        for env in environment
+        for namespace, deleting in namespaces(cluster, env).items()
+        if deleting
+    }
+    return {namespace: key for namespace, key in found.items() if namespace not in going}
+
+
+@pytest.fixture
+def pools(
+    kubefixtures_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, str]]:
+    """(the namespace of the Pools, the environment's name), with an operator keeping the
+    Pools of that namespace running in this process."""
+    from kopf.testing import KopfRunner
+
+    cluster = kubefixtures_cluster
+    subprocess.run([str(BIN / "kubectl"), "apply", "-f", str(CRDS)], check=True, timeout=60)
+    home = f"kfpools-{secrets.token_hex(3)}"
+    cluster.create_namespace(home, {})
+    name = unique("oppool")
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_POOL_NAMESPACE", home)
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"kubefixtures.io/environment={name}")
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_GRACE", "1")
+    try:
+        with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+            yield home, name
+        assert runner.exit_code == 0, runner.output
+    finally:
+        cluster.delete_namespace(home)
+        delete_all(cluster, name)
+
+
+def create_pool(home: str, name: str, size: int, ready_delay: int) -> str:
+    done = cli(
+        "pool", "create", str(TOKEN_WEB), f"--values=ready_delay={ready_delay}",
+        "--name=web", f"--size={size}", f"--environment={name}", f"--namespace={home}",
+    )  # fmt: skip
+    return done.stdout
+
+
+def claim(directory: Path, name: str, ready_delay: int) -> tuple[str, str]:
+    """A pytest session of environment ``name`` that claims from pools: (its output, the
+    namespace its test used)."""
+    (directory / "records.jsonl").unlink(missing_ok=True)
+    write_suite(directory, name, values={"ready_delay": ready_delay})
+    result = run_pytest(directory, "--kubefixtures-pool-claim", "--kubefixtures-lease-duration=3")
+    assert result.returncode == 0, output(result)
+    [record] = records(directory)
+    return output(result), str(record["namespace"])
+
+
+def test_the_operator_keeps_n_spares_refills_after_a_claim_and_pool_delete_removes_them(
+    pools: tuple[str, str], kubefixtures_cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster = kubefixtures_cluster
+    home, name = pools
+    created = create_pool(home, name, size=2, ready_delay=0)
+    assert "pool web created" in created
+    first = wait_for(
+        lambda: (found := spares(cluster, home, "web")) and len(found) == 2 and found,
+        COPY_TIMEOUT,
+        "the operator's two spares",
+        interval=0.5,
+    )
+    listing = wait_for(
+        lambda: (
+            (text := cli("pool", "list", f"--namespace={home}").stdout) and " ok" in text and text
+        ),
+        30,
+        "the pool's status",
+        interval=0.5,
+    )
+    [row] = [line for line in listing.splitlines() if line.startswith("web ")]
+    assert row.split()[:5] == ["web", name, "2", "2", "0"], listing
+
+    # Spares are never leaks: status and gc (even without grace) keep them.
+    selector = f"--selector=kubefixtures.io/environment={name}"
+    gc = cli("gc", "--grace=0", selector).stdout
+    for namespace in first:
+        assert f"kept          {namespace}: kept until" in gc
+
+    out, used = claim(tmp_path, name, ready_delay=0)
+    assert CLAIMED in out
+    assert used in first  # the session got one of the operator's copies
+    # ... and the operator refills to two, with a new copy.
+    refilled = wait_for(
+        lambda: (found := spares(cluster, home, "web")) and len(found) == 2 and found,
+        COPY_TIMEOUT,
+        "the refill to two spares",
+        interval=0.5,
+    )
+    assert used not in refilled
+    assert len(set(refilled) - set(first)) == 1
+    assert namespaces(cluster, name).get(used, True)  # the claimed copy: gone with its session
+
+    deleted = cli("pool", "delete", "web", f"--namespace={home}").stdout
+    assert "2 spare namespaces deleted" in deleted, deleted
+    assert spares(cluster, home, "web") == {}
+    assert cluster.get_or_none(POOL, home, "web") is None
+    assert "no pools in namespace" in cli("pool", "list", f"--namespace={home}").stdout
+    wait_for(
+        lambda: not any(not going for going in namespaces(cluster, name).values()),
+        60,
+        "every copy gone",
+        interval=0.5,
+    )
+
+
+def test_a_changed_manifest_never_gets_a_spare_of_the_old_one(
+    pools: tuple[str, str], kubefixtures_cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster = kubefixtures_cluster
+    home, name = pools
+    create_pool(home, name, size=1, ready_delay=0)
+    old = wait_for(
+        lambda: spares(cluster, home, "web"), COPY_TIMEOUT, "the old spare", interval=0.5
+    )
+    [old_key] = set(old.values())
+
+    # Another value, another key: the session brings its own copy up.
+    out, used = claim(tmp_path, name, ready_delay=1)
+    assert "claimed namespace" not in out
+    assert used not in old
+    assert spares(cluster, home, "web") == old
+
+    # The pool created again from the changed sources: the old spare is retired, never
+    # claimed, and a copy of the new manifest takes its place.
+    assert "pool web replaced" in create_pool(home, name, size=1, ready_delay=1)
+    new = wait_for(
+        lambda: (found := spares(cluster, home, "web")) and old_key not in found.values() and found,
+        COPY_TIMEOUT,
+        "a spare of the new template",
+        interval=0.5,
+    )
+    assert not set(new) & set(old)
+    out, used = claim(tmp_path, name, ready_delay=1)
+    assert CLAIMED in out
+    assert used in new
