@@ -74,15 +74,16 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
         "--pool-namespace",
         metavar="NAMESPACE",
         help="where the Pools this operator keeps live (`kubefixtures pool create "
-        "--namespace`; default: $KUBEFIXTURES_OPERATOR_POOL_NAMESPACE, else its own namespace, "
-        "$POD_NAMESPACE; none: no pools are kept)",
+        "--namespace`; default: $KUBEFIXTURES_OPERATOR_POOL_NAMESPACE, else its own "
+        "namespace, $POD_NAMESPACE)",
     )
     parser.add_argument(
         "--pool-max-namespaces",
         type=_pool_cap,
         default=None,
         metavar="N",
-        help="the most namespaces the copies of all pools may hold at once, 0 to 1000 (0: no "
-        "pools are kept; default: $KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES, else 10)",
+        help="keep the Pools of --pool-namespace, their copies holding at most N namespaces "
+        "at once, all pools together, 0 to 1000 (default: "
+        "$KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES, else 0: no pools are kept)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every decision")

@@ -32,7 +32,7 @@ SELECTOR_VARIABLE = "KUBEFIXTURES_OPERATOR_SELECTOR"
 # their copies may hold at once, all pools together (0: no pools are kept).
 POOL_NAMESPACE_VARIABLE = "KUBEFIXTURES_OPERATOR_POOL_NAMESPACE"
 POOL_MAX_NAMESPACES_VARIABLE = "KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES"
-DEFAULT_POOL_MAX_NAMESPACES = 10
+DEFAULT_POOL_MAX_NAMESPACES = 0  # pools are kept only where asked for (and granted)
 
 
 class OperatorConfigError(KubefixturesError):

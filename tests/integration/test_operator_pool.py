@@ -87,6 +87,7 @@ def pools(
     cluster.create_namespace(home, {})
     name = unique("oppool")
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_POOL_NAMESPACE", home)
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES", "10")
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"kubefixtures.io/environment={name}")
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_GRACE", "1")
     try:
