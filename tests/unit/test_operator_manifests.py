@@ -136,3 +136,11 @@ def test_the_pool_crd_is_a_helm_crd() -> None:
         "v1alpha1",
         "Pool",
     )
+    from kubefixtures.kube.client import POOL
+
+    assert (POOL.api_version, POOL.kind, POOL.plural, POOL.namespaced) == (
+        f"{crd['spec']['group']}/{version['name']}",
+        crd["spec"]["names"]["kind"],
+        crd["spec"]["names"]["plural"],
+        crd["spec"]["scope"] == "Namespaced",
+    )
