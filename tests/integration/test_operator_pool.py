@@ -205,3 +205,103 @@ def test_a_changed_manifest_never_gets_a_spare_of_the_old_one(
     out, used = claim(tmp_path, name, ready_delay=1)
     assert CLAIMED in out
     assert used in new
+
+
+# --- the operator installed from its chart ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pool_operator_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The operator image built from this checkout and loaded under a tag of its own (so
+    that removing it afterwards touches no other test's image); its tag."""
+    import hashlib
+    import sys
+
+    sys.path.insert(0, str(ROOT / "hack" / "images"))
+    from imagekit.archive import retag_archive
+
+    scratch = tmp_path_factory.mktemp("operator-image")
+    build = subprocess.run(
+        [sys.executable, str(ROOT / "hack/images/build.py"), "--out", str(scratch), "operator"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    archive = scratch / "operator.tar"
+    tag = "pools-" + hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
+    loaded = retag_archive(archive, f"kubefixtures.local/operator:{tag}", scratch / "tagged.tar")
+    cli("cluster", "load-image", str(loaded))
+    try:
+        yield tag
+    finally:
+        cli("cluster", "remove-image", f"kubefixtures.local/operator:{tag}", check=False)
+
+
+def test_the_chart_installed_operator_keeps_a_pool_with_the_rights_the_chart_grants(
+    pool_operator_image: str, kubefixtures_cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster = kubefixtures_cluster
+    name = unique("chartpool")
+    release = f"kfpl-{name.rpartition('_')[2]}"
+    home = f"{release}-system"
+    cluster.create_namespace(
+        home,
+        {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        },
+    )
+
+    def helm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "helm"), *args, "-n", home], capture_output=True, text=True, check=False
+        )
+
+    def logs() -> str:
+        done = subprocess.run(
+            [str(BIN / "kubectl"), "-n", home, "logs", f"deploy/{release}-kubefixtures-operator"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout + done.stderr
+
+    try:
+        installed = helm(
+            "install", release, str(ROOT / "charts" / "kubefixtures-operator"),
+            f"--set=image.tag={pool_operator_image}", "--set=pool.maxNamespaces=3",
+            f"--set=selector=kubefixtures.io/environment={name}", "--set=grace=3",
+            "--wait", "--timeout=120s",
+        )  # fmt: skip
+        assert installed.returncode == 0, installed.stderr
+        create_pool(home, name, size=2, ready_delay=0)
+        try:
+            first = wait_for(
+                lambda: (found := spares(cluster, home, "web")) and len(found) == 2 and found,
+                COPY_TIMEOUT,
+                "the chart operator's two spares",
+                interval=0.5,
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the operator logged:\n{logs()}") from None
+        out, used = claim(tmp_path, name, ready_delay=0)
+        assert CLAIMED in out
+        assert used in first
+        wait_for(
+            lambda: (
+                (found := spares(cluster, home, "web")) and len(found) == 2 and used not in found
+            ),
+            COPY_TIMEOUT,
+            "the refill",
+            interval=0.5,
+        )
+        deleted = cli("pool", "delete", "web", f"--namespace={home}").stdout
+        assert "2 spare namespaces deleted" in deleted
+        operator_log = logs()
+        assert "spare namespace" in operator_log
+        assert "403" not in operator_log and "Forbidden" not in operator_log, operator_log
+    finally:
+        helm("uninstall", release, "--wait")
+        cluster.delete_namespace(home)
+        delete_all(cluster, name)
