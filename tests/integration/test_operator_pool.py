@@ -300,7 +300,7 @@ def test_the_chart_installed_operator_keeps_a_pool_with_the_rights_the_chart_gra
         assert "2 spare namespaces deleted" in deleted
         operator_log = logs()
         assert "spare namespace" in operator_log
-        assert "403" not in operator_log and "Forbidden" not in operator_log, operator_log
+        assert "forbidden" not in operator_log.lower(), operator_log  # the chart's RBAC suffices
     finally:
         helm("uninstall", release, "--wait")
         cluster.delete_namespace(home)
