@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,8 +75,14 @@ def spares(cluster: Cluster, home: str, name: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def pool_cap() -> int:
+    """The operator's cap on namespaces (a test parametrizes it to test the cap)."""
+    return 10
+
+
+@pytest.fixture
 def pools(
-    kubefixtures_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+    kubefixtures_cluster: Cluster, monkeypatch: pytest.MonkeyPatch, pool_cap: int
 ) -> Iterator[tuple[str, str]]:
     """(the namespace of the Pools, the environment's name), with an operator keeping the
     Pools of that namespace running in this process."""
@@ -87,7 +94,7 @@ def pools(
     cluster.create_namespace(home, {})
     name = unique("oppool")
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_POOL_NAMESPACE", home)
-    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES", "10")
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES", str(pool_cap))
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"kubefixtures.io/environment={name}")
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_GRACE", "1")
     try:
@@ -99,10 +106,13 @@ def pools(
         delete_all(cluster, name)
 
 
-def create_pool(home: str, name: str, size: int, ready_delay: int) -> str:
+def create_pool(
+    home: str, name: str, size: int, ready_delay: int, *extra: str, pool: str = "web"
+) -> str:
     done = cli(
         "pool", "create", str(TOKEN_WEB), f"--values=ready_delay={ready_delay}",
-        "--name=web", f"--size={size}", f"--environment={name}", f"--namespace={home}",
+        f"--name={pool}", f"--size={size}", f"--environment={name}", f"--namespace={home}",
+        *extra,
     )  # fmt: skip
     return done.stdout
 
@@ -205,6 +215,49 @@ def test_a_changed_manifest_never_gets_a_spare_of_the_old_one(
     out, used = claim(tmp_path, name, ready_delay=1)
     assert CLAIMED in out
     assert used in new
+
+
+def test_spares_older_than_the_maximum_age_are_replaced(
+    pools: tuple[str, str], kubefixtures_cluster: Cluster
+) -> None:
+    cluster = kubefixtures_cluster
+    home, name = pools
+    create_pool(home, name, 1, 0, "--max-age=8")
+    [first] = wait_for(
+        lambda: spares(cluster, home, "web"), COPY_TIMEOUT, "the first spare", interval=0.5
+    )
+    [_second] = wait_for(
+        lambda: (found := spares(cluster, home, "web")) and first not in found and found,
+        COPY_TIMEOUT,
+        "its replacement",
+        interval=0.5,
+    )
+    assert namespaces(cluster, name).get(first, True)  # retired: being deleted, or gone
+
+
+@pytest.mark.parametrize("pool_cap", [3])
+def test_the_pools_never_hold_more_namespaces_than_the_cap(
+    pools: tuple[str, str], kubefixtures_cluster: Cluster
+) -> None:
+    cluster = kubefixtures_cluster
+    home, name = pools
+    create_pool(home, name, 2, 0, pool="one")
+    create_pool(home, name, 2, 0, pool="two")
+
+    def members() -> int:
+        return len(cluster.items(LEASE, None, operator_pool_selector(home)))
+
+    wait_for(
+        lambda: len(spares(cluster, home, "one")) + len(spares(cluster, home, "two")) == 3,
+        COPY_TIMEOUT,
+        "three spares in all",
+        interval=0.5,
+    )
+    for _ in range(10):  # a few rounds of the operator: never a fourth
+        assert members() <= 3
+        time.sleep(1)
+    listing = cli("pool", "list", f"--namespace={home}").stdout
+    assert "capped: the operator's pools hold 3 namespaces at most" in listing, listing
 
 
 # --- the operator installed from its chart ----------------------------------------------------
