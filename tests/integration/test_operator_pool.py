@@ -24,10 +24,10 @@ from tests.integration.sharing_support import (
     BIN,
     TOKEN_WEB,
     delete_all,
-    environ,
     namespaces,
     output,
     records,
+    run_kubefixtures,
     run_pytest,
     unique,
     wait_for,
@@ -41,20 +41,6 @@ CRDS = ROOT / "charts" / "kubefixtures-operator" / "crds"
 CLAIMED = "a spare copy from the pool (--kubefixtures-pool-claim)"
 # A copy of token-web comes up in 2-3 s on the local cluster; room for a loaded machine.
 COPY_TIMEOUT = 90
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [str(BIN / "kubefixtures"), *args],
-        env=environ(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, done.stdout + done.stderr
-    return done
 
 
 def spares(cluster: Cluster, home: str, name: str) -> dict[str, str]:
@@ -109,7 +95,7 @@ def pools(
 def create_pool(
     home: str, name: str, size: int, ready_delay: int, *extra: str, pool: str = "web"
 ) -> str:
-    done = cli(
+    done = run_kubefixtures(
         "pool", "create", str(TOKEN_WEB), f"--values=ready_delay={ready_delay}",
         f"--name={pool}", f"--size={size}", f"--environment={name}", f"--namespace={home}",
         *extra,
@@ -143,7 +129,9 @@ def test_the_operator_keeps_n_spares_refills_after_a_claim_and_pool_delete_remov
     )
     listing = wait_for(
         lambda: (
-            (text := cli("pool", "list", f"--namespace={home}").stdout) and " ok" in text and text
+            (text := run_kubefixtures("pool", "list", f"--namespace={home}").stdout)
+            and " ok" in text
+            and text
         ),
         30,
         "the pool's status",
@@ -154,7 +142,7 @@ def test_the_operator_keeps_n_spares_refills_after_a_claim_and_pool_delete_remov
 
     # Spares are never leaks: status and gc (even without grace) keep them.
     selector = f"--selector=kubefixtures.io/environment={name}"
-    gc = cli("gc", "--grace=0", selector).stdout
+    gc = run_kubefixtures("gc", "--grace=0", selector).stdout
     for namespace in first:
         assert f"kept          {namespace}: kept until" in gc
 
@@ -172,11 +160,11 @@ def test_the_operator_keeps_n_spares_refills_after_a_claim_and_pool_delete_remov
     assert len(set(refilled) - set(first)) == 1
     assert namespaces(cluster, name).get(used, True)  # the claimed copy: gone with its session
 
-    deleted = cli("pool", "delete", "web", f"--namespace={home}").stdout
+    deleted = run_kubefixtures("pool", "delete", "web", f"--namespace={home}").stdout
     assert "2 spare namespaces deleted" in deleted, deleted
     assert spares(cluster, home, "web") == {}
     assert cluster.get_or_none(POOL, home, "web") is None
-    assert "no pools in namespace" in cli("pool", "list", f"--namespace={home}").stdout
+    assert "no pools in namespace" in run_kubefixtures("pool", "list", f"--namespace={home}").stdout
     wait_for(
         lambda: not any(not going for going in namespaces(cluster, name).values()),
         60,
@@ -256,7 +244,7 @@ def test_the_pools_never_hold_more_namespaces_than_the_cap(
     for _ in range(10):  # a few rounds of the operator: never a fourth
         assert members() <= 3
         time.sleep(1)
-    listing = cli("pool", "list", f"--namespace={home}").stdout
+    listing = run_kubefixtures("pool", "list", f"--namespace={home}").stdout
     assert "capped: the operator's pools hold 3 namespaces at most" in listing, listing
 
 
@@ -284,11 +272,13 @@ def pool_operator_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     archive = scratch / "operator.tar"
     tag = "pools-" + hashlib.sha256(archive.read_bytes()).hexdigest()[:12]
     loaded = retag_archive(archive, f"kubefixtures.local/operator:{tag}", scratch / "tagged.tar")
-    cli("cluster", "load-image", str(loaded))
+    run_kubefixtures("cluster", "load-image", str(loaded))
     try:
         yield tag
     finally:
-        cli("cluster", "remove-image", f"kubefixtures.local/operator:{tag}", check=False)
+        run_kubefixtures(
+            "cluster", "remove-image", f"kubefixtures.local/operator:{tag}", check=False
+        )
 
 
 def test_the_chart_installed_operator_keeps_a_pool_with_the_rights_the_chart_grants(
@@ -349,7 +339,7 @@ def test_the_chart_installed_operator_keeps_a_pool_with_the_rights_the_chart_gra
             "the refill",
             interval=0.5,
         )
-        deleted = cli("pool", "delete", "web", f"--namespace={home}").stdout
+        deleted = run_kubefixtures("pool", "delete", "web", f"--namespace={home}").stdout
         assert "2 spare namespaces deleted" in deleted
         operator_log = logs()
         assert "spare namespace" in operator_log
