@@ -218,7 +218,9 @@ class PoolKeeper:
             try:
                 await asyncio.to_thread(self.reconcile)
             except Exception as error:  # the API may be briefly away: the next round retries
-                logger.warning("keeping the pools failed: %s", error)
+                self._say("round", f"keeping the pools failed: {error}; retrying")
+            else:
+                self._said.pop("round", None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), RECONCILE_SECONDS)
 
