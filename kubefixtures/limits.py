@@ -16,6 +16,7 @@ import os
 __all__ = [
     "MAX_COUNT",
     "MAX_FILE_BYTES",
+    "MAX_POOL_NAMESPACES",
     "MAX_POOL_SIZE",
     "MAX_RENDERED_BYTES",
     "MAX_SECONDS",
@@ -81,6 +82,10 @@ def parse_count(text: str, *, maximum: int = MAX_COUNT) -> int:
     if not 0 <= count <= maximum:
         raise ValueError(f"{text!r} is out of range: it must be from 0 to {maximum}")
     return count
+
+
+# The operator's cap on the namespaces its pools' copies hold (kubefixtures.operator.pools).
+MAX_POOL_NAMESPACES = 1000
 
 
 def parse_pool_size(text: str) -> int:

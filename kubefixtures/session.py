@@ -132,7 +132,7 @@ class SessionState:
             cluster=self.cluster,
             secrets=lambda: self.secrets,
             reporter=self,
-            pool=self.spare_pool if self.settings.pool else None,
+            pool=self.spare_pool if self.settings.claims_spares else None,
         )
 
     def spare_pool(self) -> SparePool:

@@ -169,6 +169,12 @@ OPTIONS: tuple[Option, ...] = (
         "seconds after which a spare copy is no longer claimed but replaced",
     ),
     Option(
+        "pool-claim",
+        "flag",
+        "claim spare copies that others keep (an operator's pool, `kubefixtures pool "
+        "create`) without keeping any: no copy is started; implied by --kubefixtures-pool",
+    ),
+    Option(
         "diagnostics",
         "flag",
         "add the environment's recent events and its pods' last log lines to the report of "
@@ -227,10 +233,16 @@ class Settings:
     reuse: bool = False
     pool: int = 0
     pool_max_age: float = 3600.0
+    pool_claim: bool = False
     diagnostics: bool = True
     log_lines: int = 50
     report: str | None = None
     route: Route = "auto"
+
+    @property
+    def claims_spares(self) -> bool:
+        """Environments are claimed from pools: this session's (``pool``), or others'."""
+        return self.pool > 0 or self.pool_claim
 
     @classmethod
     def from_config(cls, config: _ConfigLike) -> Settings:
@@ -252,15 +264,22 @@ class Settings:
         namespace = parsed("kubefixtures_namespace", parse_namespace) or None
         reuse = parsed("kubefixtures_reuse", _flag)
         pool = parsed("kubefixtures_pool", parse_pool_size)
+        pool_claim = parsed("kubefixtures_pool_claim", _flag)
         if namespace and reuse:
             raise SettingsError(
                 "--kubefixtures-namespace (ini kubefixtures_namespace) cannot be combined with "
                 "--kubefixtures-reuse: reuse keeps whole namespaces between runs"
             )
-        if namespace and pool:
+        if namespace and (pool or pool_claim):
+            flag = "--kubefixtures-pool" if pool else "--kubefixtures-pool-claim"
             raise SettingsError(
                 "--kubefixtures-namespace (ini kubefixtures_namespace) cannot be combined with "
-                "--kubefixtures-pool: a pool keeps spare copies in namespaces of their own"
+                f"{flag}: a pool keeps spare copies in namespaces of their own"
+            )
+        if reuse and pool_claim and not pool:
+            raise SettingsError(
+                "--kubefixtures-reuse and --kubefixtures-pool-claim (ini kubefixtures_reuse, "
+                "kubefixtures_pool_claim) exclude each other: choose one"
             )
         if reuse and pool:
             # Reuse hands the next run the same, used environment; a pool hands it a fresh one.
@@ -285,6 +304,7 @@ class Settings:
             reuse=reuse,
             pool=pool,
             pool_max_age=parsed("kubefixtures_pool_max_age", parse_seconds),
+            pool_claim=pool_claim,
             diagnostics=parsed("kubefixtures_diagnostics", _flag),
             log_lines=parsed("kubefixtures_log_lines", parse_count),
             report=parsed("kubefixtures_report", parse_report_path) or None,

@@ -62,6 +62,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podAnnotations": {"example.com/scrape": "false"},
         "podLabels": {"team": "ci"},
     },
+    "pools": {
+        "pool": {
+            "maxNamespaces": 12,
+            "kinds": [
+                {"apiGroup": "", "resource": "services"},
+                {"apiGroup": "batch", "resource": "jobs"},
+            ],
+        }
+    },
 }
 
 

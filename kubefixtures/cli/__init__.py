@@ -19,10 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"kubefixtures {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from kubefixtures.cli import cluster, environments, sessions
+    from kubefixtures.cli import cluster, environments, pools, sessions
 
     cluster.register(commands)
     environments.register(commands)
+    pools.register(commands)
     sessions.register(commands)
     return parser
 

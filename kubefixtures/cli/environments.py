@@ -27,7 +27,7 @@ from kubefixtures.settings import ROUTES, Settings
 if TYPE_CHECKING:
     from kubefixtures.provisioning.base import EnvironmentSpec
 
-__all__ = ["register"]
+__all__ = ["add_source_arguments", "register", "spec_of"]
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -35,6 +35,41 @@ def _pair(text: str) -> tuple[str, str]:
     if not equals or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not a NAME=VALUE pair")
     return name.strip(), value
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """SOURCE..., --catalog, --values, --values-file: an environment as ``up`` and
+    ``pool create`` take it (``spec_of`` reads them)."""
+    parser.add_argument("sources", nargs="*", type=Path, metavar="SOURCE")
+    parser.add_argument(
+        "--catalog",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="SERVICE",
+        help="catalog services to bring up with the sources, as catalog(...) does "
+        "(redis, postgres, s3, http_stub: docs/catalog)",
+    )
+    parser.add_argument(
+        "--values",
+        nargs="+",
+        type=_pair,
+        action="extend",
+        default=[],
+        metavar="NAME=VALUE",
+        help="placeholder values (strings), as environment(values=...) gives them; a dotted "
+        "NAME is nested (postgres.database=shop gives ${postgres.database})",
+    )
+    parser.add_argument(
+        "--values-file",
+        dest="values_files",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of values (repeatable, merged in order, under --values), as "
+        "environment(values_files=...) gives them",
+    )
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,41 +82,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "seconds; KUBEFIXTURES_DETAILS=FILE pytest uses it, `kubefixtures down FILE` "
         "deletes it.",
     )
-    up.add_argument("sources", nargs="*", type=Path, metavar="SOURCE")
-    up.add_argument(
-        "--catalog",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="SERVICE",
-        help="catalog services to bring up with the sources, as catalog(...) does "
-        "(redis, postgres, s3, http_stub: docs/catalog)",
-    )
+    add_source_arguments(up)
     up.add_argument(
         "--name",
         help="the environment's name: the fixture name that will use it (default: "
         "kubefixtures_SERVICE for one --catalog service, as kubefixtures.catalog.fixtures "
         "names it; else the first source's name)",
-    )
-    up.add_argument(
-        "--values",
-        nargs="+",
-        type=_pair,
-        action="extend",
-        default=[],
-        metavar="NAME=VALUE",
-        help="placeholder values (strings), as environment(values=...) gives them; a dotted "
-        "NAME is nested (postgres.database=shop gives ${postgres.database})",
-    )
-    up.add_argument(
-        "--values-file",
-        dest="values_files",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a YAML file of values (repeatable, merged in order, under --values), as "
-        "environment(values_files=...) gives them",
     )
     up.add_argument(
         "--details-out",
@@ -200,7 +206,7 @@ def run_up(arguments: argparse.Namespace) -> int:
     from kubefixtures.session import SessionState
     from kubefixtures.settings import parse_image_overrides
 
-    spec = _spec_of(arguments)
+    spec = spec_of(arguments, arguments.name)
     name = spec.name
     try:
         overrides = parse_image_overrides(arguments.image_overrides)
@@ -257,9 +263,10 @@ def run_up(arguments: argparse.Namespace) -> int:
         session.close()
 
 
-def _spec_of(arguments: argparse.Namespace) -> EnvironmentSpec:
-    """The environment ``up`` brings up: its sources (catalog services first), name and
-    values; bad arguments are one line naming the flag."""
+def spec_of(arguments: argparse.Namespace, name: str | None) -> EnvironmentSpec:
+    """The environment ``up`` brings up (or ``pool create`` keeps): its sources (catalog
+    services first), name (``name``, else a default) and values; bad arguments are one line
+    naming the flag."""
     from kubefixtures.catalog._sources import SERVICES, manifests, merged_values
     from kubefixtures.provisioning.base import EnvironmentSpec
 
@@ -276,16 +283,17 @@ def _spec_of(arguments: argparse.Namespace) -> EnvironmentSpec:
         if not source.exists():
             raise KubefixturesError(f"{source}: no such file or directory")
     if not services and not arguments.sources:
-        raise KubefixturesError("up: give SOURCE... or --catalog SERVICE... (or both)")
+        raise KubefixturesError(
+            f"{getattr(arguments, 'what', None) or arguments.command}: give SOURCE... or "
+            "--catalog SERVICE... (or both)"
+        )
     values = _nested_values(arguments.values, services)
     if services:
         values = merged_values(values)  # the catalog's defaults under what was given
     sources = [*(manifests(service) for service in services), *arguments.sources]
-    if arguments.name:
-        name = arguments.name
-    elif len(services) == 1 and not arguments.sources:
+    if not name and len(services) == 1 and not arguments.sources:
         name = f"kubefixtures_{services[0]}"  # the environment of catalog.fixtures' fixture
-    else:
+    elif not name:
         name = _default_name(arguments.sources[0] if arguments.sources else Path("catalog"))
     return EnvironmentSpec(
         name=name,

@@ -69,6 +69,8 @@ ENDPOINT_SLICE = Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslice
 NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False)
 SECRET = Resource("v1", "Secret", "secrets", namespaced=True)
 LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases", namespaced=True)
+# An operator-maintained pool's spec (the chart's crds/pools.yaml; docs/pool.md).
+POOL = Resource("kubefixtures.io/v1alpha1", "Pool", "pools", namespaced=True)
 CRD = Resource(
     "apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False
 )
@@ -317,6 +319,14 @@ class Cluster:
         try:
             self._delete(resource, namespace, name, preconditions)
         except (NotFound, Conflict):
+            return False
+        return True
+
+    def delete(self, resource: Resource, namespace: str | None, name: str) -> bool:
+        """Delete the object (in the background); False when it is gone already."""
+        try:
+            self._delete(resource, namespace, name)
+        except NotFound:
             return False
         return True
 

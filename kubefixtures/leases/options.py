@@ -30,6 +30,15 @@ def _grace(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _pool_cap(text: str) -> int:
+    from kubefixtures.limits import MAX_POOL_NAMESPACES, parse_count
+
+    try:
+        return parse_count(text, maximum=MAX_POOL_NAMESPACES)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_selector_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
     parser.add_argument(
         "-l",
@@ -60,5 +69,21 @@ def add_operator_arguments(parser: argparse.ArgumentParser) -> None:
     add_selector_option(parser)
     parser.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    parser.add_argument(
+        "--pool-namespace",
+        metavar="NAMESPACE",
+        help="where the Pools this operator keeps live (`kubefixtures pool create "
+        "--namespace`; default: $KUBEFIXTURES_OPERATOR_POOL_NAMESPACE, else its own "
+        "namespace, $POD_NAMESPACE)",
+    )
+    parser.add_argument(
+        "--pool-max-namespaces",
+        type=_pool_cap,
+        default=None,
+        metavar="N",
+        help="keep the Pools of --pool-namespace, their copies holding at most N namespaces "
+        "at once, all pools together, 0 to 1000 (default: "
+        "$KUBEFIXTURES_OPERATOR_POOL_MAX_NAMESPACES, else 0: no pools are kept)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every decision")

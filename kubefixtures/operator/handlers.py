@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -20,6 +20,9 @@ from kubefixtures.naming import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kubefixtures.operator.cluster_scoped import ClusterScopedSweeper
 from kubefixtures.operator.config import COMPONENT, OperatorConfig
 from kubefixtures.operator.reaper import Reaper
+
+if TYPE_CHECKING:
+    from kubefixtures.operator.pools import PoolKeeper
 
 __all__ = ["configure", "lease_event", "namespace_event", "reaper_alive", "start", "stop"]
 
@@ -64,10 +67,21 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     sweeper = ClusterScopedSweeper(cluster, config)
     memo["sweeper"] = sweeper
     sweeper.start()
+    if config.pool_namespace and config.pool_max_namespaces > 0:
+        from kubefixtures.operator.pools import PoolKeeper
+
+        # A connection of its own: copies coming up watch and apply, the reaper must not wait.
+        keeper = PoolKeeper(await asyncio.to_thread(Cluster.connect_to_read), config)
+        memo["pools"] = keeper
+        keeper.start()
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    keeper: PoolKeeper | None = memo.get("pools")
+    if keeper is not None:
+        await keeper.stop()
+        keeper.cluster.close()
     sweeper: ClusterScopedSweeper | None = memo.get("sweeper")
     if sweeper is not None:
         await sweeper.stop()
@@ -93,6 +107,7 @@ async def reaper_alive(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.event("v1", "namespaces", labels=MANAGED)
 async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["reaper"].namespace_event(event["type"], event["object"])
+    _poke_pools(memo, event["object"], "name")
 
 
 @kopf.on.event(
@@ -100,3 +115,12 @@ async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 )
 async def lease_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["reaper"].lease_event(event["type"], event["object"])
+    _poke_pools(memo, event["object"], "namespace")
+
+
+def _poke_pools(memo: kopf.Memo, body: Any, field: str) -> None:
+    """A pool's copy changed (claimed, most likely): the keeper refills at once."""
+    keeper: PoolKeeper | None = memo.get("pools")
+    metadata = body.get("metadata") if isinstance(body, dict) else None
+    if keeper is not None and isinstance(metadata, dict):
+        keeper.poke(str(metadata.get(field) or ""))

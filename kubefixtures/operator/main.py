@@ -38,6 +38,10 @@ def start(arguments: argparse.Namespace) -> int:
             updates["grace_seconds"] = arguments.grace
         if arguments.selector:
             updates["selector"] = arguments.selector
+        if arguments.pool_namespace:
+            updates["pool_namespace"] = arguments.pool_namespace
+        if arguments.pool_max_namespaces is not None:
+            updates["pool_max_namespaces"] = arguments.pool_max_namespaces
         config = config.model_copy(update=updates)
     except KubefixturesError as error:
         print(f"kubefixtures: error: {error}", file=sys.stderr)

@@ -67,7 +67,7 @@ def local_provisioning(spec: EnvironmentSpec, session: SessionView) -> FreshProv
 
         strategy = ReuseNamespace(spec, session.settings, session.session_id, session.reporter)
         return FreshProvisioning(spec, session, strategy)
-    if session.settings.pool and session.pool is not None:
+    if session.settings.claims_spares and session.pool is not None:
         from kubefixtures.provisioning.pooled import ClaimSpare
 
         return FreshProvisioning(spec, session, ClaimSpare(spec, session.pool()))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from functools import partial
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
     from kubefixtures.provisioning.base import EnvironmentSpec, SessionView
 
-__all__ = ["ClaimSpare", "NotPoolable", "SparePool", "SpareProvisioning"]
+__all__ = ["ClaimSpare", "NotPoolable", "SparePool", "SpareProvisioning", "retire_spare"]
 
 # A spare whose protection ends sooner than this is left to the reapers rather than claimed:
 # one of them may be deleting it right now.
@@ -96,9 +96,10 @@ class ClaimSpare(NewNamespace):
     def ready_line(self, namespace: str) -> str | None:
         if self.claimed != namespace:
             return None
+        flag = "--kubefixtures-pool" if self.pool.size else "--kubefixtures-pool-claim"
         return (
             f"kubefixtures: environment {self.spec.name!r} claimed namespace {namespace}, a "
-            "spare copy from the pool (--kubefixtures-pool)"
+            f"spare copy from the pool ({flag})"
         )
 
     def leave_up(self, namespace: str, context: str | None) -> tuple[float, str] | None:
@@ -108,21 +109,29 @@ class ClaimSpare(NewNamespace):
 class _NewSpare(NewNamespace):
     """The namespace strategy of a spare: new, labelled as a pool member coming up."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, labels: Mapping[str, str] | None = None) -> None:
         self.key = key
+        self.extra = dict(labels or {})
 
     def labels(self) -> Mapping[str, str]:
         from kubefixtures.leases.pool import POOL_KEY_LABEL, POOL_LABEL, STARTING
 
-        return {POOL_KEY_LABEL: self.key, POOL_LABEL: STARTING}
+        return {**self.extra, POOL_KEY_LABEL: self.key, POOL_LABEL: STARTING}
 
 
 class SpareProvisioning(FreshProvisioning):
     """One spare copy: rendered with secrets of its own, applied and waited for, never
-    forwarded; ``mark_spare`` then hands it to the pool."""
+    forwarded; ``mark_spare`` then hands it to the pool. ``labels`` are added to its
+    namespace's and Lease's (the operator's: which Pool it is for, whose user it serves)."""
 
-    def __init__(self, spec: EnvironmentSpec, session: SessionView, key: str) -> None:
-        super().__init__(spec, session, _NewSpare(key))
+    def __init__(
+        self,
+        spec: EnvironmentSpec,
+        session: SessionView,
+        key: str,
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(spec, session, _NewSpare(key, labels))
         self.secrets = Secrets()  # per copy: no two copies share a password
 
     def _resolve(self, cluster: Cluster, namespace: str) -> None:
@@ -206,9 +215,10 @@ class SparePool:
         return adopted
 
     def refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
-        """Start, in the background, the copies of ``key`` the pool lacks."""
+        """Start, in the background, the copies of ``key`` the pool lacks (none with
+        ``--kubefixtures-pool-claim`` alone: others keep the pool)."""
         with self._lock:
-            if not self._closed:
+            if not self._closed and self.size > 0:
                 self._refilling.submit(self._refill, spec, key, cluster)
 
     def _claim_ready(self, key: str, cluster: Cluster) -> Adopted | None:
@@ -406,33 +416,10 @@ class SparePool:
         return True
 
     def _retire(self, cluster: Cluster, lease: Mapping[str, Any]) -> None:
-        """Delete a spare too old to claim: claimed first (a compare-and-swap like any
-        claim), so that no session gets it meanwhile."""
-        from kubefixtures.leases.policy import holder_identity
-        from kubefixtures.leases.pool import claim_metadata
-        from kubefixtures.leases.renewal import SessionLease
-
-        metadata = lease.get("metadata") or {}
-        namespace = str(metadata.get("namespace") or "")
-        retiring = SessionLease(cluster, namespace, holder_identity(self.session.session_id))
-        try:
-            retiring.take_over(
-                expected_version=str(metadata.get("resourceVersion") or ""),
-                metadata=claim_metadata(),
-            )
-        except KubefixturesError:
-            return  # claimed or retired by someone else meanwhile
-        retiring.settle()
-        self._delete_quietly(cluster, namespace)
+        retire_spare(cluster, lease, self.session.session_id, self.session.reporter.write_line)
 
     def _delete_quietly(self, cluster: Cluster, namespace: str) -> None:
-        try:
-            cluster.delete_namespace(namespace)
-        except KubefixturesError as error:
-            self.session.reporter.write_line(
-                f"kubefixtures: deleting namespace {namespace}: {error}; the operator or "
-                "`kubefixtures gc` deletes it once its lease expires"
-            )
+        delete_quietly(cluster, namespace, self.session.reporter.write_line)
 
     def _say(self, topic: str, line: str) -> None:
         """``line``, once per session and topic."""
@@ -473,3 +460,42 @@ class SparePool:
                 f"{self.size}); unclaimed, each stays ready for {keep_for:g} s after it became "
                 "ready (`kubefixtures status` lists them)"
             )
+
+
+def retire_spare(
+    cluster: Cluster,
+    lease: Mapping[str, Any],
+    session_id: str,
+    warn: Callable[[str], None],
+) -> bool:
+    """Delete a spare (too old, or its pool is gone): claimed first, by a compare-and-swap
+    of its Lease like any claim, so that no session gets it meanwhile. False when someone
+    claimed or retired it first."""
+    from kubefixtures.leases.policy import holder_identity
+    from kubefixtures.leases.pool import claim_metadata
+    from kubefixtures.leases.renewal import SessionLease
+
+    metadata = lease.get("metadata") or {}
+    namespace = str(metadata.get("namespace") or "")
+    retiring = SessionLease(cluster, namespace, holder_identity(session_id))
+    try:
+        retiring.take_over(
+            expected_version=str(metadata.get("resourceVersion") or ""),
+            metadata=claim_metadata(),
+        )
+    except KubefixturesError:
+        return False  # claimed or retired by someone else meanwhile
+    retiring.settle()
+    delete_quietly(cluster, namespace, warn)
+    return True
+
+
+def delete_quietly(cluster: Cluster, namespace: str, warn: Callable[[str], None]) -> None:
+    """Delete a pool member's namespace; a failure is a line (a reaper deletes it later)."""
+    try:
+        cluster.delete_namespace(namespace)
+    except KubefixturesError as error:
+        warn(
+            f"kubefixtures: deleting namespace {namespace}: {error}; the operator or "
+            "`kubefixtures gc` deletes it once its lease expires"
+        )

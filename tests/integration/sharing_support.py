@@ -103,6 +103,21 @@ def run_pytest(
     )
 
 
+def run_kubefixtures(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The `kubefixtures` command; with ``check``, it must succeed."""
+    done = subprocess.run(
+        [str(BIN / "kubefixtures"), *args],
+        env=environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 def records(directory: Path) -> list[dict[str, Any]]:
     path = directory / "records.jsonl"
     if not path.exists():

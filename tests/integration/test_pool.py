@@ -18,7 +18,6 @@ from kubefixtures.kube import Cluster
 from kubefixtures.kube.client import LEASE
 from kubefixtures.leases.pool import POOL_KEY_LABEL, POOL_LABEL, SPARE
 from tests.integration.sharing_support import (
-    BIN,
     TOKEN_WEB,
     delete_all,
     environ,
@@ -26,6 +25,7 @@ from tests.integration.sharing_support import (
     output,
     pytest_command,
     records,
+    run_kubefixtures,
     run_pytest,
     unique,
     wait_for,
@@ -95,16 +95,7 @@ def pooled_run(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def kubefixtures(*args: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "kubefixtures"), *args],
-        env=environ(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return run_kubefixtures(*args).stdout
 
 
 def test_two_concurrent_sessions_claim_two_different_spares(

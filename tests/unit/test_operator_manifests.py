@@ -91,3 +91,56 @@ def test_the_pod_is_hardened_and_configured_from_values() -> None:
         assert doc["metadata"].get("labels", {}).get("app.kubernetes.io/managed-by") != (
             "kubefixtures"
         )
+
+
+def test_pools_add_their_rights_and_the_cap_only_when_asked_for() -> None:
+    docs = render(
+        {"pool": {"maxNamespaces": 12, "kinds": [{"apiGroup": "batch", "resource": "jobs"}]}}
+    )
+    (container,) = pod_spec(docs)["containers"]
+    assert "--pool-max-namespaces=12" in container["args"]
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    rules = cluster_role["rules"]
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create", "patch"]} in rules
+    assert {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["get", "list", "watch", "create", "patch"],
+    } in rules
+    pools = [role for role in by_kind(docs, "Role") if role["metadata"]["name"].endswith("-pools")]
+    (role,) = pools
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {
+            "apiGroups": ["kubefixtures.io"],
+            "resources": ["pools"],
+            "verbs": ["get", "list", "watch", "patch"],
+        }
+    ]
+    # The defaults keep none of it (test_rbac_is_least_privilege checks the rules).
+    (default,) = pod_spec(render())["containers"]
+    assert not any(arg.startswith("--pool") for arg in default["args"])
+    assert not [
+        role for role in by_kind(render(), "Role") if role["metadata"]["name"].endswith("-pools")
+    ]
+
+
+def test_the_pool_crd_is_a_helm_crd() -> None:
+    from tests.chart_support import CHART
+
+    (crd,) = list(yaml.safe_load_all((CHART / "crds" / "pools.yaml").read_text()))
+    assert crd["metadata"]["name"] == "pools.kubefixtures.io"
+    (version,) = crd["spec"]["versions"]
+    assert (crd["spec"]["group"], version["name"], crd["spec"]["names"]["kind"]) == (
+        "kubefixtures.io",
+        "v1alpha1",
+        "Pool",
+    )
+    from kubefixtures.kube.client import POOL
+
+    assert (POOL.api_version, POOL.kind, POOL.plural, POOL.namespaced) == (
+        f"{crd['spec']['group']}/{version['name']}",
+        crd["spec"]["names"]["kind"],
+        crd["spec"]["names"]["plural"],
+        crd["spec"]["scope"] == "Namespaced",
+    )

@@ -11,12 +11,12 @@ import pytest
 from kubefixtures.catalog import manifests
 from kubefixtures.cli import build_parser
 from kubefixtures.cli import main as cli_main
-from kubefixtures.cli.environments import _spec_of
+from kubefixtures.cli.environments import spec_of
 
 
 def spec(*arguments: str):  # type: ignore[no-untyped-def]
     parsed: argparse.Namespace = build_parser().parse_args(["up", *arguments])
-    return _spec_of(parsed)
+    return spec_of(parsed, parsed.name)
 
 
 def test_one_catalog_service_is_named_for_its_ready_fixture() -> None:
