@@ -93,6 +93,7 @@ async def reaper_alive(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.event("v1", "namespaces", labels=MANAGED)
 async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["reaper"].namespace_event(event["type"], event["object"])
+    memo["sweeper"].namespace_event(event["type"], event["object"])
 
 
 @kopf.on.event(
@@ -100,3 +101,4 @@ async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 )
 async def lease_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["reaper"].lease_event(event["type"], event["object"])
+    memo["sweeper"].lease_event(event["type"], event["object"])
