@@ -22,6 +22,8 @@ plus grace (2 minutes by default). With it:
    same signal again, with the default handler: its parent sees "terminated by SIGTERM"
    (shell status 143) as from any other program. SIGINT keeps pytest's own exit status,
    2 (interrupted).
+6. On Pythons with CPython's ``ast.parse`` race (``AST_PARSE_RACE``), the garbage collector
+   is paused from the signal until ``uninstall``: see ``_pause_the_collector``.
 
 Handlers are installed only in the main thread, and only over the default handlers: a
 program that installed its own keeps it. Process-wide state, because signals are.
@@ -30,8 +32,10 @@ program that installed its own keeps it. Process-wide state, because signals are
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +43,7 @@ from types import FrameType
 from typing import Any
 
 __all__ = [
+    "AST_PARSE_RACE",
     "CANCEL_SIGNALS",
     "RELEASE_AFTER",
     "exit_by_signal",
@@ -56,6 +61,17 @@ CANCEL_SIGNALS = tuple(
 # Seconds from the signal to releasing what is not deleted yet: CI runners commonly allow
 # 5 to 10 s between SIGTERM and SIGKILL (GitHub Actions 7.5 s, GitLab 5 s... or less).
 RELEASE_AFTER = 3.0
+# CPython 3.11.0-3.11.7 and 3.12.0-3.12.1 keep ast.parse's recursion depth in one place for
+# the whole process (python/cpython#106905, fixed in 3.11.8 and 3.12.2 by #113035): when a
+# garbage collection inside ast.parse runs Python code (a finalizer, a gc callback) that
+# parses too, or that lets another thread parse, the first parse fails with "SystemError:
+# AST constructor recursion depth mismatch". pytest parses source files to format the
+# KeyboardInterrupt while our threads clean up, and Python 3.11's traceback module parses
+# every line it formats (a thread logging an error): CI saw the run end with that error,
+# status 1 instead of 2.
+AST_PARSE_RACE = (3, 11) <= sys.version_info[:3] < (3, 11, 8) or (
+    (3, 12) <= sys.version_info[:3] < (3, 12, 2)
+)
 
 
 class _State:
@@ -66,6 +82,7 @@ class _State:
         self.interrupt = True  # False once pytest has torn down (see finishing())
         self.previous: dict[int, Any] = {}
         self.callbacks: list[Callable[[int], None]] = []
+        self.collector_paused = False  # by _pause_the_collector: resumed by uninstall
 
 
 _state = _State()
@@ -120,6 +137,9 @@ def uninstall(on_cancel: Callable[[int], None]) -> None:
         _state.previous.clear()
         _state.requested = None
         _state.interrupt = True
+        if _state.collector_paused:
+            _state.collector_paused = False
+            gc.enable()
 
 
 def finishing() -> None:
@@ -131,12 +151,23 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     if _state.requested is not None:
         return  # cleaning up already: a second signal must not cut the cleanup short
     _state.requested, _state.requested_at = signum, time.monotonic()
+    _pause_the_collector()
     for callback in list(_state.callbacks):
         with contextlib.suppress(Exception):  # a broken callback must not stop the rest
             callback(signum)
     threading.Thread(target=_release_later, name="kubefixtures-release", daemon=True).start()
     if _state.interrupt:
         raise KeyboardInterrupt
+
+
+def _pause_the_collector() -> None:
+    """Where ``AST_PARSE_RACE``: no garbage collection until the session ends. Without one,
+    nothing inside ``ast.parse`` lets another thread run, so pytest's formatting of the
+    interrupt cannot meet another thread's parse. Reference counting still frees all but
+    cycles, for the few seconds a cancelled session has left."""
+    if AST_PARSE_RACE and gc.isenabled():
+        gc.disable()
+        _state.collector_paused = True
 
 
 def _release_later() -> None:

@@ -71,8 +71,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status = commands.add_parser(
         "status",
         help="list the kubefixtures sessions on the cluster",
-        description="One line per namespace managed by kubefixtures: owner, host, age, lease "
-        "state and keep-until.",
+        description="One line per namespace managed by kubefixtures, and per session in an "
+        "existing namespace (--kubefixtures-namespace; marked '(existing namespace)', its age "
+        "the session's): owner, host, age, lease state and keep-until.",
     )
     add_grace_option(status)
     add_selector_option(status)
@@ -241,6 +242,13 @@ def _owner(session: SessionNamespace) -> str:
     return f"{owner} (ci {job})" if job else owner
 
 
+def _namespace_column(session: SessionNamespace) -> str:
+    """The namespace, marked when it is not ours (``--kubefixtures-namespace``): only the
+    session's objects in it are ever deleted."""
+    existing = session.lease is not None and session.lease.existing_namespace
+    return f"{session.name} (existing namespace)" if existing else session.name
+
+
 def status_rows(
     sessions: Sequence[SessionNamespace], now: datetime, grace: float
 ) -> list[list[str]]:
@@ -249,7 +257,7 @@ def status_rows(
         kept = session.kept_until
         rows.append(
             [
-                session.name,
+                _namespace_column(session),
                 _owner(session),
                 session.labels.get(HOST_LABEL, "?"),
                 _age(now - session.created),
@@ -262,13 +270,19 @@ def status_rows(
 
 def run_status(arguments: argparse.Namespace) -> int:
     from kubefixtures.kube.client import Cluster
+    from kubefixtures.leases.existing_namespaces import existing_session, list_existing
     from kubefixtures.leases.reaping import list_sessions
 
     cluster = Cluster.connect_to_read(arguments.kubeconfig, arguments.context)
     try:
         sessions = list_sessions(cluster, arguments.selector)
+        # Sessions in namespaces they did not create: found by their Leases alone.
+        sessions += [
+            existing_session(lease) for lease in list_existing(cluster, arguments.selector)
+        ]
     finally:
         cluster.close()
+    sessions.sort(key=lambda session: session.name)
     if not sessions:
         print(f"no kubefixtures sessions on {cluster.description}")
         return 0

@@ -168,12 +168,15 @@ def reap_cluster_scoped(
     dry_run: bool = False,
     resources: Sequence[Resource] | None = None,
     forbidden: set[Resource] | None = None,
+    occupied: set[Resource] | None = None,
     now: Callable[[], datetime] = _now,
 ) -> list[Reaped]:
     """One sweep over every managed cluster-scoped object (of ``resources``, or of every
     cluster-scoped kind that can be listed and deleted); kinds we may not list are skipped,
     and added to ``forbidden`` when given (so that a caller sweeping again can leave them
-    out). Objects whose owners all live are not reported."""
+    out). The kinds found holding managed objects (or that could not be listed for another
+    reason: they may) are added to ``occupied`` when given. Objects whose owners all live
+    are not reported."""
     grace = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
     kinds = [
         kind
@@ -200,7 +203,11 @@ def reap_cluster_scoped(
                 forbidden.add(resource)
             continue
         except KubefixturesError:  # an API that is down: the next sweep tries again
+            if occupied is not None:
+                occupied.add(resource)
             continue
+        if objects and occupied is not None:
+            occupied.add(resource)
         for obj in objects:
             outcome = _judge(
                 cluster, resource, obj, alive=alive, grace=grace, now=now(), dry_run=dry_run

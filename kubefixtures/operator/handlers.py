@@ -107,6 +107,7 @@ async def reaper_alive(memo: kopf.Memo, **_: Any) -> str:
 @kopf.on.event("v1", "namespaces", labels=MANAGED)
 async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["reaper"].namespace_event(event["type"], event["object"])
+    memo["sweeper"].namespace_event(event["type"], event["object"])
     _poke_pools(memo, event["object"], "name")
 
 
@@ -115,6 +116,7 @@ async def namespace_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> No
 )
 async def lease_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["reaper"].lease_event(event["type"], event["object"])
+    memo["sweeper"].lease_event(event["type"], event["object"])
     _poke_pools(memo, event["object"], "namespace")
 
 

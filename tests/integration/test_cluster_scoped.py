@@ -418,6 +418,42 @@ def test_a_killed_sessions_cluster_scoped_objects_are_reaped_by_the_operator(
     assert f"deleted customresourcedefinition/widgets.{group}: owners gone" in runner.output
 
 
+def test_objects_made_after_the_operators_full_sweep_are_reaped_when_their_session_dies(
+    kubefixtures_cluster: Cluster,
+    group: str,
+    sessions: Callable[..., Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At rest the sweep lists only kinds that held managed objects (none here: the selector
+    narrows it to this test's fixture); the session's CRD, ClusterRole and binding come
+    after the operator's first full sweep, and the next full one is an hour away: the
+    session's end must make the sweep list every kind."""
+    from kopf.testing import KopfRunner
+
+    from kubefixtures.operator import cluster_scoped
+
+    cluster = kubefixtures_cluster
+    fixture = fixture_name()
+    monkeypatch.setattr(cluster_scoped, "FULL_SWEEP_SECONDS", 3600.0)
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_GRACE", str(GRACE_SECONDS))
+    monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"{ENVIRONMENT_LABEL}={fixture}")
+    with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+        time.sleep(cluster_scoped.SWEEP_SECONDS + 1)  # the first, full, sweep is done
+        session = sessions(fixture, group)
+        namespace = session.namespace()
+        time.sleep(cluster_scoped.SWEEP_SECONDS + 1)  # a sweep at rest, which lists nothing
+        assert not namespace_going(cluster, namespace)
+        session.kill()
+        reaped = wait_until(
+            lambda: not cluster_scoped_left(cluster, group, [namespace]),
+            LEASE_SECONDS + GRACE_SECONDS + 15,
+            "the killed session's cluster-scoped objects reaped",
+        )
+    print(f"cluster-scoped objects reaped {reaped:.1f} s after SIGKILL (lease {LEASE_SECONDS} s)")
+    assert runner.exit_code == 0, runner.output
+    assert f"deleted customresourcedefinition/widgets.{group}: owners gone" in runner.output
+
+
 CHART = ENVIRONMENTS / "chart-hooks"
 GADGETS = "gadgets.hooks.kubefixtures.test"
 HOOKED = """

@@ -26,7 +26,7 @@ from kubefixtures.kube.client import LEASE, Resource
 from kubefixtures.kube.config import load_config
 from kubefixtures.leases.existing_namespaces import APPLIED_KINDS_ANNOTATION
 from kubefixtures.leases.policy import EXISTING_NAMESPACE_LABEL, LEASE_NAME
-from kubefixtures.naming import ENVIRONMENT_LABEL, SESSION_LABEL
+from kubefixtures.naming import ENVIRONMENT_LABEL, HOST_LABEL, SESSION_LABEL, USER_LABEL
 from tests.integration.sharing_support import BIN
 from tests.integration.test_cluster_scoped import (
     ENVIRONMENTS,
@@ -203,6 +203,37 @@ def test_a_session_leaves_the_namespace_and_what_is_not_ours_and_refuses_a_secon
     assert session_objects(cluster, team.namespace, session_id) == []
     assert the_lease(cluster, team.namespace) is None
     assert_left_alone(cluster, team.namespace)
+
+
+def test_status_lists_a_session_in_an_existing_namespace_marked_as_such(
+    kubefixtures_cluster: Cluster,
+    team: Team,
+    sessions: Callable[..., Session],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kubefixtures.cli import main as cli_main
+
+    fixture = fixture_name()
+    session = sessions(fixture)
+    session.namespace()
+    lease = the_lease(kubefixtures_cluster, team.namespace)
+    assert lease is not None
+    capsys.readouterr()
+    assert cli_main(["status", f"--selector={ENVIRONMENT_LABEL}={fixture}"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[:2] == ["NAMESPACE", "OWNER"], header
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row.startswith(f"{team.namespace} (existing namespace) "), row
+    labels = lease["metadata"]["labels"]
+    assert f" {labels[USER_LABEL]} " in row, row
+    assert f" {labels[HOST_LABEL]} " in row, row
+    assert " live (" in row, row
+    assert session.finish() == 0, session.output
+    capsys.readouterr()
+    assert cli_main(["status", f"--selector={ENVIRONMENT_LABEL}={fixture}"]) == 0
+    assert capsys.readouterr().out.startswith("no kubefixtures sessions on ")
+    assert_left_alone(kubefixtures_cluster, team.namespace)
 
 
 def test_an_object_not_ours_of_the_same_name_is_refused_and_untouched(

@@ -133,3 +133,63 @@ def test_prestart_off_brings_nothing_up_in_advance_on_workers(
         cache["started"] + cache["seconds"] <= shop["started"]
     )
     assert calls(pytester, "setup") == ["cache", "per_module", "shop"]
+
+
+# An environment that requires a fixture (an image built and loaded into the cluster, say).
+REQUIRES = """
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def image():
+    with LOG.open("a") as out:
+        out.write(f"requirement image {{os.environ.get('PYTEST_XDIST_WORKER', '-')}}\\n")
+    return "kubefixtures.local/shop:dev"
+
+
+needs_image = environment("manifests/", requires=["image"])
+"""
+
+USES_NEEDS_IMAGE = """
+import pytest
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_uses_the_environment_with_a_requirement(needs_image, shop, index):
+    assert needs_image.namespace != shop.namespace
+"""
+
+
+def test_an_environment_with_requires_comes_up_after_its_requirement_once_for_all_workers(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """Not in advance (docs/sharing.md says why): the first worker whose test needs it sets
+    the required fixture up, then brings it up; the other worker attaches to it, after
+    setting the requirement up in its own process (pytest fixtures are per process)."""
+    pytester.makeconftest(FAKE.format(ready=0.5) + REQUIRES.format())
+    (pytester.path / "manifests").mkdir()
+    pytester.makepyfile(test_both=BOTH, test_requires=USES_NEEDS_IMAGE)
+    report = tmp_path / "session.json"
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "-p", "no:cacheprovider", f"--kubefixtures-report={report}"
+    )
+    result.assert_outcomes(passed=8)
+    lines = [line.split() for line in (pytester.path / "calls.log").read_text().splitlines()]
+    [manager] = [line[2] for line in lines if line[:2] == ["setup", "needs_image"]]
+    requirements = [line[2] for line in lines if line[:2] == ["requirement", "image"]]
+    # After the requirement, on the worker that brought it up; never before a test needed it.
+    assert lines.index(["requirement", "image", manager]) < lines.index(
+        ["setup", "needs_image", manager]
+    )
+    assert len(requirements) == len(set(requirements))  # once per worker that needed it
+    data = json.loads(report.read_text())
+    assert brought_up(data, "needs_image")["worker"] == manager
+    # Each environment came up once for the whole run.
+    assert sorted(line[1] for line in lines if line[0] == "setup") == [
+        "cache",
+        "needs_image",
+        "shop",
+    ]

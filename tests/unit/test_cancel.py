@@ -3,6 +3,7 @@ are ignored, handlers are restored; and the release of unsettled Leases."""
 
 from __future__ import annotations
 
+import gc
 import signal
 from collections.abc import Iterator
 
@@ -71,6 +72,36 @@ def test_uninstall_restores_the_handlers_once_nobody_needs_them(installed: list[
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert cancel.requested() is None
+
+
+@pytest.mark.parametrize("race", [True, False], ids=["ast-parse-race", "fixed-python"])
+def test_the_collector_is_paused_from_the_signal_to_uninstall_where_ast_parse_races(
+    installed: list[int], monkeypatch: pytest.MonkeyPatch, race: bool
+) -> None:
+    monkeypatch.setattr(cancel, "AST_PARSE_RACE", race)
+    try:
+        assert gc.isenabled()
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert gc.isenabled() is not race
+        cancel.uninstall(installed.append)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_collector_paused_by_someone_else_stays_paused(
+    installed: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cancel, "AST_PARSE_RACE", True)
+    gc.disable()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        cancel.uninstall(installed.append)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_someone_elses_handler_is_left_alone() -> None:

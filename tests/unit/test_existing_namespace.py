@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kubefixtures.cli.sessions import status_rows
 from kubefixtures.commands_for_people import kept_objects_lines
 from kubefixtures.errors import SettingsError
 from kubefixtures.leases.existing_namespaces import (
@@ -96,6 +97,21 @@ def test_a_dead_sessions_lease_condemns_its_objects_only() -> None:
     decision = decide(namespace, NOW, 60)
     assert not decision.delete
     assert "not ours" in decision.reason
+
+
+def test_status_marks_a_session_in_an_existing_namespace_and_gives_its_own_age() -> None:
+    live, dead = lease(NOW - timedelta(seconds=10)), lease(NOW - timedelta(minutes=3))
+    [header, *rows] = status_rows([existing_session(live), existing_session(dead)], NOW, 60)
+    assert header[0] == "NAMESPACE"
+    assert [row[0] for row in rows] == ["team-ci (existing namespace)"] * 2
+    assert [row[3] for row in rows] == ["5m", "8m"]  # the session's Lease, not the namespace
+    assert rows[0][4] == "live (50s left)"
+    assert rows[1][4] == "expired 2m ago (leaked)"
+    # A namespace of our own is not marked.
+    ours = namespace_from_object(
+        {"metadata": {"name": "kf-shop-ab12cd", "creationTimestamp": format_time(NOW)}}
+    )
+    assert status_rows([ours], NOW, 60)[1][0] == "kf-shop-ab12cd"
 
 
 def test_an_owner_in_an_existing_namespace_is_judged_by_its_lease() -> None:
