@@ -30,6 +30,7 @@ from kubefixtures.kube.client import CRD, NAMESPACE, Resource
 from kubefixtures.kube.errors import ApiError
 from kubefixtures.leases.ownership import OWNERS_ANNOTATION
 from kubefixtures.naming import ENVIRONMENT_LABEL, MANAGED_BY_LABEL
+from tests.integration.operator_support import operator_in_process
 
 pytestmark = pytest.mark.cluster
 
@@ -394,7 +395,6 @@ def test_a_killed_sessions_cluster_scoped_objects_are_reaped_by_the_operator(
     sessions: Callable[..., Session],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kopf.testing import KopfRunner
 
     cluster = kubefixtures_cluster
     lookalike = create_lookalike(cluster, group)
@@ -403,7 +403,7 @@ def test_a_killed_sessions_cluster_scoped_objects_are_reaped_by_the_operator(
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"{ENVIRONMENT_LABEL}={fixture}")
     session = sessions(fixture, group)
     namespace = session.namespace()
-    with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+    with operator_in_process() as runner:
         session.kill()
         reaped = wait_until(
             lambda: not cluster_scoped_left(cluster, group, [namespace]),
@@ -428,7 +428,6 @@ def test_objects_made_after_the_operators_full_sweep_are_reaped_when_their_sessi
     narrows it to this test's fixture); the session's CRD, ClusterRole and binding come
     after the operator's first full sweep, and the next full one is an hour away: the
     session's end must make the sweep list every kind."""
-    from kopf.testing import KopfRunner
 
     from kubefixtures.operator import cluster_scoped
 
@@ -437,7 +436,7 @@ def test_objects_made_after_the_operators_full_sweep_are_reaped_when_their_sessi
     monkeypatch.setattr(cluster_scoped, "FULL_SWEEP_SECONDS", 3600.0)
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_GRACE", str(GRACE_SECONDS))
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"{ENVIRONMENT_LABEL}={fixture}")
-    with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+    with operator_in_process() as runner:
         time.sleep(cluster_scoped.SWEEP_SECONDS + 1)  # the first, full, sweep is done
         session = sessions(fixture, group)
         namespace = session.namespace()

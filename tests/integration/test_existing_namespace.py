@@ -27,6 +27,7 @@ from kubefixtures.kube.config import load_config
 from kubefixtures.leases.existing_namespaces import APPLIED_KINDS_ANNOTATION
 from kubefixtures.leases.policy import EXISTING_NAMESPACE_LABEL, LEASE_NAME
 from kubefixtures.naming import ENVIRONMENT_LABEL, HOST_LABEL, SESSION_LABEL, USER_LABEL
+from tests.integration.operator_support import operator_in_process
 from tests.integration.sharing_support import BIN
 from tests.integration.test_cluster_scoped import (
     ENVIRONMENTS,
@@ -326,7 +327,6 @@ def test_a_killed_sessions_objects_are_reaped_by_the_operator_but_never_the_name
     sessions: Callable[..., Session],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kopf.testing import KopfRunner
 
     cluster = kubefixtures_cluster
     fixture = fixture_name()
@@ -335,7 +335,7 @@ def test_a_killed_sessions_objects_are_reaped_by_the_operator_but_never_the_name
     session = sessions(fixture)
     session.namespace()
     session_id = the_lease(cluster, team.namespace)["metadata"]["labels"][SESSION_LABEL]  # type: ignore[index]
-    with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+    with operator_in_process() as runner:
         session.kill()
         reaped = wait_until(
             lambda: the_lease(cluster, team.namespace) is None,

@@ -38,6 +38,7 @@ from kubefixtures.leases.policy import (
 )
 from kubefixtures.leases.reaping import EVENT_REASON, list_sessions
 from kubefixtures.settings import Settings
+from tests.integration.operator_support import operator_in_process
 
 pytestmark = pytest.mark.cluster
 
@@ -431,7 +432,6 @@ def test_in_process_operator_reaps_what_decide_condemns(
     cleanup: Callable[[str], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kopf.testing import KopfRunner
 
     cluster = kubefixtures_cluster
     environment = cleanup(unique_environment())
@@ -444,7 +444,7 @@ def test_in_process_operator_reaps_what_decide_condemns(
     create_stale_lease(cluster, lookalike, lookalike_labels(environment))
     dead.kill()
     try:
-        with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+        with operator_in_process() as runner:
             wait_until(lambda: state(cluster, no_lease) != "active", 10, f"deletion of {no_lease}")
             wait_until(lambda: state(cluster, dead.namespace) != "active", 3 + 1 + 5, "reaping")
             time.sleep(4)  # more than a lease period: the live one is renewed, not reaped
@@ -600,8 +600,6 @@ def test_the_liveness_probe_fails_once_the_reaper_task_has_ended(
     import urllib.error
     import urllib.request
 
-    from kopf.testing import KopfRunner
-
     from kubefixtures.operator.reaper import Reaper
 
     environment = cleanup(unique_environment())
@@ -620,8 +618,7 @@ def test_the_liveness_probe_fails_once_the_reaper_task_has_ended(
         except OSError:
             return 0  # not serving yet
 
-    args = ["run", "-A", "--standalone", "-m", "kubefixtures.operator", f"--liveness={url}"]
-    with KopfRunner(args) as runner:
+    with operator_in_process(f"--liveness={url}") as runner:
         wait_until(lambda: health() == 200, 20, "a healthy operator")
         (reaper,) = [
             obj for obj in gc.get_objects() if isinstance(obj, Reaper) and obj._task is not None

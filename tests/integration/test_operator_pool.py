@@ -20,6 +20,7 @@ import pytest
 from kubefixtures.kube import Cluster
 from kubefixtures.kube.client import LEASE, POOL
 from kubefixtures.leases.pool import POOL_KEY_LABEL, SPARE, operator_pool_selector
+from tests.integration.operator_support import operator_in_process
 from tests.integration.sharing_support import (
     BIN,
     TOKEN_WEB,
@@ -72,7 +73,6 @@ def pools(
 ) -> Iterator[tuple[str, str]]:
     """(the namespace of the Pools, the environment's name), with an operator keeping the
     Pools of that namespace running in this process."""
-    from kopf.testing import KopfRunner
 
     cluster = kubefixtures_cluster
     subprocess.run([str(BIN / "kubectl"), "apply", "-f", str(CRDS)], check=True, timeout=60)
@@ -84,7 +84,7 @@ def pools(
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_SELECTOR", f"kubefixtures.io/environment={name}")
     monkeypatch.setenv("KUBEFIXTURES_OPERATOR_GRACE", "1")
     try:
-        with KopfRunner(["run", "-A", "--standalone", "-m", "kubefixtures.operator"]) as runner:
+        with operator_in_process() as runner:
             yield home, name
         assert runner.exit_code == 0, runner.output
     finally:
