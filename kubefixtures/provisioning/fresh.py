@@ -462,12 +462,16 @@ class FreshProvisioning:
 
     def _wait_ready(self, cluster: Cluster) -> None:
         """Wait until every namespaced object of the environment is ready, within its deadline."""
-        from kubefixtures.readiness.wait import Tracked, wait_ready  # lazy: kube with it
+        from kubefixtures.readiness.wait import Tracked, ready_now, wait_ready  # lazy: kube
 
         assert self.namespace is not None
         tracked = [
             Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
         ]
+        # A pool's spare was ready when it became one: one look confirms it (watching is for
+        # objects still on their way, and would cost a list and a watch per kind).
+        if self._applied and ready_now(cluster, self.namespace, tracked):
+            return
         wait_ready(
             cluster,
             self.namespace,

@@ -29,7 +29,6 @@ hooks belong to one session (they come up as without a pool, and the session say
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -75,14 +74,6 @@ class ClaimSpare(NewNamespace):
     def choose(self, connecting: Future[Cluster]) -> Adopted | None:
         from kubefixtures.provisioning.reused import reuse_key
 
-        # The details' models (pydantic, a few tenths of a second) load while the claim
-        # waits on the API: a claimed copy is ready so soon that they would come last.
-        threading.Thread(
-            target=importlib.import_module,
-            args=("kubefixtures.details",),
-            name="kubefixtures-import",
-            daemon=True,
-        ).start()
         self._key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
         self._cluster = connecting.result()
         adopted = self.pool.claim(self._key, self._cluster)
