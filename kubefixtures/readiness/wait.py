@@ -28,7 +28,7 @@ from kubefixtures.readiness.rules import (
     pod_is_hopeless,
 )
 
-__all__ = ["Tracked", "ready_now", "wait_ready"]
+__all__ = ["Listed", "Tracked", "ready_now", "wait_ready"]
 
 JSON = dict[str, Any]
 _MAX_DETAIL_PODS = 5
@@ -121,10 +121,19 @@ def _kinds_to_watch(watched: Sequence[Tracked]) -> set[Resource]:
     return kinds
 
 
-def ready_now(cluster: Cluster, namespace: str, tracked: Sequence[Tracked]) -> bool:
-    """Whether every tracked object is ready right now, judged from one list per kind (made
-    side by side): the cheap check of objects that were ready before they were asked for (a
-    pool's spare). False, also when a list fails: then ``wait_ready`` watches them."""
+@dataclass(frozen=True)
+class Listed:
+    """What one list per kind showed: the objects of each kind, and each list's
+    resourceVersion (to watch from)."""
+
+    items: Mapping[str, list[JSON]]
+    versions: Mapping[str, str]
+
+
+def ready_now(cluster: Cluster, namespace: str, tracked: Sequence[Tracked]) -> Listed | None:
+    """The lists, if every tracked object is ready right now, judged from one list per kind
+    (made side by side): the cheap check of objects that were ready before they were asked
+    for (a pool's spare). None when one is not, or a list failed: ``wait_ready`` watches."""
     from kubefixtures.kube.client import run_concurrently
 
     watched = [
@@ -136,14 +145,22 @@ def ready_now(cluster: Cluster, namespace: str, tracked: Sequence[Tracked]) -> b
         kinds.append(ENDPOINT_SLICE)
     try:
         listings = run_concurrently(
-            [partial(cluster.items, resource, namespace) for resource in kinds]
+            [partial(cluster.list_objects, resource, namespace) for resource in kinds]
         )
     except ClusterError:
-        return False
+        return None
     state = WatchedObjects()
-    for resource, items in zip(kinds, listings, strict=True):
-        state.replace(resource, items)
-    return all(verdict.ready for _, verdict in _Judge(watched, state).verdicts())
+    for resource, listing in zip(kinds, listings, strict=True):
+        state.replace(resource, listing.get("items") or [])
+    if not all(verdict.ready for _, verdict in _Judge(watched, state).verdicts()):
+        return None
+    return Listed(
+        items={resource.kind: state.of_kind(resource.kind) for resource in kinds},
+        versions={
+            resource.kind: str((listing.get("metadata") or {}).get("resourceVersion") or "")
+            for resource, listing in zip(kinds, listings, strict=True)
+        },
+    )
 
 
 def wait_ready(
