@@ -56,6 +56,7 @@ _PRELOADED = (
     "kubefixtures.readiness.wait",
     "kubefixtures.kube.portforward",
     "kubefixtures.details",
+    "kubefixtures.report.model",
 )
 _importing: list[threading.Thread] = []  # the one import thread, once started
 
