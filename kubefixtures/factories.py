@@ -4,9 +4,9 @@ services on Kubernetes::
     shop = environment("manifests/shop/", values={"redis_version": "7"})
 
 The fixture is named after the variable (or ``name=``); its value is an ``Environment``.
-Nothing happens at declaration time beyond checking the arguments (and starting to import,
-in the background, what bringing environments up needs): the cluster is only contacted
-once pytest is configured, and nothing is created before a collected test uses the fixture.
+Nothing happens at declaration time beyond checking the arguments: the cluster is only
+contacted (and what bringing environments up needs imported, in the background) once pytest
+is configured, and nothing is created before a collected test uses the fixture.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from kubefixtures.readiness.app import Probe
     from kubefixtures.session import SessionState
 
-__all__ = ["declared", "environment", "prestart"]
+__all__ = ["declared", "environment", "imported", "prestart", "start_importing"]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
@@ -41,11 +41,15 @@ _declarations: list[object] = []  # every environment() fixture declared in this
 
 
 # What bringing the first environment up imports: about 0.25 s of CPU (pydantic's models,
-# the API client, the forwarder), imported from the first declaration on in a background
-# thread, so that it overlaps pytest's own start-up, the connection and collection instead
-# of coming after them. Packages before their modules (see ``_imported``).
+# the API client, the forwarder). The plugin starts importing it in a background thread
+# once pytest is configured, beside the connection (``start_importing``), and collection
+# waits for it (``imported``). Packages before their modules.
 _PRELOADED = (
     "kubefixtures.kube",
+    "kubefixtures.kube.portforward",
+    "kubefixtures.control",
+    "kubefixtures.details",
+    "kubefixtures.report.model",
     "kubefixtures.session",
     "kubefixtures.provisioning.dispatch",
     "kubefixtures.provisioning.shared",
@@ -54,16 +58,13 @@ _PRELOADED = (
     "kubefixtures.xdist.workers",
     "kubefixtures.leases.renewal",
     "kubefixtures.readiness.wait",
-    "kubefixtures.kube.portforward",
-    "kubefixtures.details",
-    "kubefixtures.report.model",
 )
 _importing: list[threading.Thread] = []  # the one import thread, once started
 
 
-def _start_importing() -> None:
-    """Import what bringing environments up needs, in a background thread. Nothing here
-    talks to a cluster."""
+def start_importing() -> None:
+    """Import what bringing environments up needs, in a background thread (once). Nothing
+    here talks to a cluster."""
 
     def load() -> None:
         for name in _PRELOADED:
@@ -72,15 +73,18 @@ def _start_importing() -> None:
             except Exception:  # the import that needs it says what is wrong
                 return
 
+    if _importing:
+        return
     thread = threading.Thread(target=load, name="kubefixtures-import", daemon=True)
     _importing.append(thread)
     thread.start()
 
 
-def _imported() -> None:
-    """Wait for the background import before the main thread imports any of it: a thread
-    that imports a module while another imports its package may get it half-initialised
-    (ImportError: partially initialized module)."""
+def imported() -> None:
+    """Wait for the background import. Called before anything else may import modules of
+    the package (test modules, as they are collected; the fixtures): a thread that imports
+    a module while another imports its package may get it half-initialised (ImportError:
+    partially initialized module), so the two never overlap."""
     for thread in _importing:
         thread.join()
 
@@ -135,9 +139,9 @@ def environment(
     )
 
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
-        # Imported here, when a test needs an environment (in the background since the
-        # conftest loaded: see _start_importing).
-        _imported()
+        # Imported here, when a test needs an environment (in the background since pytest
+        # was configured: see start_importing).
+        imported()
         from kubefixtures.provisioning.dispatch import provisioning_for
         from kubefixtures.session import session_state
         from kubefixtures.xdist.workers import coordinator
@@ -190,8 +194,6 @@ def environment(
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
     # Found again by prestart() through pytest's fixture definitions.
     fixture.__dict__["__kubefixtures__"] = declaration
-    if not _declarations:
-        _start_importing()
     _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
 
@@ -313,7 +315,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
     if not wanted:
         return
     # Only now: a suite that uses no environment never imports any of this.
-    _imported()
+    imported()
     from kubefixtures.provisioning.dispatch import provisioning_for
     from kubefixtures.provisioning.shared import SharedProvisioning
     from kubefixtures.session import session_state
