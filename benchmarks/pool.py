@@ -82,7 +82,7 @@ def test_answers(index):
 
 # What a session says when its pool was short of spares (a copy that never became one, a
 # claim that found none): shown with the measurement, never hidden.
-POOL_TROUBLE = ("never became", "no ready spare", "not refilling", "not claiming")
+POOL_TROUBLE = ("never became", "no ready spare", "ran dry", "not refilling", "not claiming")
 
 
 def write_session_suite(directory: Path, name: str) -> None:

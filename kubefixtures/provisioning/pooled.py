@@ -30,6 +30,7 @@ hooks belong to one session (they come up as without a pool, and the session say
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -76,9 +77,8 @@ class ClaimSpare(NewNamespace):
 
         self._key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
         self._cluster = connecting.result()
-        adopted = self.pool.claim(self._key, self._cluster)
+        adopted = self.pool.claim(self._key, self._cluster, self.spec.name)
         self.claimed = adopted.namespace if adopted is not None else None
-        self.pool.counted(self.spec, claimed=adopted is not None)
         return adopted
 
     def settled(self) -> None:
@@ -172,6 +172,7 @@ class SparePool:
         # environment name -> its claims, and those that found no spare
         self._claims: dict[str, int] = {}
         self._misses: dict[str, int] = {}
+        self._waits: dict[str, tuple[int, float]] = {}  # claims that waited for a copy
         # The session ends: no refill is asked for any more, but those asked for already
         # run and start their copies (skipping them left the pool a copy short: it ran dry).
         self._closed = False
@@ -196,12 +197,17 @@ class SparePool:
 
     # --- claiming --------------------------------------------------------------------------
 
-    def claim(self, key: str, cluster: Cluster) -> Adopted | None:
-        """A ready spare of ``key``, now this session's (None: there is none). The caller
-        then asks for a ``refill``, once its environment is up."""
+    def claim(self, key: str, cluster: Cluster, name: str) -> Adopted | None:
+        """A ready spare of ``key`` (environment ``name``), now this session's (None: there
+        is none). The caller then asks for a ``refill``, once its environment is up."""
         adopted = self._claim_ready(key, cluster)
-        if adopted is None and self._refilled() and self._wait_for_own(key):
-            adopted = self._claim_ready(key, cluster)
+        waited = 0.0
+        if adopted is None:
+            started = time.monotonic()
+            if self._refilled() and self._wait_for_own(key):
+                adopted = self._claim_ready(key, cluster)
+            waited = time.monotonic() - started
+        self.counted(name, adopted is not None, waited)
         return adopted
 
     def refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
@@ -210,13 +216,17 @@ class SparePool:
             if not self._closed:
                 self._refilling.submit(self._refill, spec, key, cluster)
 
-    def counted(self, spec: EnvironmentSpec, claimed: bool) -> None:
-        """One claim's outcome, for the summary: a claim that found no spare (the pool ran
-        dry, or was never filled) is said at the end of the run, never silently."""
+    def counted(self, name: str, claimed: bool, waited: float = 0.0) -> None:
+        """One claim's outcome, for the summary: a claim that found no ready spare (the pool
+        ran dry, or was never filled), and then waited for a copy coming up or had none, is
+        said at the end of the run, never silently."""
         with self._lock:
-            self._claims[spec.name] = self._claims.get(spec.name, 0) + 1
+            self._claims[name] = self._claims.get(name, 0) + 1
             if not claimed:
-                self._misses[spec.name] = self._misses.get(spec.name, 0) + 1
+                self._misses[name] = self._misses.get(name, 0) + 1
+            elif waited:
+                count, seconds = self._waits.get(name, (0, 0.0))
+                self._waits[name] = (count + 1, seconds + waited)
 
     def _claim_ready(self, key: str, cluster: Cluster) -> Adopted | None:
         from kubefixtures.kube.client import LEASE
@@ -491,7 +501,7 @@ class SparePool:
         lines = []
         with self._lock:
             made, claims = self._made, dict(self._claims)
-            misses = dict(self._misses)
+            misses, waits = dict(self._misses), dict(self._waits)
             failures = {name: list(lines) for name, lines in self._failures.items()}
         if made:
             lines.append(
@@ -507,6 +517,12 @@ class SparePool:
                 if len(failed) == 1
                 else f"kubefixtures: {len(failed)} copies of {name!r} for the pool never became "
                 f"spares; the first {failed[0]}"
+            )
+        for name, (count, seconds) in waits.items():
+            lines.append(
+                f"kubefixtures: {count} of {claims[name]} claim(s) of {name!r} found no ready "
+                f"spare and waited {seconds:.1f} s in all for a copy this session was bringing "
+                f"up (--kubefixtures-pool={self.size}: the pool ran dry)"
             )
         for name, missed in misses.items():
             lines.append(

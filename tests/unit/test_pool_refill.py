@@ -111,8 +111,9 @@ def test_copies_that_never_became_spares_and_claims_without_one_are_in_the_summa
     monkeypatch.setattr(SpareProvisioning, "setup", fail)
     lines = Lines()
     pool = pool_of(1, lines)
-    pool.counted(SPEC, claimed=True)
-    pool.counted(SPEC, claimed=False)
+    pool.counted("shop", claimed=True)
+    pool.counted("shop", claimed=True, waited=2.5)
+    pool.counted("shop", claimed=False)
     copy = SpareProvisioning(SPEC, pool.session, "key1")
     assert pool._make(copy, "key1") is False
     pool.finish()
@@ -124,6 +125,8 @@ def test_copies_that_never_became_spares_and_claims_without_one_are_in_the_summa
     assert lines.summary_lines == [
         "kubefixtures: a copy of 'shop' for the pool never became a spare: it failed to come "
         "up: environment 'shop' timed out after 60.0 s",
-        "kubefixtures: the pool had no ready spare of 'shop' for 1 of 2 claim(s): those "
+        "kubefixtures: 1 of 3 claim(s) of 'shop' found no ready spare and waited 2.5 s in all "
+        "for a copy this session was bringing up (--kubefixtures-pool=1: the pool ran dry)",
+        "kubefixtures: the pool had no ready spare of 'shop' for 1 of 3 claim(s): those "
         "environments came up as without a pool (--kubefixtures-pool=1)",
     ]
