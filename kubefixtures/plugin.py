@@ -96,7 +96,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # import urllib3 in every run).
         config.addinivalue_line("filterwarnings", "ignore:SOCKS support in urllib3:Warning")
         state.warm_up()  # connect (read-only) while pytest starts the session and collects
-        factories.start_importing()  # beside it: what the first environment needs
+        if workerinput is not None or not getattr(config.option, "numprocesses", None):
+            # Beside it, what the first environment needs (not on an xdist controller: its
+            # workers bring the environments up).
+            factories.start_importing()
         state.arm_cancel()  # SIGTERM/SIGINT/SIGHUP: tear down at once (kubefixtures.cancel)
 
 
