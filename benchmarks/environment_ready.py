@@ -120,11 +120,12 @@ def pytest_run(suite: Path, context: str | None, *options: str) -> tuple[list[st
 
 
 def run_kubefixtures(
-    suite: Path, context: str | None, *options: str
+    suite: Path, context: str | None, *options: str, show: tuple[str, ...] = ()
 ) -> tuple[float, float, float, str]:
     """Seconds from spawning pytest to both services answering, from pytest's session start
     to both answering, the fixture's own setup-to-ready seconds, and the namespace used
-    (``options``: more pytest options, such as benchmarks/pool.py's)."""
+    (``options``: more pytest options, such as benchmarks/pool.py's; the output's lines
+    that contain one of ``show`` are printed)."""
     result = suite / "result.txt"
     result.unlink(missing_ok=True)
     command, env = pytest_run(suite, context, *options)
@@ -132,6 +133,9 @@ def run_kubefixtures(
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"kubefixtures run failed:\n{done.stdout}\n{done.stderr}")
+    for line in done.stdout.splitlines():
+        if any(wanted in line for wanted in show):
+            print(f"  {line}")
     answered, ready_seconds, namespace = result.read_text().split()
     session_started = float(Path(f"{result}.start").read_text())
     return (

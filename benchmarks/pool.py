@@ -80,6 +80,11 @@ def test_answers(index):
 """
 
 
+# What a session says when its pool was short of spares (a copy that never became one, a
+# claim that found none): shown with the measurement, never hidden.
+POOL_TROUBLE = ("never became", "no ready spare", "ran dry", "not refilling", "not claiming")
+
+
 def write_session_suite(directory: Path, name: str) -> None:
     directory.mkdir()
     conftest = CONFTEST.replace("\nshop = environment(", f"\n{name} = environment(")
@@ -113,6 +118,9 @@ def run_suite(directory: Path, context: str | None, *options: str) -> tuple[floa
     exited = time.time() - started
     if done.returncode != 0:
         raise SystemExit(f"suite run failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    for line in done.stdout.splitlines():
+        if any(wanted in line for wanted in POOL_TROUBLE):
+            print(f"  {line}")
     span = float(result.read_text()) - float(Path(f"{result}.start").read_text())
     return span, exited
 
@@ -155,6 +163,7 @@ def session_start(
     one = "--kubefixtures-pool=1"
     run_kubefixtures(suite, context, one)  # warm-up (caches, images), and the first spare
     settle(cluster, name, keep_spares=True)
+    dry = 0  # pool runs that left no spare for the next one
     sides = ("pool", "no pool", "kubectl")
     for repeat in range(repeats):
         shift = repeat % len(sides)  # each side goes first, second and last in turn
@@ -165,14 +174,20 @@ def session_start(
                 note = ""
             else:
                 options = (one,) if side == "pool" else ()
-                _, seconds, fixture, _ = run_kubefixtures(suite, context, *options)
+                _, seconds, fixture, _ = run_kubefixtures(
+                    suite, context, *options, show=POOL_TROUBLE
+                )
                 left = settle(cluster, name, keep_spares=True)
                 note = f" (fixture {fixture:.3f} s; {left} spare(s) left)"
                 if side == "pool":
                     times["pool fixture"].append(fixture)
+                    if not left:
+                        dry += 1
+                        note += " THE POOL RAN DRY: the next pool run finds no spare"
             times[side].append(seconds)
             print(f"repeat {repeat + 1}: {side:<8} {seconds:.3f} s from session start{note}")
     settle(cluster, name, keep_spares=False)
+    print(f"pool runs that left no spare for the next: {dry} of {repeats}")
     return times
 
 

@@ -4,16 +4,18 @@ services on Kubernetes::
     shop = environment("manifests/shop/", values={"redis_version": "7"})
 
 The fixture is named after the variable (or ``name=``); its value is an ``Environment``.
-Nothing happens at declaration time beyond checking the arguments (and starting to import,
-in the background, what bringing environments up needs): the cluster is only contacted
-once pytest is configured, and nothing is created before a collected test uses the fixture.
+Nothing happens at declaration time beyond checking the arguments: the cluster is only
+contacted (and what bringing environments up needs imported, in the background) once pytest
+is configured, and nothing is created before a collected test uses the fixture.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,26 +29,64 @@ if TYPE_CHECKING:
     import pytest
 
     from kubefixtures.details import Environment
-    from kubefixtures.provisioning.base import Provisioning
+    from kubefixtures.provisioning.base import EnvironmentSpec, Provisioning
     from kubefixtures.readiness.app import Probe
     from kubefixtures.session import SessionState
 
-__all__ = ["declared", "environment", "prestart"]
+__all__ = ["declared", "environment", "imported", "prestart", "start_importing"]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
 _declarations: list[object] = []  # every environment() fixture declared in this process
 
 
-def _start_importing() -> None:
-    """Import what bringing environments up needs, in a background thread: about 0.2 s
-    (pydantic's models among it) that then overlaps pytest's own start-up and collection
-    instead of delaying the first environment. Nothing here talks to a cluster."""
+# What bringing the first environment up imports: about 0.25 s of CPU (pydantic's models,
+# the API client, the forwarder). The plugin starts importing it in a background thread
+# once pytest is configured, beside the connection (``start_importing``), and collection
+# waits for it (``imported``). Packages before their modules.
+_PRELOADED = (
+    "kubefixtures.kube",
+    "kubefixtures.kube.portforward",
+    "kubefixtures.control",
+    "kubefixtures.details",
+    "kubefixtures.report.model",
+    "kubefixtures.session",
+    "kubefixtures.provisioning.dispatch",
+    "kubefixtures.provisioning.shared",
+    "kubefixtures.provisioning.pooled",
+    "kubefixtures.provisioning.reused",
+    "kubefixtures.xdist.workers",
+    "kubefixtures.leases.renewal",
+    "kubefixtures.readiness.wait",
+)
+_importing: list[threading.Thread] = []  # the one import thread, once started
+
+
+def start_importing() -> None:
+    """Import what bringing environments up needs, in a background thread (once). Nothing
+    here talks to a cluster."""
 
     def load() -> None:
-        pass
+        for name in _PRELOADED:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the import that needs it says what is wrong
+                return
 
-    threading.Thread(target=load, name="kubefixtures-import", daemon=True).start()
+    if _importing:
+        return
+    thread = threading.Thread(target=load, name="kubefixtures-import", daemon=True)
+    _importing.append(thread)
+    thread.start()
+
+
+def imported() -> None:
+    """Wait for the background import. Called before anything else may import modules of
+    the package (test modules, as they are collected; the fixtures): a thread that imports
+    a module while another imports its package may get it half-initialised (ImportError:
+    partially initialized module), so the two never overlap."""
+    for thread in _importing:
+        thread.join()
 
 
 def declared() -> int:
@@ -88,25 +128,28 @@ def environment(
     # must not pay for it. Under pytest it is loaded already.
     import pytest
 
+    declaration = _Declaration(
+        paths,
+        frozen_values,
+        scope,
+        timeout,
+        prestart=not required,
+        values_files=files,
+        ready=probes,
+    )
+
     def fixture(request: pytest.FixtureRequest) -> Iterator[Any]:
-        # Imported here, when a test needs an environment, not when the conftest loads.
-        from kubefixtures.provisioning.base import EnvironmentSpec
+        # Imported here, when a test needs an environment (in the background since pytest
+        # was configured: see start_importing).
+        imported()
         from kubefixtures.provisioning.dispatch import provisioning_for
         from kubefixtures.session import session_state
         from kubefixtures.xdist.workers import coordinator
 
-        for dependency in required:
-            request.getfixturevalue(dependency)
+        _set_up_first(request, required)
         session = session_state(request.config)
         fixture_name = request.fixturename or name or "environment"
-        spec = EnvironmentSpec(
-            name=fixture_name,
-            sources=paths,
-            values=frozen_values,
-            timeout=timeout,
-            values_files=files,
-            ready=probes,
-        )
+        spec = declaration.spec(fixture_name)
         claimed = session.claim(fixture)  # brought up in advance (see prestart)
         # Brought up here, shared with other xdist workers, or found in a details file.
         lifecycle = (
@@ -127,9 +170,8 @@ def environment(
         # The controls (env.exec, env.restart, ...) use the session's connection, whichever
         # way the environment came: brought up here, from a details file, or from the xdist
         # worker that manages it.
-        context = environment.context
         environment._bind_controls(
-            lambda: session.cluster(context), session.settings.image_overrides
+            partial(session.cluster, environment.context), session.settings.image_overrides
         )
         tracked = session.track(fixture_name, lifecycle)
         try:
@@ -151,19 +193,15 @@ def environment(
     fixture.__name__ = name or "environment"
     fixture.__doc__ = f"kubefixtures environment from {', '.join(map(str, sources))}"
     # Found again by prestart() through pytest's fixture definitions.
-    fixture.__dict__["__kubefixtures__"] = _Declaration(
-        paths,
-        frozen_values,
-        scope,
-        timeout,
-        prestart=not required,
-        values_files=files,
-        ready=probes,
-    )
-    if not _declarations:
-        _start_importing()
+    fixture.__dict__["__kubefixtures__"] = declaration
     _declarations.append(fixture)
     return pytest.fixture(scope=scope, name=name)(fixture)
+
+
+def _set_up_first(request: pytest.FixtureRequest, required: Sequence[str]) -> None:
+    """The fixtures an environment requires (``requires=``), set up before it."""
+    for dependency in required:
+        request.getfixturevalue(dependency)
 
 
 def _bring_up(
@@ -248,6 +286,19 @@ class _Declaration:
     values_files: tuple[Path, ...] = ()
     ready: Mapping[str, Probe] = field(default_factory=dict)
 
+    def spec(self, name: str) -> EnvironmentSpec:
+        """What the fixture named ``name`` brings up."""
+        from kubefixtures.provisioning.base import EnvironmentSpec
+
+        return EnvironmentSpec(
+            name=name,
+            sources=self.sources,
+            values=self.values,
+            timeout=self.timeout,
+            values_files=self.values_files,
+            ready=self.ready,
+        )
+
 
 def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
     """Start bringing up, in the background, every session-scoped environment that the
@@ -264,7 +315,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
     if not wanted:
         return
     # Only now: a suite that uses no environment never imports any of this.
-    from kubefixtures.provisioning.base import EnvironmentSpec
+    imported()
     from kubefixtures.provisioning.dispatch import provisioning_for
     from kubefixtures.provisioning.shared import SharedProvisioning
     from kubefixtures.session import session_state
@@ -273,14 +324,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
     session = session_state(config)
     index = 0  # among session-scoped environments: the same on every xdist worker
     for name, function, declaration in wanted:
-        spec = EnvironmentSpec(
-            name=name,
-            sources=declaration.sources,
-            values=declaration.values,
-            timeout=declaration.timeout,
-            values_files=declaration.values_files,
-            ready=declaration.ready,
-        )
+        spec = declaration.spec(name)
         if declaration.scope != "session":
             # Narrower scopes come up test by test; with a pool, their first spare copies
             # start now, while the first tests run.

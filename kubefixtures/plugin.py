@@ -96,7 +96,20 @@ def pytest_configure(config: pytest.Config) -> None:
         # import urllib3 in every run).
         config.addinivalue_line("filterwarnings", "ignore:SOCKS support in urllib3:Warning")
         state.warm_up()  # connect (read-only) while pytest starts the session and collects
+        if workerinput is not None or not getattr(config.option, "numprocesses", None):
+            # Beside it, what the first environment needs (not on an xdist controller: its
+            # workers bring the environments up).
+            factories.start_importing()
         state.arm_cancel()  # SIGTERM/SIGINT/SIGHUP: tear down at once (kubefixtures.cancel)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    # Test modules import what they like as they are collected: kubefixtures' own background
+    # import must be over by then (kubefixtures.factories.imported says why).
+    from kubefixtures import factories
+
+    factories.imported()
 
 
 # Before pytest-xdist's worker reports its collection: its controller hands out tests only

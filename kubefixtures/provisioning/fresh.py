@@ -51,7 +51,9 @@ from kubefixtures.timing import Phases
 if TYPE_CHECKING:
     from kubefixtures.details import Environment, EnvironmentDetails, ServiceDetails
     from kubefixtures.kube import Cluster, Resource
+    from kubefixtures.kube.portforward import KnownEndpoints
     from kubefixtures.leases.renewal import LeaseEnd
+    from kubefixtures.readiness.wait import Listed, Tracked
 
 __all__ = ["Adopted", "FreshProvisioning", "LeaseHold", "NamespaceStrategy", "NewNamespace"]
 
@@ -462,25 +464,40 @@ class FreshProvisioning:
 
     def _wait_ready(self, cluster: Cluster) -> None:
         """Wait until every namespaced object of the environment is ready, within its deadline."""
-        from kubefixtures.readiness.wait import Tracked, wait_ready  # lazy: kube with it
+        from kubefixtures.readiness.wait import wait_ready  # lazy: kube with it
 
         assert self.namespace is not None
-        tracked = [
-            Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
-        ]
         wait_ready(
             cluster,
             self.namespace,
-            tracked,
+            self._tracked(),
             deadline=self._deadline,
             environment=self.spec.name,
             started=self._started,
             cancelled=self._cancelled,
         )
 
+    def _tracked(self) -> list[Tracked]:
+        """The objects whose readiness is waited for: the namespaced ones but Helm hooks."""
+        from kubefixtures.readiness.wait import Tracked
+
+        return [
+            Tracked(item.resource, item.obj.name) for item in self._main if item.resource.namespaced
+        ]
+
+    def _ready_at_once(self, cluster: Cluster) -> Listed | None:
+        """A pool's spare was ready when it became one: one list per kind confirms it (a
+        watch is for objects still on their way, a list and a watch per kind), and gives the
+        forwards their Services and EndpointSlices. None: not ready after all, go and wait."""
+        from kubefixtures.readiness.wait import ready_now
+
+        assert self.namespace is not None
+        return ready_now(cluster, self.namespace, self._tracked()) if self._applied else None
+
     def _wait_ready_and_forward(self, cluster: Cluster) -> dict[str, ServiceDetails]:
         """Wait for readiness while the forwards start: each waits for ready endpoints of its
-        own, so that forwarding costs nothing once the pods are ready."""
+        own, so that forwarding costs nothing once the pods are ready. A pool's spare is
+        looked at once, then forwarded from what that look listed."""
         assert self.namespace is not None
         services = {service["metadata"]["name"]: service for service in self._services()}
         keys = [
@@ -493,19 +510,23 @@ class FreshProvisioning:
         clock = self.phases.clock
         started = clock.monotonic()  # the wait and the forwards start together
         forwarded: list[float] = []  # when each forward started serving
+        listed = self._ready_at_once(cluster)
+        if listed is not None:
+            self.phases.record("ready", started, clock.monotonic())
 
         def start_forward(service: str, port: int) -> PortForward:
-            forward = self._start_forward(cluster, service, port)
+            forward = self._start_forward(cluster, service, port, _known(listed, service))
             forwarded.append(clock.monotonic())
             return forward
 
         starting = {key: pool.submit(start_forward, *key) for key in keys}
         pool.submit(_import_details)  # pydantic, for the details at the end: while pods start
         try:
-            try:
-                self._wait_ready(cluster)
-            finally:
-                self.phases.record("ready", started, clock.monotonic())
+            if listed is None:
+                try:
+                    self._wait_ready(cluster)
+                finally:
+                    self.phases.record("ready", started, clock.monotonic())
             local_ports: dict[str, dict[int, int]] = {}
             routes: dict[str, dict[int, str]] = {}
             for (name, port), future in starting.items():
@@ -534,7 +555,9 @@ class FreshProvisioning:
             and tcp_ports(obj.manifest)
         ]
 
-    def _start_forward(self, cluster: Cluster, service: str, port: int) -> PortForward:
+    def _start_forward(
+        self, cluster: Cluster, service: str, port: int, known: KnownEndpoints | None = None
+    ) -> PortForward:
         from kubefixtures.kube.portforward import ServicePortForward  # lazy, like all of kube
 
         assert self.namespace is not None
@@ -548,6 +571,7 @@ class FreshProvisioning:
             port,
             ready_timeout=remaining,
             route=self.session.settings.route,
+            known=known,
         )
         with self._forwards_lock:
             if self._forwards_stopped:  # the setup failed while this thread got here
@@ -766,6 +790,20 @@ def _pod_names(cluster: Cluster, namespace: str) -> list[str]:
     except KubefixturesError:
         return []
     return sorted(str(pod["metadata"]["name"]) for pod in pods)
+
+
+def _known(listed: Listed | None, service: str) -> KnownEndpoints | None:
+    """The Service ``service`` and its EndpointSlices, from what was listed (if anything)."""
+    if listed is None:
+        return None
+    from kubefixtures.kube.portforward import KnownEndpoints
+
+    return KnownEndpoints.find(
+        service,
+        listed.items.get("Service", []),
+        listed.items.get("EndpointSlice", []),
+        listed.versions.get("EndpointSlice", ""),
+    )
 
 
 def _import_details() -> None:

@@ -29,8 +29,8 @@ hooks belong to one session (they come up as without a pool, and the session say
 
 from __future__ import annotations
 
-import importlib
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
@@ -75,17 +75,9 @@ class ClaimSpare(NewNamespace):
     def choose(self, connecting: Future[Cluster]) -> Adopted | None:
         from kubefixtures.provisioning.reused import reuse_key
 
-        # The details' models (pydantic, a few tenths of a second) load while the claim
-        # waits on the API: a claimed copy is ready so soon that they would come last.
-        threading.Thread(
-            target=importlib.import_module,
-            args=("kubefixtures.details",),
-            name="kubefixtures-import",
-            daemon=True,
-        ).start()
         self._key = reuse_key(self.spec, self.pool.settings)  # while the cluster answers
         self._cluster = connecting.result()
-        adopted = self.pool.claim(self._key, self._cluster)
+        adopted = self.pool.claim(self._key, self._cluster, self.spec.name)
         self.claimed = adopted.namespace if adopted is not None else None
         return adopted
 
@@ -185,7 +177,15 @@ class SparePool:
         self._unpoolable: set[str] = set()
         self._said: set[str] = set()
         self._made = 0
+        self._failures: dict[str, list[str]] = {}  # environment name -> why its copies failed
+        # environment name -> its claims, and those that found no spare
+        self._claims: dict[str, int] = {}
+        self._misses: dict[str, int] = {}
+        self._waits: dict[str, tuple[int, float]] = {}  # claims that waited for a copy
+        # The session ends: no refill is asked for any more, but those asked for already
+        # run and start their copies (skipping them left the pool a copy short: it ran dry).
         self._closed = False
+        self._stopped = False  # cancelled (a signal): no copy starts any more
 
     def prepare(self, spec: EnvironmentSpec) -> None:
         """Start the spare copies of ``spec`` now, in the background (before any claim)."""
@@ -206,12 +206,17 @@ class SparePool:
 
     # --- claiming --------------------------------------------------------------------------
 
-    def claim(self, key: str, cluster: Cluster) -> Adopted | None:
-        """A ready spare of ``key``, now this session's (None: there is none). The caller
-        then asks for a ``refill``, once its environment is up."""
+    def claim(self, key: str, cluster: Cluster, name: str) -> Adopted | None:
+        """A ready spare of ``key`` (environment ``name``), now this session's (None: there
+        is none). The caller then asks for a ``refill``, once its environment is up."""
         adopted = self._claim_ready(key, cluster)
-        if adopted is None and self._refilled() and self._wait_for_own(key):
-            adopted = self._claim_ready(key, cluster)
+        waited = 0.0
+        if adopted is None:
+            started = time.monotonic()
+            if self._refilled() and self._wait_for_own(key):
+                adopted = self._claim_ready(key, cluster)
+            waited = time.monotonic() - started
+        self.counted(name, adopted is not None, waited)
         return adopted
 
     def refill(self, spec: EnvironmentSpec, key: str, cluster: Cluster) -> None:
@@ -220,6 +225,18 @@ class SparePool:
         with self._lock:
             if not self._closed and self.size > 0:
                 self._refilling.submit(self._refill, spec, key, cluster)
+
+    def counted(self, name: str, claimed: bool, waited: float = 0.0) -> None:
+        """One claim's outcome, for the summary: a claim that found no ready spare (the pool
+        ran dry, or was never filled), and then waited for a copy coming up or had none, is
+        said at the end of the run, never silently."""
+        with self._lock:
+            self._claims[name] = self._claims.get(name, 0) + 1
+            if not claimed:
+                self._misses[name] = self._misses.get(name, 0) + 1
+            elif waited:
+                count, seconds = self._waits.get(name, (0, 0.0))
+                self._waits[name] = (count + 1, seconds + waited)
 
     def _claim_ready(self, key: str, cluster: Cluster) -> Adopted | None:
         from kubefixtures.kube.client import LEASE
@@ -352,7 +369,7 @@ class SparePool:
         from kubefixtures.leases.pool import SPARE, pool_state, spare_selector
 
         with self._lock:
-            if self._closed or key in self._unpoolable:
+            if self._stopped or key in self._unpoolable:
                 return
             own = [copy for copy, future in self._starting.get(key, []) if not future.done()]
         try:
@@ -380,7 +397,7 @@ class SparePool:
     def _start(self, spec: EnvironmentSpec, key: str) -> None:
         copy = SpareProvisioning(spec, self.session, key)
         with self._lock:
-            if self._closed:
+            if self._stopped:
                 return
             future = self._making.submit(self._make, copy, key)
             self._starting.setdefault(key, []).append((copy, future))
@@ -398,22 +415,26 @@ class SparePool:
             return False
         except Exception as error:  # its setup cleaned up after itself
             if not copy._cancelled.is_set():
-                self._say(
-                    f"failed:{key}",
-                    f"kubefixtures: a spare copy of {copy.spec.name!r} failed to come up: {error}",
-                )
+                self._failed(copy, f"failed to come up: {_first_line(error)}")
             return False
         try:
             copy.mark_spare()
         except KubefixturesError as error:
-            self.session.reporter.write_line(
-                f"kubefixtures: a spare copy of {copy.spec.name!r} in {copy.namespace}: {error}"
-            )
+            self._failed(copy, f"in {copy.namespace} could not be marked a spare: {error}")
             copy.teardown()
             return False
         with self._lock:
             self._made += 1
         return True
+
+    def _failed(self, copy: SpareProvisioning, why: str) -> None:
+        """A copy that will never be a spare: said now (once per environment), and counted
+        in the summary at the end of the run (a pool short of copies is never silent)."""
+        with self._lock:
+            self._failures.setdefault(copy.spec.name, []).append(why)
+        self._say(
+            f"failed:{copy.spec.name}", f"kubefixtures: a spare copy of {copy.spec.name!r} {why}"
+        )
 
     def _retire(self, cluster: Cluster, lease: Mapping[str, Any]) -> None:
         retire_spare(cluster, lease, self.session.session_id, self.session.reporter.write_line)
@@ -433,6 +454,7 @@ class SparePool:
 
     def cancel(self) -> None:
         """From the signal handler: copies still coming up give up (and delete themselves)."""
+        self._stopped = True  # no lock: the handler may interrupt its holder
         for copies in list(self._starting.values()):
             for copy, _ in list(copies):
                 copy.cancel()
@@ -444,22 +466,63 @@ class SparePool:
             if self._closed:
                 return
             self._closed = True
-        self._refilling.shutdown(wait=True)
         cancelled = cancel.requested() is not None
         if cancelled:
             self.cancel()
+        # The refills asked for (the last claim's among them) still start their copies.
+        self._refilling.shutdown(wait=True)
+        if cancelled:
+            self.cancel()  # and those started meanwhile
         with self._lock:
             futures = [future for copies in self._starting.values() for _, future in copies]
         wait(futures, timeout=None if not cancelled else cancel.remaining())
         self._making.shutdown(wait=not cancelled, cancel_futures=True)
-        if self._made and not cancelled:
-            keep_for = self.settings.keep_for
-            self.session.reporter.summary(
-                f"kubefixtures: this session made {self._made} spare cop"
-                f"{'y' if self._made == 1 else 'ies'} for the next runs (--kubefixtures-pool="
-                f"{self.size}); unclaimed, each stays ready for {keep_for:g} s after it became "
-                "ready (`kubefixtures status` lists them)"
+        if cancelled:
+            return
+        for line in self.summary_lines():
+            self.session.reporter.summary(line)
+
+    def summary_lines(self) -> list[str]:
+        """What the pool did this session, for the end of the run: the copies it made, those
+        that failed, and the claims that found no spare."""
+        lines = []
+        with self._lock:
+            made, claims = self._made, dict(self._claims)
+            misses, waits = dict(self._misses), dict(self._waits)
+            failures = {name: list(lines) for name, lines in self._failures.items()}
+        if made:
+            lines.append(
+                f"kubefixtures: this session made {made} spare cop{'y' if made == 1 else 'ies'} "
+                f"for the next runs (--kubefixtures-pool={self.size}); unclaimed, each stays "
+                f"ready for {self.settings.keep_for:g} s after it became ready (`kubefixtures "
+                "status` lists them)"
             )
+        for name, failed in failures.items():
+            lines.append(
+                f"kubefixtures: a copy of {name!r} for the pool never became a spare: it "
+                f"{failed[0]}"
+                if len(failed) == 1
+                else f"kubefixtures: {len(failed)} copies of {name!r} for the pool never became "
+                f"spares; the first {failed[0]}"
+            )
+        for name, (count, seconds) in waits.items():
+            lines.append(
+                f"kubefixtures: {count} of {claims[name]} claim(s) of {name!r} found no ready "
+                f"spare and waited {seconds:.1f} s in all for a copy this session was bringing "
+                f"up (--kubefixtures-pool={self.size}: the pool ran dry)"
+            )
+        for name, missed in misses.items():
+            lines.append(
+                f"kubefixtures: the pool had no ready spare of {name!r} for {missed} of "
+                f"{claims[name]} claim(s): those environments came up as without a pool "
+                f"(--kubefixtures-pool={self.size})"
+            )
+        return lines
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error (a readiness error goes on with pods and events)."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def retire_spare(

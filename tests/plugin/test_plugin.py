@@ -338,9 +338,33 @@ def test_a_suite_without_environments_never_imports_the_kubernetes_client(
         def test_it():
             assert "kubernetes" not in sys.modules
             assert "pydantic" not in sys.modules
+            assert "kubefixtures.provisioning.dispatch" not in sys.modules
         """
     )
     result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+
+
+def test_a_suite_with_environments_imports_them_before_collecting_never_beside_it(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    # What the first environment needs is imported in the background from pytest_configure
+    # on; test modules import what they like as they are collected, so collection waits.
+    pytester.makeconftest("from kubefixtures import environment\nshop = environment('m')\n")
+    pytester.makepyfile(
+        """
+        import sys
+        import threading
+
+        IMPORTED = "kubefixtures.provisioning.dispatch" in sys.modules
+        IMPORTING = [t for t in threading.enumerate() if t.name == "kubefixtures-import"]
+
+        def test_it():
+            assert IMPORTED
+            assert not [t for t in IMPORTING if t.is_alive()]
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--kubefixtures-kubeconfig={tmp_path / 'none'}")
     result.assert_outcomes(passed=1)
 
 

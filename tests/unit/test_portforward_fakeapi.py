@@ -28,6 +28,7 @@ from kubernetes import client
 
 from kubefixtures.kube.portforward import (
     ApiServerUnreachableError,
+    KnownEndpoints,
     NoReadyEndpointsError,
     PortForwardForbiddenError,
     ServiceNotFoundError,
@@ -563,3 +564,39 @@ def test_a_refused_connection_the_client_wrote_to_retires_its_tunnel(
         api.refusing = False
         assert echo(pf.local_port, b"listening") == b"listening"
     assert api.tunnels_opened == Counter({"web-a": 2})
+
+
+def test_a_forward_given_its_endpoints_asks_nothing_before_it_serves_then_follows_them(
+    api: FakeApiServer,
+) -> None:
+    # A pool's spare: the caller listed the Service and its slices a moment ago.
+    status, service = api._get(f"/api/v1/namespaces/{NS}/services/web")
+    assert status == 200
+    known = KnownEndpoints.find(
+        "web",
+        [service],
+        [endpoint_slice(["web-a"]), {**endpoint_slice(["other"]), "metadata": {"name": "x"}}],
+        "1",
+    )
+    assert known is not None
+    assert [item["metadata"]["name"] for item in known.slices] == ["web-abc"]
+    with forward(api, known=known) as pf:
+        assert pf.pod == "web-a"
+        assert echo(pf.local_port, b"one") == b"one"
+        listed = [
+            head.split(" ")[1]
+            for head in api.heads
+            if head.startswith("GET") and "watch=1" not in head and "/portforward" not in head
+        ]
+        assert listed == []  # no GET of the Service, no list of its slices
+        api.set_ready_pods(["web-b"], kill=["web-a"])  # the watch from version 1 follows
+        deadline = time.monotonic() + 2
+        while pf.pod != "web-b" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pf.pod == "web-b"
+        assert echo(pf.local_port, b"two") == b"two"
+    assert any("watch=1" in head and "resourceVersion=1" in head for head in api.heads)
+
+
+def test_known_endpoints_are_found_by_service_name_only() -> None:
+    assert KnownEndpoints.find("web", [], [endpoint_slice(["web-a"])], "1") is None

@@ -17,7 +17,7 @@ import pytest
 
 from kubefixtures.errors import NotReadyError
 from kubefixtures.kube.client import EVENT, Resource
-from kubefixtures.readiness.wait import Tracked, wait_ready
+from kubefixtures.readiness.wait import Tracked, ready_now, wait_ready
 
 DEPLOYMENT = Resource("apps/v1", "Deployment", "deployments", namespaced=True)
 SERVICE = Resource("v1", "Service", "services", namespaced=True)
@@ -198,3 +198,26 @@ def test_a_cancelled_wait_ends_soon() -> None:
             cancelled=cancelled,
         )
     assert time.monotonic() - started < 2
+
+
+def test_ready_now_is_one_list_per_kind_and_gives_what_it_listed() -> None:
+    slices = [
+        {
+            "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+            "endpoints": [{"conditions": {"ready": True}, "targetRef": {"kind": "Pod"}}],
+        }
+    ]
+    service = {"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}}}
+    cluster = ScriptedCluster(
+        {"deployments": [deployment("web", 1)], "services": [service], "endpointslices": slices}
+    )
+    tracked = [Tracked(CONFIG_MAP, "cm"), Tracked(DEPLOYMENT, "web"), Tracked(SERVICE, "web")]
+    listed = ready_now(cluster, "ns", tracked)  # type: ignore[arg-type]
+    assert listed is not None
+    assert [item["metadata"]["name"] for item in listed.items["Service"]] == ["web"]
+    assert [item["metadata"]["name"] for item in listed.items["EndpointSlice"]] == ["web-1"]
+    assert listed.versions == {"Deployment": "1", "EndpointSlice": "1", "Service": "1"}
+    assert cluster.streams == {}  # nothing watched
+    # Not ready after all (a pod went away): the caller waits as usual.
+    cluster.initial["deployments"] = [deployment("web", 0)]
+    assert ready_now(cluster, "ns", tracked) is None  # type: ignore[arg-type]

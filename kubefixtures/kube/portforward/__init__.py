@@ -56,6 +56,7 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward import _loop
+from kubefixtures.kube.portforward._endpoints import KnownEndpoints
 from kubefixtures.kube.portforward._forwarder import (
     ROUTES,
     AsyncServicePortForward,
@@ -71,6 +72,7 @@ __all__ = [
     "ApiServerUnreachableError",
     "AsyncServicePortForward",
     "DirectRouteError",
+    "KnownEndpoints",
     "NoReadyEndpointsError",
     "PortForwardError",
     "PortForwardForbiddenError",
@@ -94,6 +96,8 @@ class ServicePortForward:
     A client connection that finds no ready pod within ``connect_timeout`` is reset.
     ``route``: "forward" through the apiserver, "direct" to the pod's IP (``start()``
     fails with ``DirectRouteError`` when it does not answer), "auto" direct when it does.
+    ``known``: the Service and its EndpointSlices as the caller just listed them, so that
+    ``start()`` asks the API nothing before it serves (the slices are watched from there).
     """
 
     def __init__(
@@ -109,6 +113,7 @@ class ServicePortForward:
         ready_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         route: Route = "forward",
+        known: KnownEndpoints | None = None,
     ) -> None:
         # A stopped core cannot start again; start() after stop() builds a new one.
         self._new_core = partial(
@@ -124,7 +129,7 @@ class ServicePortForward:
             connect_timeout=connect_timeout,
             route=route,
         )
-        self._core = self._new_core()
+        self._core = self._new_core(known=known)  # a later core asks the API afresh
         self._stopped = False
         self._loop: Any = None
         self._starting: concurrent.futures.Future[None] | None = None

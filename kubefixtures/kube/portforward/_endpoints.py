@@ -39,6 +39,37 @@ class Target:
     address: str = ""  # the pod's IP, for a direct route ("" when the slice gave none)
 
 
+@dataclass(frozen=True)
+class KnownEndpoints:
+    """A Service and its EndpointSlices as the caller has just listed them, with the slice
+    list's resourceVersion: a forward starts from them instead of asking the API again, and
+    watches the slices from that version on (a pool's spare, confirmed ready by one list)."""
+
+    service: JSON
+    slices: list[JSON]
+    version: str
+
+    @classmethod
+    def find(
+        cls, name: str, services: list[JSON], slices: list[JSON], version: str
+    ) -> KnownEndpoints | None:
+        """Service ``name`` and its slices, among a namespace's (None: not among them)."""
+        for service in services:
+            if service.get("metadata", {}).get("name") == name:
+                own = [
+                    item
+                    for item in slices
+                    if (item.get("metadata", {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+                    == name
+                ]
+                return cls(service, own, version)
+        return None
+
+    def slice_list(self) -> JSON:
+        """The slices as the API lists them."""
+        return {"items": list(self.slices), "metadata": {"resourceVersion": self.version}}
+
+
 def describe_ports(service: JSON) -> str:
     ports = service.get("spec", {}).get("ports") or []
     return ", ".join(

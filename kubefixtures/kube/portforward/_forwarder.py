@@ -41,6 +41,7 @@ from kubefixtures.kube.portforward._direct import (
 from kubefixtures.kube.portforward._endpoints import (
     JSON,
     SERVICE_NAME_LABEL,
+    KnownEndpoints,
     ServicePort,
     ServicePortError,
     Target,
@@ -83,8 +84,10 @@ class AsyncServicePortForward:
         ping_interval: float = 15.0,
         route: Route = "forward",
         probe_timeout: float = PROBE_TIMEOUT,
+        known: KnownEndpoints | None = None,
     ) -> None:
         self._configuration = configuration
+        self._known = known  # what the caller listed already: used once, at the start
         self.namespace = namespace
         self.service = service
         self.port = port
@@ -148,7 +151,7 @@ class AsyncServicePortForward:
         assert self._api is not None
         path = f"/api/v1/namespaces/{self.namespace}/services/{self.service}"
         try:
-            self._service = await self._api.get(path, what=self.what)
+            self._service = await self._get_service(path)
         except PortForwardNotFound:
             raise ServiceNotFoundError(f"{self.what} not found") from None
         try:
@@ -515,7 +518,7 @@ class AsyncServicePortForward:
         backoff = 0.2
         while True:
             try:
-                listed = await self._api.get(path, selector, what=what)
+                listed = await self._list_slices(path, selector, what)
                 slices = {item["metadata"]["name"]: item for item in listed.get("items") or []}
                 self._set_targets(ready_targets(list(slices.values()), self._service_port))
                 version = listed.get("metadata", {}).get("resourceVersion", "")
@@ -543,6 +546,22 @@ class AsyncServicePortForward:
                 log.debug("%s; watching again in %.1fs", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _get_service(self, path: str) -> JSON:
+        """The Service: as the caller listed it, else from the API."""
+        assert self._api is not None
+        if self._known is not None:
+            return self._known.service
+        return await self._api.get(path, what=self.what)
+
+    async def _list_slices(self, path: str, selector: dict[str, str], what: str) -> JSON:
+        """The Service's EndpointSlices: the first time as the caller listed them, if it
+        did; from the API afterwards (a watch that ended lists them again)."""
+        assert self._api is not None
+        known, self._known = self._known, None
+        if known is not None:
+            return known.slice_list()
+        return await self._api.get(path, selector, what=what)
 
     async def _explain(self) -> str:
         """Why no pod is ready, from the pods the Service selects (best effort)."""
