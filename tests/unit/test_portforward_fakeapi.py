@@ -129,6 +129,11 @@ class FakeApiServer:
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(5)
 
+    @property
+    def watching(self) -> bool:
+        """Whether a client watches the EndpointSlices (a change made before is not seen)."""
+        return bool(self._watchers)
+
     def set_ready_pods(self, pods: list[str], *, kill: list[str] = ()) -> None:  # type: ignore[assignment]
         async def change() -> None:
             for pod in kill:  # the pod dies: its tunnels break

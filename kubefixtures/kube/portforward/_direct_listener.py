@@ -33,6 +33,8 @@ ACCEPTS_PER_ROUND = 64
 # Out of descriptors or memory, accept() fails until some are freed: stop listening for
 # this long rather than be called back at once, again and again (asyncio does the same).
 ACCEPT_RETRY_DELAY = 1.0
+# Linux creates a socket non-blocking in the same system call.
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -159,11 +161,12 @@ class DirectListener:
             return
         family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
         try:
-            pod = socket.socket(family, socket.SOCK_STREAM)
+            pod = socket.socket(family, socket.SOCK_STREAM | _NONBLOCK)
         except OSError as error:  # out of descriptors
             self._drop(client, f"cannot dial pod {target.pod}: {error.strerror}")
             return
-        pod.setblocking(False)
+        if not _NONBLOCK:
+            pod.setblocking(False)
         with contextlib.suppress(OSError):
             pod.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         failure = pod.connect_ex((target.address, target.port))
