@@ -189,9 +189,9 @@ class Splice:
         self.closed = False
         upstream = _Way(self, loop, buffers, client, pod)
         self._ways = (upstream, _Way(self, loop, buffers, pod, client))
+        upstream.move()  # first: the pod can start on the request meanwhile
         for way in self._ways:
             way.start()
-        upstream.move()
 
     def way_done(self) -> None:
         if self._ways[0].done and self._ways[1].done:
@@ -263,7 +263,8 @@ class _Way:
         self.done = False
 
     def start(self) -> None:
-        self._set_reading(True)
+        if not self._writing:  # else it reads again once the target has taken what it holds
+            self._set_reading(True)
 
     def release(self) -> None:
         self._set_reading(False)
