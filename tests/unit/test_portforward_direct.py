@@ -8,7 +8,9 @@ tests/integration/test_direct_route.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import os
 import random
 import socket
@@ -19,10 +21,17 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kubefixtures.kube.portforward import DirectRouteError, ServicePortForward, _direct
+from kubefixtures.kube.portforward import (
+    DirectRouteError,
+    ServicePortForward,
+    _direct,
+    _direct_listener,
+)
+from kubefixtures.kube.portforward._endpoints import Target
 from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, configuration, echo
 
 
@@ -404,3 +413,47 @@ def receive_all(sock: socket.socket, lag: float = 0) -> bytes:
         if lag:
             time.sleep(lag)
     return bytes(received)
+
+
+def test_out_of_descriptors_the_listener_pauses_then_accepts_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_direct_listener, "ACCEPT_RETRY_DELAY", 0.2)
+
+    class OutOfDescriptorsOnce(socket.socket):
+        failed = False
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            if not self.failed:
+                self.failed = True
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            return super().accept()
+
+    class OnePod:
+        def __init__(self, port: int) -> None:
+            self.target = Target("web-a", port, "127.0.0.1")
+
+        async def ready_target(self) -> Target:
+            return self.target
+
+    async def serve_one(port: int) -> tuple[bytes, float]:
+        sock = OutOfDescriptorsOnce(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.setblocking(False)
+        listener = _direct_listener.DirectListener(
+            sock, OnePod(port), namespace=NS, what="Service ns/web", connect_timeout=5
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            answer = await loop.run_in_executor(None, echo, listener.port, b"x")
+        finally:
+            await listener.close()
+        return answer, loop.time() - started
+
+    with pod("a") as web_a:
+        answer, took = asyncio.run(serve_one(web_a.port))
+    assert answer == b"a:x"
+    assert took >= 0.15  # served once the pause was over
+    assert "cannot accept connections for 0.2s: Too many open files" in caplog.text
