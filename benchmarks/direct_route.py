@@ -16,10 +16,13 @@ itself (the floor: no forwarder at all). Goal: the direct route within 1.2x of t
 Our forwarders run in processes of their own, the clients in this one. Prints the machine's
 load, medians over the repeats and each side's median per-repeat ratio to the pod.
 
-Then the same set-up latency and throughput with the sides taking turns request by request
-(``--turns``, 1,000 short requests and 5 downloads per side): on a machine shared with
-other work, a burst of load lasting seconds falls on one side's whole phase above, but on
-every side alike here.
+Before those, the same set-up latency and throughput with the sides taking turns request
+by request (``--turns``, 1,000 short requests and 5 downloads per side): on a machine
+shared with other work, a burst of load lasting seconds falls on one side's whole phase,
+but on every side alike there. The phases' set-up latency is skewed anyway: every
+connection to the pod's IP leaves this host a TIME_WAIT for 60 s, and after a concurrent
+phase's thousands connect() spends milliseconds finding a free local port towards the pod,
+whichever side measures next.
 """
 
 from __future__ import annotations
@@ -123,9 +126,13 @@ def main() -> None:
             "kubefixtures (spdy)": partial(start, "forward"),
             POD_DIRECTLY: lambda: Forwarder(POD_DIRECTLY, 8080, None, host=address),
         }
-        results = measure_all(starters, options.repeats)
-        print(f"load average before taking turns {os.getloadavg()}", flush=True)
+        # Taking turns first: every connection to the pod's IP from this host leaves a
+        # TIME_WAIT for 60 s, and after the concurrent phase's thousands connect() spends
+        # milliseconds finding a free port towards the pod (measured: 4 ms at the median
+        # with 15,000 of them), whichever side connects.
         turns = in_turns(starters, options.turns) if options.turns else None
+        print(f"load average after taking turns {os.getloadavg()}", flush=True)
+        results = measure_all(starters, options.repeats)
     print(f"load average at end {os.getloadavg()}")
     print(
         f"\nmedians over {options.repeats} repeats (pod {pod} at {address}); in parentheses"
