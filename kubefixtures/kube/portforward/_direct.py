@@ -2,9 +2,9 @@
 
 Where the pod network is reachable from this process (the host of a local cluster, a CI
 runner inside the cluster, Linux kind with a route to the node), a forward need not pay the
-apiserver, the kubelet and the runtime on every connection: the listener stays the same
-(127.0.0.1, ``LocalConnection``), and each accepted connection is handed over as a plain
-socket and joined to a TCP connection to the pod.
+apiserver, the kubelet and the runtime on every connection: the port stays on 127.0.0.1
+(its listener is in _direct_listener), and each accepted connection, a plain socket, is
+joined to a TCP connection to the pod.
 
 Each direction is a ``_Way`` driven by the event loop's readiness callbacks: read while
 the way is empty, write until it is, and stop reading while the other end cannot take more
