@@ -8,19 +8,37 @@ tests/integration/test_direct_route.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
+import os
+import random
 import socket
 import socketserver
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kubefixtures.kube.portforward import DirectRouteError, ServicePortForward, _direct
-from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, configuration, echo
+from kubefixtures.kube.portforward import (
+    DirectRouteError,
+    ServicePortForward,
+    _direct,
+    _direct_listener,
+)
+from kubefixtures.kube.portforward._endpoints import Target
+from tests.unit.test_portforward_fakeapi import (
+    NS,
+    FakeApiServer,
+    assert_reset_after_the_connect_timeout,
+    configuration,
+    echo,
+)
 
 
 class _Pod(socketserver.ThreadingTCPServer):
@@ -232,3 +250,211 @@ def test_only_addresses_with_a_route_of_their_own_are_probed(tmp_path: Path) -> 
     assert _direct.routed_here("127.0.0.1", str(routes))  # loopback: not judged
     assert _direct.routed_here("fd00::5", str(routes))  # IPv6: not judged
     assert _direct.routed_here("10.0.0.1", str(tmp_path / "absent"))  # no table: not judged
+
+
+def test_a_connection_made_while_no_pod_is_ready_waits_for_one(api: FakeApiServer) -> None:
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with forward(api, "direct") as pf:
+            no_pod_ready(api, pf)
+            with socket.create_connection(("127.0.0.1", pf.local_port), timeout=5) as sock:
+                sock.sendall(b"early")
+                time.sleep(0.2)  # accepted meanwhile, and waiting
+                api.set_ready_pods(["web-a"])
+                sock.shutdown(socket.SHUT_WR)
+                assert receive_all(sock) == b"a:early"
+
+
+def test_no_ready_pod_within_the_connect_timeout_resets_the_client(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with forward(api, "direct", connect_timeout=0.3) as pf:
+            no_pod_ready(api, pf)
+            assert_reset_after_the_connect_timeout(pf.local_port)
+            api.set_ready_pods(["web-a"])
+            assert echo(pf.local_port, b"back") == b"a:back"
+    assert f"connection to 127.0.0.1:{pf.local_port} dropped: no ready pod behind" in caplog.text
+
+
+def test_a_pod_that_refuses_resets_the_client_and_says_why(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with forward(api, "direct") as pf:
+            web_a.shutdown()  # (its poll() would hold the socket open a while)
+            web_a.server_close()  # the pod stays ready, its port is closed
+            with (
+                connection(pf) as sock,
+                contextlib.suppress(ConnectionResetError, BrokenPipeError),  # reset at once
+            ):
+                sock.sendall(b"hello")
+                assert sock.recv(10) == b""
+    assert (
+        f"connection to 127.0.0.1:{pf.local_port} dropped: pod ns/web-a at"
+        f" 127.0.0.1:{web_a.port}: Connection refused"
+    ) in caplog.text
+
+
+def test_stop_resets_the_connections_in_flight(api: FakeApiServer) -> None:
+    with pod("a") as web_a, contextlib.ExitStack() as sockets:
+        api.pod_port = web_a.port
+        pf = forward(api, "direct")
+        pf.start()
+        try:
+            spliced = sockets.enter_context(connection(pf))
+            spliced.sendall(b"x")
+            assert receive(spliced, 3) == b"a:x"
+            no_pod_ready(api, pf)
+            waiting = sockets.enter_context(connection(pf))
+            waiting.sendall(b"y")
+            time.sleep(0.1)  # accepted, and waiting for a ready pod
+        finally:
+            pf.stop()
+        for sock in (spliced, waiting):
+            with pytest.raises(ConnectionResetError):
+                sock.recv(10)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_chunks_slow_readers_and_half_closes_arrive_whole(
+    api: FakeApiServer, seed: int
+) -> None:
+    """Small and bulk chunks mixed in one connection (a way switches from copying to
+    splicing), readers that lag behind (backpressure), a half-close at the end."""
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with forward(api, "direct") as pf:
+
+            def one(number: int) -> None:
+                rng = random.Random(seed * 1000 + number)
+                sizes = [1, 3, 100, 4000, 70_000, 200_000]
+                chunks = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.randint(1, 8))]
+                with socket.create_connection(("127.0.0.1", pf.local_port), timeout=10) as sock:
+                    received = bytearray()
+                    reader = threading.Thread(
+                        target=lambda: received.extend(receive_all(sock, lag=rng.random() / 50))
+                    )
+                    reader.start()
+                    for chunk in chunks:
+                        sock.sendall(chunk)
+                        time.sleep(rng.choice([0, 0, 0.001, 0.01]))
+                    sock.shutdown(socket.SHUT_WR)
+                    reader.join(10)
+                assert bytes(received) == b"a:" + b"".join(chunks)
+
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(one, range(8)))
+
+
+@pytest.mark.parametrize("api", ["splice"], indirect=True)
+@pytest.mark.skipif(_direct._SPLICE is None, reason="no splice(2) here: no pipes")
+def test_only_bulk_ways_take_a_pipe_and_give_it_back(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[tuple[int, int]] = []
+    closed: list[int] = []
+    pipe2, close = os.pipe2, os.close
+
+    def counting_pipe2(flags: int) -> tuple[int, int]:
+        created.append(pipe2(flags))
+        return created[-1]
+
+    def recording_close(descriptor: int) -> None:
+        closed.append(descriptor)
+        close(descriptor)
+
+    monkeypatch.setattr(os, "pipe2", counting_pipe2)
+    monkeypatch.setattr(os, "close", recording_close)
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with forward(api, "direct") as pf:
+            for _ in range(20):
+                assert echo(pf.local_port, b"small") == b"a:small"
+            assert created == []
+            payload = bytes(range(256)) * 4000  # 1 MB each way
+            assert echo(pf.local_port, payload) == b"a:" + payload
+            after_one = len(created)
+            assert 1 <= after_one <= 2
+            assert echo(pf.local_port, payload) == b"a:" + payload
+            assert len(created) == after_one  # the spare pipes of the first served the second
+    assert {end for pipe in created for end in pipe} <= set(closed)  # by stop()
+
+
+def no_pod_ready(api: FakeApiServer, pf: ServicePortForward) -> None:
+    wait_until(lambda: api.watching)
+    api.set_ready_pods([])
+    wait_until(lambda: pf.pod is None)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 3) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def connection(pf: ServicePortForward) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", pf.local_port), timeout=5)
+
+
+def receive(sock: socket.socket, size: int) -> bytes:
+    received = b""
+    while len(received) < size and (chunk := sock.recv(size - len(received))):
+        received += chunk
+    return received
+
+
+def receive_all(sock: socket.socket, lag: float = 0) -> bytes:
+    received = bytearray()
+    while chunk := sock.recv(65536):
+        received += chunk
+        if lag:
+            time.sleep(lag)
+    return bytes(received)
+
+
+def test_out_of_descriptors_the_listener_pauses_then_accepts_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_direct_listener, "ACCEPT_RETRY_DELAY", 0.2)
+
+    class OutOfDescriptorsOnce(socket.socket):
+        failed = False
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            if not self.failed:
+                self.failed = True
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            return super().accept()
+
+    class OnePod:
+        def __init__(self, port: int) -> None:
+            self.target = Target("web-a", port, "127.0.0.1")
+
+        async def ready_target(self) -> Target:
+            return self.target
+
+    async def serve_one(port: int) -> tuple[bytes, float]:
+        sock = OutOfDescriptorsOnce(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.setblocking(False)
+        listener = _direct_listener.DirectListener(
+            sock, OnePod(port), namespace=NS, what="Service ns/web", connect_timeout=5
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            answer = await loop.run_in_executor(None, echo, listener.port, b"x")
+        finally:
+            await listener.close()
+        return answer, loop.time() - started
+
+    with pod("a") as web_a:
+        answer, took = asyncio.run(serve_one(web_a.port))
+    assert answer == b"a:x"
+    assert took >= 0.15  # served once the pause was over
+    assert "cannot accept connections for 0.2s: Too many open files" in caplog.text

@@ -2,17 +2,23 @@
 
 Where the pod network is reachable from this process (the host of a local cluster, a CI
 runner inside the cluster, Linux kind with a route to the node), a forward need not pay the
-apiserver, the kubelet and the runtime on every connection: the listener stays the same
-(127.0.0.1, ``LocalConnection``), and each accepted connection is handed over as a plain
-socket and joined to a TCP connection to the pod.
+apiserver, the kubelet and the runtime on every connection: the port stays on 127.0.0.1
+(its listener is in _direct_listener), and each accepted connection, a plain socket, is
+joined to a TCP connection to the pod.
 
-The bytes move in the kernel where it can (Linux ``splice(2)`` through a pipe per
-direction: socket to pipe to socket, never copied into Python), else through one buffer
-per direction. Each direction is a ``_Way`` driven by the event loop's readiness callbacks:
-read while the way is empty, write until it is, and stop reading while the other end
-cannot take more (backpressure). An EOF is passed on as ``shutdown(SHUT_WR)`` once
-everything before it is written, so half-closed connections work both ways; an error or a
-reset on either end resets the other; the connection is closed once both ways are done.
+Each direction is a ``_Way`` driven by the event loop's readiness callbacks: read while
+the way is empty, write until it is, and stop reading while the other end cannot take more
+(backpressure). An EOF is passed on as ``shutdown(SHUT_WR)`` once everything before it is
+written, so half-closed connections work both ways; an error or a reset on either end
+resets the other; the connection is closed once both ways are done.
+
+Most connections a test makes are short: a request, a reply, a close. What they cost is
+system calls and trips through the event loop, not copying (benchmarks/direct_route.py),
+so a way starts by copying through one scratch buffer that every splice of the loop
+shares (a read and its write happen in the same callback). Once a read brings a bulk of
+bytes, the way moves them in the kernel from then on where it can (Linux ``splice(2)``
+through a pipe: socket to pipe to socket, never copied into Python), with a pipe kept
+spare by an earlier connection if there is one.
 """
 
 from __future__ import annotations
@@ -26,11 +32,19 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-# Bytes moved per call. Large, so that a bulk transfer costs few trips through the event
-# loop (benchmarks/direct_route.py); a pipe holds this much if the system allows it
-# (fs.pipe-max-size, 1 MiB by default), else its default 64 KiB.
+# Bytes moved per splice(2) call. Large, so that a bulk transfer costs few trips through
+# the event loop (benchmarks/direct_route.py); a pipe holds this much if the system allows
+# it (fs.pipe-max-size, 1 MiB by default), else its default 64 KiB.
 CHUNK = 1024 * 1024
-COPY_BUFFER = 256 * 1024  # where there is no splice(2)
+# The shared scratch buffer: it carries every read where there is no splice(2), so large.
+COPY_BUFFER = 256 * 1024
+# A read at least this large makes its way a bulk one: spliced from then on, and read again
+# in the same callback (a short read has most likely emptied the socket).
+BULK = 64 * 1024
+# Reads per readiness callback of a bulk way: then the loop's other connections get a turn.
+BULK_ROUNDS = 8
+# Empty pipes kept for the next bulk ways (two descriptors each).
+SPARE_PIPES = 8
 _SPLICE = getattr(os, "splice", None)  # Linux, Python 3.10+
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _F_SETPIPE_SZ = 1031
@@ -112,26 +126,75 @@ def reset(sock: socket.socket) -> None:
     sock.close()
 
 
+class Buffers:
+    """What the splices of one event loop share: the scratch buffer small reads go through
+    (read and written on in one callback, so one buffer serves every connection) and empty
+    pipes kept for the next bulk way (creating one costs three system calls, and two more
+    to close it)."""
+
+    def __init__(self) -> None:
+        self.scratch = memoryview(bytearray(COPY_BUFFER))
+        self._spare: list[tuple[int, int]] = []
+
+    def take_pipe(self) -> tuple[int, int] | None:
+        """An empty pipe; None where there is no splice(2), or no descriptor left."""
+        if self._spare:
+            return self._spare.pop()
+        if _SPLICE is None:
+            return None
+        try:
+            pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # out of descriptors: copy instead
+            return None
+        with contextlib.suppress(OSError):
+            import fcntl
+
+            fcntl.fcntl(pipe[1], _F_SETPIPE_SZ, CHUNK)
+        return pipe
+
+    def give_back(self, pipe: tuple[int, int], empty: bool) -> None:
+        if empty and len(self._spare) < SPARE_PIPES:
+            self._spare.append(pipe)
+            return
+        for end in pipe:
+            os.close(end)
+
+    def close(self) -> None:
+        while self._spare:
+            for end in self._spare.pop():
+                os.close(end)
+
+
 class Splice:
-    """One client connection joined to one pod connection, both plain sockets."""
+    """One client connection joined to one pod connection.
+
+    Both are non-blocking sockets with TCP_NODELAY (interactive protocols: no Nagle delay);
+    the client has usually written already, so its bytes are moved at once, without a
+    trip through the event loop.
+    """
+
+    __slots__ = ("_on_done", "_sockets", "_ways", "closed")
 
     def __init__(
-        self, client: socket.socket, pod: socket.socket, on_done: Callable[[Splice], None]
+        self,
+        client: socket.socket,
+        pod: socket.socket,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        buffers: Buffers,
+        on_done: Callable[[Splice], None],
     ) -> None:
-        self._loop = asyncio.get_running_loop()
         self._sockets = (client, pod)
         self._on_done = on_done
         self.closed = False
-        for sock in self._sockets:
-            sock.setblocking(False)
-            with contextlib.suppress(OSError):  # interactive protocols: no Nagle delay
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._ways = (_Way(self, client, pod), _Way(self, pod, client))
+        upstream = _Way(self, loop, buffers, client, pod)
+        self._ways = (upstream, _Way(self, loop, buffers, pod, client))
+        upstream.move()  # first: the pod can start on the request meanwhile
         for way in self._ways:
             way.start()
 
     def way_done(self) -> None:
-        if all(way.done for way in self._ways):
+        if self._ways[0].done and self._ways[1].done:
             self.close()
 
     def reset(self) -> None:
@@ -155,110 +218,139 @@ class Splice:
 
 
 class _Way:
-    """One direction of a splice: bytes from ``source`` to ``target``."""
+    """One direction of a splice: bytes from ``source`` to ``target``.
 
-    def __init__(self, splice: Splice, source: socket.socket, target: socket.socket) -> None:
+    It holds bytes only while the target cannot take them: ``_held`` (copied) or
+    ``_in_pipe`` bytes in its pipe (spliced), and reads nothing more until they are written.
+    """
+
+    __slots__ = (
+        "_buffers",
+        "_held",
+        "_in_pipe",
+        "_loop",
+        "_pipe",
+        "_reading",
+        "_source",
+        "_source_fd",
+        "_splice",
+        "_target",
+        "_target_fd",
+        "_writing",
+        "done",
+    )
+
+    def __init__(
+        self,
+        splice: Splice,
+        loop: asyncio.AbstractEventLoop,
+        buffers: Buffers,
+        source: socket.socket,
+        target: socket.socket,
+    ) -> None:
         self._splice = splice
-        self._loop = splice._loop
-        self._source = source.fileno()
-        self._target = target.fileno()
-        self._target_socket = target
-        self._pending = 0  # bytes read and not yet written
+        self._loop = loop
+        self._buffers = buffers
+        self._source = source
+        self._target = target
+        self._source_fd = source.fileno()
+        self._target_fd = target.fileno()
+        self._pipe: tuple[int, int] | None = None  # once the way is a bulk one
+        self._in_pipe = 0
+        self._held: memoryview | None = None
         self._reading = False
         self._writing = False
         self.done = False
-        self._pipe: tuple[int, int] | None = None
-        self._buffer: memoryview | None = None
-        self._offset = 0
-        if _SPLICE is not None:
-            with contextlib.suppress(OSError):  # out of descriptors: copy instead
-                self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self._pipe is not None:
-            with contextlib.suppress(OSError):
-                import fcntl
-
-                fcntl.fcntl(self._pipe[1], _F_SETPIPE_SZ, CHUNK)
-        else:
-            # Smaller: a fresh buffer costs page faults on every new connection.
-            self._buffer = memoryview(bytearray(COPY_BUFFER))
 
     def start(self) -> None:
-        self._set_reading(True)
+        if not self._writing:  # else it reads again once the target has taken what it holds
+            self._set_reading(True)
 
     def release(self) -> None:
         self._set_reading(False)
         self._set_writing(False)
         if self._pipe is not None:
-            for end in self._pipe:
-                os.close(end)
+            self._buffers.give_back(self._pipe, empty=not self._in_pipe)
             self._pipe = None
 
-    def _readable(self) -> None:
-        try:
-            count = self._fill()
-        except BlockingIOError:
-            return
-        except OSError:
-            self._splice.reset()  # the source reset: so does the target
-            return
-        if count == 0:  # the source's EOF: pass it on (the way is empty: see _drain)
-            self._set_reading(False)
-            with contextlib.suppress(OSError):
-                self._target_socket.shutdown(socket.SHUT_WR)
-            self.done = True
-            self._splice.way_done()
-            return
-        self._pending += count
-        self._drain()
-
-    def _writable(self) -> None:
-        self._drain()
-
-    def _drain(self) -> None:
-        while self._pending:
+    def move(self) -> None:
+        """Moves what the source has to the target (the source is readable)."""
+        for _ in range(BULK_ROUNDS):
+            pipe = self._pipe
             try:
-                written = self._flush()
+                if pipe is not None and _SPLICE is not None:
+                    count = _SPLICE(self._source_fd, pipe[1], CHUNK, flags=_SPLICE_FLAGS)
+                else:
+                    count = self._source.recv_into(self._buffers.scratch)
             except BlockingIOError:
-                # The target cannot take more: stop reading until it can (backpressure).
-                self._set_reading(False)
-                self._set_writing(True)
                 return
             except OSError:
-                self._splice.reset()  # the target is gone (a reset, EPIPE): so is the source
+                self._splice.reset()  # the source reset: so does the target
                 return
-            self._pending -= written
-        self._set_writing(False)
-        self._set_reading(True)
+            if count == 0:
+                self._end()
+                return
+            if pipe is not None:
+                self._in_pipe = count
+            else:
+                self._held = self._buffers.scratch[:count]
+            if not self._write():
+                return
+            if count < BULK:
+                return  # most likely all there was: the loop says when there is more
+            if self._pipe is None:
+                self._pipe = self._buffers.take_pipe()
 
-    def _fill(self) -> int:
-        if self._pipe is not None and _SPLICE is not None:
-            return int(_SPLICE(self._source, self._pipe[1], CHUNK, flags=_SPLICE_FLAGS))
-        assert self._buffer is not None
-        self._offset = 0
-        return os.readv(self._source, [self._buffer])
+    def _end(self) -> None:
+        """The source's EOF (the way is empty): pass it on."""
+        self._set_reading(False)
+        with contextlib.suppress(OSError):
+            self._target.shutdown(socket.SHUT_WR)
+        self.done = True
+        self._splice.way_done()
 
-    def _flush(self) -> int:
-        if self._pipe is not None and _SPLICE is not None:
-            return int(_SPLICE(self._pipe[0], self._target, self._pending, flags=_SPLICE_FLAGS))
-        assert self._buffer is not None
-        written = os.write(self._target, self._buffer[self._offset : self._offset + self._pending])
-        self._offset += written
-        return written
+    def _writable(self) -> None:
+        if self._write():
+            self._set_writing(False)
+            self._set_reading(True)
+
+    def _write(self) -> bool:
+        """Writes what the way holds; False if the target cannot take it all (reading stops
+        until it can: backpressure) or is gone (the splice is reset)."""
+        try:
+            while self._held is not None:
+                written = self._target.send(self._held)
+                self._held = self._held[written:] if written < len(self._held) else None
+            pipe = self._pipe
+            while self._in_pipe and pipe is not None and _SPLICE is not None:
+                self._in_pipe -= _SPLICE(
+                    pipe[0], self._target_fd, self._in_pipe, flags=_SPLICE_FLAGS
+                )
+        except BlockingIOError:
+            if self._held is not None and self._held.obj is self._buffers.scratch.obj:
+                self._held = memoryview(bytes(self._held))  # the next read reuses the scratch
+            self._set_reading(False)
+            self._set_writing(True)
+            return False
+        except OSError:
+            self._splice.reset()  # the target is gone (a reset, EPIPE): so is the source
+            return False
+        return True
 
     def _set_reading(self, reading: bool) -> None:
         if reading == self._reading or (reading and (self.done or self._splice.closed)):
             return
         self._reading = reading
         if reading:
-            self._loop.add_reader(self._source, self._readable)
+            self._loop.add_reader(self._source_fd, self.move)
         else:
-            self._loop.remove_reader(self._source)
+            self._loop.remove_reader(self._source_fd)
 
     def _set_writing(self, writing: bool) -> None:
         if writing == self._writing or (writing and self._splice.closed):
             return
         self._writing = writing
         if writing:
-            self._loop.add_writer(self._target, self._writable)
+            self._loop.add_writer(self._target_fd, self._writable)
         else:
-            self._loop.remove_writer(self._target)
+            self._loop.remove_writer(self._target_fd)

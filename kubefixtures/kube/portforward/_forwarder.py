@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from functools import partial
 from typing import Any, Literal
@@ -31,13 +30,8 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward._api import ApiClient, ApiEndpoint, pod_portforward_path
-from kubefixtures.kube.portforward._direct import (
-    Splice,
-    connect,
-    describe_connect_error,
-    probe,
-    reset,
-)
+from kubefixtures.kube.portforward._direct import probe
+from kubefixtures.kube.portforward._direct_listener import DirectListener, listen
 from kubefixtures.kube.portforward._endpoints import (
     JSON,
     SERVICE_NAME_LABEL,
@@ -101,12 +95,11 @@ class AsyncServicePortForward:
         self._requested_route = route
         self.route: Literal["forward", "direct"] = "forward"
         self.probe_timeout = probe_timeout
-        self._direct: set[Splice] = set()
-        self._dialling: set[socket.socket] = set()  # clients whose pod is being dialled
         self._api: ApiClient | None = None
         self._service: JSON = {}
         self._service_port: ServicePort | None = None
         self._server: asyncio.Server | None = None
+        self._listener: DirectListener | None = None  # the direct route's, in the server's place
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locals: set[LocalConnection] = set()
@@ -161,7 +154,7 @@ class AsyncServicePortForward:
         self._watch_task = asyncio.create_task(self._watch(), name=f"watch {self.what}")
         try:
             async with asyncio.timeout(self.ready_timeout):
-                target = await self._ready_target()
+                target = await self.ready_target()
         except TimeoutError:
             why = await self._explain()
             raise NoReadyEndpointsError(
@@ -182,15 +175,25 @@ class AsyncServicePortForward:
                 self.transport = "v4"
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(
-                lambda: LocalConnection(self), self.bind, self.local_port, backlog=512
-            )
+            if self.route == "direct":
+                self._listener = DirectListener(
+                    listen(self.bind, self.local_port),
+                    self,
+                    namespace=self.namespace,
+                    what=self.what,
+                    connect_timeout=self.connect_timeout,
+                )
+                self.local_port = self._listener.port
+            else:
+                self._server = await loop.create_server(
+                    lambda: LocalConnection(self), self.bind, self.local_port, backlog=512
+                )
+                self.local_port = self._server.sockets[0].getsockname()[1]
         except OSError as error:
             reason = error.strerror or error
             raise PortForwardError(
                 f"cannot listen on {self.bind}:{self.local_port} for {self.what}: {reason}"
             ) from None
-        self.local_port = self._server.sockets[0].getsockname()[1]
         log.debug(
             "forwarding %s:%s to %s port %s via %s (%s)",
             self.bind,
@@ -220,10 +223,8 @@ class AsyncServicePortForward:
             local.abort()
         for connection in list(self._v4):
             connection.abort()
-        for splice in list(self._direct):
-            splice.reset()
-        for client in list(self._dialling):
-            reset(client)
+        if self._listener is not None:
+            await self._listener.close()
         tunnels = [t for t in (self._tunnel, *self._draining) if t is not None]
         for tunnel in tunnels:
             tunnel.abort()
@@ -251,12 +252,6 @@ class AsyncServicePortForward:
     def attach(self, local: LocalConnection) -> None:
         if self._stopping:
             local.abort()
-            return
-        if self.route == "direct":
-            client = local.take_socket()  # spliced in the kernel from now on
-            if client is not None:
-                self._dialling.add(client)  # stop() closes it if the task never runs
-                self._spawn(self._attach_direct(client))
             return
         self._locals.add(local)
         tunnel = self._tunnel
@@ -300,44 +295,9 @@ class AsyncServicePortForward:
             log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
             local.abort()
 
-    async def _attach_direct(self, client: socket.socket) -> None:
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                while True:
-                    target = await self._ready_target()
-                    try:
-                        pod = await connect(target.address, target.port)
-                    except OSError as error:
-                        if target != self._current:
-                            continue  # the pod changed while we dialled it: the next one
-                        raise PortForwardError(
-                            f"pod {self.namespace}/{target.pod} at {target.address}:"
-                            f"{target.port}: {describe_connect_error(error)}"
-                        ) from None
-                    if self._stopping or client.fileno() < 0:
-                        pod.close()
-                        break
-                    self._dialling.discard(client)
-                    self._direct.add(Splice(client, pod, self._direct.discard))
-                    return
-        except TimeoutError:
-            log.warning(
-                "connection to %s:%s dropped: no ready pod behind %s within %.1fs",
-                self.bind,
-                self.local_port,
-                self.what,
-                self.connect_timeout,
-            )
-        except PortForwardError as error:
-            log.warning("connection to %s:%s dropped: %s", self.bind, self.local_port, error)
-        finally:
-            if client in self._dialling:
-                self._dialling.discard(client)
-                reset(client)  # it fails at once rather than hanging
-
     async def _attach_v4(self, local: LocalConnection) -> None:
         while True:
-            target = await self._ready_target()
+            target = await self.ready_target()
             try:
                 connection: V4Connection = await self._open_v4(target, local)
             except PortForwardNotFound:
@@ -356,7 +316,8 @@ class AsyncServicePortForward:
             return
 
     # -- pods and tunnels -----------------------------------------------------------------
-    async def _ready_target(self) -> Target:
+    async def ready_target(self) -> Target:
+        """The pod new connections go to, once there is one."""
         while True:
             if self._fatal is not None:
                 raise self._fatal
@@ -373,7 +334,7 @@ class AsyncServicePortForward:
     async def _ready_tunnel(self) -> SpdyTunnel:
         delay = 0.05
         while True:
-            target = await self._ready_target()
+            target = await self.ready_target()
             tunnel = self._tunnel
             if tunnel is not None and tunnel.usable and tunnel.target == target:
                 return tunnel

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from typing import Protocol
 
 from kubefixtures.kube.portforward._wsconn import WRITE_HIGH_WATER
@@ -108,18 +106,6 @@ class LocalConnection(asyncio.Protocol):
         """Resets the client's connection, so that it fails at once instead of hanging."""
         if self.transport is not None:
             self.transport.abort()
-
-    def take_socket(self) -> socket.socket | None:
-        """The accepted connection as a socket of its own, for a splice that moves its bytes
-        without asyncio (the direct route); this object lets go of it. None if it is over."""
-        if self.transport is None or self.finished:
-            return None
-        accepted = self.transport.get_extra_info("socket")
-        # A duplicate of the descriptor: closing the transport (which closes its own)
-        # leaves the connection open, with no FIN or reset sent.
-        sock = socket.socket(fileno=os.dup(accepted.fileno()))
-        self.transport.abort()
-        return sock
 
     def _update_reading(self) -> None:
         self._set_reading(self.sink is not None and not self._upstream_paused)
