@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -46,9 +47,21 @@ def test_waits({name}, index):
 """
 
 
+# The inner run starts with SIGINT, SIGTERM and SIGHUP at their default dispositions. A
+# signal ignored here is inherited as ignored (`nohup` ignores SIGHUP, a non-interactive
+# shell's `&` ignores SIGINT), and kubefixtures rightly leaves an ignored signal ignored: the
+# inner run would never see what the test sends it.
+WITH_DEFAULT_SIGNALS = (
+    "import os, signal, sys\n"
+    "for name in ('SIGINT', 'SIGTERM', 'SIGHUP'):\n"
+    "    signal.signal(getattr(signal, name), signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def start(directory: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        pytest_command(*args),
+        [sys.executable, "-c", WITH_DEFAULT_SIGNALS, *pytest_command(*args)],
         cwd=directory,
         env=environ(),
         stdout=subprocess.PIPE,
