@@ -114,6 +114,8 @@ class LeaseInfo:
     # When the reaper itself saw the last renewal (the operator: on its monotonic clock,
     # expressed in the frame of the ``now`` it decides with). Wins over renewTime.
     observed: datetime | None = None
+    # The version read: a take-over judged on this reading is a compare-and-swap against it.
+    resource_version: str = ""
 
     @property
     def last_sign_of_life(self) -> datetime | None:
@@ -285,6 +287,7 @@ def lease_from_object(lease: Mapping[str, Any]) -> LeaseInfo:
         existing_namespace=labels.get(EXISTING_NAMESPACE_LABEL) == "true",
         problem="; ".join(problems) or None,
         signature=f"{signature}|{duration}",
+        resource_version=str(metadata.get("resourceVersion") or ""),
     )
 
 

@@ -38,7 +38,6 @@ from kubefixtures import naming
 from kubefixtures.commands_for_people import kubectl_prefix
 from kubefixtures.kube.errors import Conflict
 from kubefixtures.leases.policy import (
-    LEASE_NAME,
     SessionNamespace,
     format_time,
     held,
@@ -124,7 +123,7 @@ class ReuseNamespace(NewNamespace):
 
     def _adopt(self, cluster: Cluster, name: str) -> Adopted | None:
         """Take namespace ``name`` over, unless it is someone else's (or becomes so first)."""
-        from kubefixtures.kube.client import LEASE, SECRET
+        from kubefixtures.kube.client import SECRET
         from kubefixtures.leases.reaping import read_session
         from kubefixtures.leases.renewal import LeaseTaken, SessionLease
         from kubefixtures.secrets import SECRETS_NAME, stored_secrets
@@ -139,8 +138,10 @@ class ReuseNamespace(NewNamespace):
                 f"{owner}"
             )
             return None
-        lease_object = cluster.get_or_none(LEASE, name, LEASE_NAME) if session.lease else None
-        version = str(((lease_object or {}).get("metadata") or {}).get("resourceVersion") or "")
+        # The take-over is a compare-and-swap against the very Lease judged free above. Read
+        # again, it could already be another run's that adopted it meanwhile, and its newer
+        # version would let this run take it over too: two runs in one namespace.
+        version = session.lease.resource_version if session.lease else ""
         lease = SessionLease(
             cluster,
             name,

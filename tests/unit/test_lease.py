@@ -252,6 +252,14 @@ def test_lease_from_object() -> None:
     assert info.keep_until == datetime(2025, 3, 1, 13, 0, tzinfo=UTC)
 
 
+def test_a_lease_read_carries_its_version_for_a_compare_and_swap() -> None:
+    # A run that judged a Lease free takes it over against the version it judged (reuse).
+    body = lease_object(holderIdentity="a@h/1")
+    body["metadata"]["resourceVersion"] = "4711"
+    assert lease_from_object(body).resource_version == "4711"
+    assert lease_from_object(lease_object(holderIdentity="a@h/1")).resource_version == ""
+
+
 def test_a_lease_without_a_duration_gets_the_default() -> None:
     info = lease_from_object(lease_object(holderIdentity="a@h/1", leaseDurationSeconds=None))
     assert info.duration_seconds == DEFAULT_LEASE_SECONDS
