@@ -42,25 +42,30 @@ DETAILS_VERSION: Literal[1] = 1
 
 
 class ServiceDetails(BaseModel):
-    """A Service of the environment as seen from the test process (through port-forwards)."""
+    """A Service of the environment as seen from the test process: on 127.0.0.1 (through
+    port-forwards or the direct route's splices), or at its ClusterIP (route "service")."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     namespace: str
-    host: str = "127.0.0.1"
-    port: int = Field(description="local port of the Service's first port")
-    ports: dict[int, int] = Field(description="Service port -> local port")
+    host: str = Field(
+        default="127.0.0.1",
+        description="where tests connect: 127.0.0.1, or the Service's ClusterIP (route service)",
+    )
+    port: int = Field(description="port at host of the Service's first port")
+    ports: dict[int, int] = Field(description="Service port -> port at host")
     named_ports: dict[str, int] = Field(
-        default_factory=dict, description="Service port name -> local port"
+        default_factory=dict, description="Service port name -> port at host"
     )
     url: str | None = Field(
         default=None, description="http(s)://host:port of the port named http or https"
     )
-    route: Literal["forward", "direct", "mixed"] = Field(
+    route: Literal["forward", "direct", "service", "mixed"] = Field(
         default="forward",
-        description="how the local ports reach the pods: forward (through the apiserver), "
-        "direct (straight to the pod's IP), mixed (some ports each way)",
+        description="how the ports reach the pods: forward (through the apiserver), "
+        "direct (straight to the pod's IP), service (host is the Service's ClusterIP, "
+        "routed by the cluster), mixed (some ports forward, some direct)",
     )
 
     @property

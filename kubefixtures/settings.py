@@ -19,11 +19,14 @@ from kubefixtures.errors import SettingsError
 from kubefixtures.limits import parse_count, parse_pool_size, parse_seconds
 
 __all__ = [
+    "ADDRESSES",
     "OPTIONS",
     "ROUTES",
+    "Address",
     "Option",
     "Route",
     "Settings",
+    "parse_direct_address",
     "parse_image_overrides",
     "parse_namespace",
     "parse_namespace_prefix",
@@ -36,6 +39,9 @@ Kind = Literal["string", "seconds", "flag", "pairs", "count"]
 # that pytest's start-up imports nothing of kube/).
 Route = Literal["auto", "forward", "direct"]
 ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
+# Where a direct route is served (the forwarder's `Address`, kept here for the same reason).
+Address = Literal["local", "service"]
+ADDRESSES: tuple[Address, ...] = ("local", "service")
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,14 @@ OPTIONS: tuple[Option, ...] = (
         "through the apiserver), direct (to the pod's IP, or fail)",
         metavar="|".join(ROUTES),
     ),
+    Option(
+        "direct-address",
+        "string",
+        "where a Service on the direct route is served: local (127.0.0.1, a splice per "
+        "connection to the pod's IP) or service (its ClusterIP and port when they answer "
+        "from here, routed by kube-proxy with nothing in between; else local)",
+        metavar="|".join(ADDRESSES),
+    ),
 )
 
 
@@ -238,6 +252,7 @@ class Settings:
     log_lines: int = 50
     report: str | None = None
     route: Route = "auto"
+    direct_address: Address = "local"
 
     @property
     def claims_spares(self) -> bool:
@@ -309,6 +324,7 @@ class Settings:
             log_lines=parsed("kubefixtures_log_lines", parse_count),
             report=parsed("kubefixtures_report", parse_report_path) or None,
             route=parsed("kubefixtures_route", parse_route),
+            direct_address=parsed("kubefixtures_direct_address", parse_direct_address),
         )
 
 
@@ -361,6 +377,13 @@ def parse_route(text: str) -> Route:
         if text.strip().lower() == route:
             return route
     raise ValueError(f"{text!r} is not a route (use {', '.join(ROUTES)})")
+
+
+def parse_direct_address(text: str) -> Address:
+    for address in ADDRESSES:
+        if text.strip().lower() == address:
+            return address
+    raise ValueError(f"{text!r} is not a direct address (use {', '.join(ADDRESSES)})")
 
 
 def parse_image_overrides(text: str | Iterable[str]) -> dict[str, str]:

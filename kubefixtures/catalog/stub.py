@@ -28,7 +28,8 @@ from kubefixtures.errors import KubefixturesError
 __all__ = ["HttpStub", "Imposter"]
 
 _TIMEOUT = 10.0
-# The admin API is a forward on 127.0.0.1: never through an HTTP(S)_PROXY of the environment.
+# The admin API is on 127.0.0.1 or at the Service's ClusterIP (--kubefixtures-direct-address):
+# never through an HTTP(S)_PROXY of the environment.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

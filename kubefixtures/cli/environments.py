@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures.cli.options import add_cluster_options, count, namespace_prefix, seconds
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.settings import ROUTES, Settings
+from kubefixtures.settings import ADDRESSES, ROUTES, Settings
 
 if TYPE_CHECKING:
     from kubefixtures.provisioning.base import EnvironmentSpec
@@ -126,6 +126,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="as --kubefixtures-route: how the served 127.0.0.1 ports reach the pods "
         "(default: %(default)s)",
     )
+    up.add_argument(
+        "--direct-address",
+        choices=ADDRESSES,
+        default=default.direct_address,
+        help="as --kubefixtures-direct-address: serve a Service on the direct route on "
+        "127.0.0.1 (local) or at its ClusterIP when it answers from here (service; the "
+        "details file then holds the ClusterIP, which outlives this command) "
+        "(default: %(default)s)",
+    )
     add_cluster_options(up)
     up.set_defaults(handler=run_up)
 
@@ -221,6 +230,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         lease_duration=arguments.lease_duration,
         keep_for=arguments.keep_for,
         route=arguments.route,
+        direct_address=arguments.direct_address,
     )
     out: Path = (arguments.details_out or Path(f"{name}.kubefixtures.json")).resolve()
     session = SessionState(settings, lambda line: print(line, flush=True))

@@ -30,6 +30,7 @@ from kubefixtures.provisioning.base import (
     SessionView,
     combined_route,
     inspect,
+    ports_to_serve_locally,
     wait_answering,
 )
 from kubefixtures.rendering import RenderContext, render_sources
@@ -173,13 +174,17 @@ class AttachedProvisioning:
 
     def _forward(self, cluster: Cluster, details: EnvironmentDetails) -> dict[str, ServiceDetails]:
         """The recorded ports that are serving, and new forwards for those that are not (on
-        this run's route: a route recorded by ``up`` may not exist from this machine)."""
-        wanted = [
-            (service.name, port, local)
-            for service in details.services.values()
-            for port, local in service.ports.items()
-            if not serving(local, service.host)
-        ]
+        this run's route: a route recorded by ``up`` may not exist from this machine). A
+        Service recorded at its ClusterIP is forwarded again whole when one of its ports
+        does not answer there (its details have one host)."""
+        wanted = []
+        for service in details.services.values():
+            silent = [port for port, at in service.ports.items() if not serving(at, service.host)]
+            if service.host != LOCALHOST and silent:
+                # Not this machine's ports: any free local port will do.
+                wanted += [(service.name, port, 0) for port in service.ports]
+            else:
+                wanted += [(service.name, port, service.ports[port]) for port in silent]
         if not wanted:
             return dict(details.services)
         with ThreadPoolExecutor(max_workers=min(len(wanted), 8)) as pool:
@@ -192,12 +197,21 @@ class AttachedProvisioning:
             moved = {key: future.result() for key, future in futures.items()}
         services = {}
         for name, service in details.services.items():
+            own = {port: moved[(name, port)] for port in service.ports if (name, port) in moved}
+            for port in (
+                ports_to_serve_locally(own) if len(own) == len(service.ports) else list(own)
+            ):
+                if own[port].route == "service":  # the Service's other ports are on 127.0.0.1
+                    own[port] = moved[(name, port)] = self._serve_locally(
+                        cluster, details.namespace, name, port, own[port]
+                    )
             ports = {
-                port: moved[(name, port)].local_port if (name, port) in moved else local
+                port: own[port].local_port if port in own else local
                 for port, local in service.ports.items()
             }
-            services[name] = _moved(service, ports)
-            if any(key[0] == name for key in moved):
+            host = next(iter(own.values())).host if own else service.host
+            services[name] = _moved(service, ports, host)
+            if own:
                 routes = [
                     moved[(name, port)].route if (name, port) in moved else service.route
                     for port in service.ports
@@ -206,13 +220,20 @@ class AttachedProvisioning:
         return services
 
     def _start(
-        self, cluster: Cluster, namespace: str, service: str, port: int, local: int
+        self,
+        cluster: Cluster,
+        namespace: str,
+        service: str,
+        port: int,
+        local: int,
+        *,
+        local_only: bool = False,
     ) -> ServicePortForward:
         """Forward ``service:port`` on the recorded local port if it is free, else (another
-        xdist worker of this run took it a moment ago, say) on a free one."""
+        xdist worker of this run took it a moment ago, say) on a free one (``local``: 0)."""
         from kubefixtures.kube.portforward import PortForwardError, ServicePortForward
 
-        for local_port in (local, 0) if _free(local) else (0,):
+        for local_port in (local, 0) if local and _free(local) else (0,):
             forward = ServicePortForward(
                 cluster.config,
                 namespace,
@@ -221,6 +242,7 @@ class AttachedProvisioning:
                 local_port=local_port,
                 ready_timeout=self.spec.timeout or self.session.settings.ready_timeout,
                 route=self.session.settings.route,
+                address="local" if local_only else self.session.settings.direct_address,
             )
             try:
                 forward.start()
@@ -231,6 +253,15 @@ class AttachedProvisioning:
             self.forwards.append(forward)
             return forward
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _serve_locally(
+        self, cluster: Cluster, namespace: str, service: str, port: int, forward: ServicePortForward
+    ) -> ServicePortForward:
+        """``forward``, served at the Service's ClusterIP, replaced by one on 127.0.0.1."""
+        replacement = self._start(cluster, namespace, service, port, 0, local_only=True)
+        self.forwards.remove(forward)
+        forward.stop()
+        return replacement
 
     def report_ready(self) -> None:
         assert self.environment is not None
@@ -277,16 +308,18 @@ def _check_namespace(cluster: Cluster, path: Path, details: EnvironmentDetails) 
         )
 
 
-def _moved(service: ServiceDetails, ports: dict[int, int]) -> ServiceDetails:
-    """``service`` with its Service ports forwarded to ``ports`` (URL and names follow)."""
+def _moved(service: ServiceDetails, ports: dict[int, int], host: str) -> ServiceDetails:
+    """``service`` with its Service ports forwarded to ``ports`` at ``host`` (URL and names
+    follow)."""
     old_to_new = {service.ports[port]: local for port, local in ports.items()}
     url = service.url
     if url is not None:
         scheme, _, rest = url.partition("://")
         old = int(rest.rsplit(":", 1)[1])
-        url = f"{scheme}://{service.host}:{old_to_new.get(old, old)}"
+        url = f"{scheme}://{host}:{old_to_new.get(old, old)}"
     return service.model_copy(
         update={
+            "host": host,
             "port": old_to_new.get(service.port, service.port),
             "ports": ports,
             "named_ports": {

@@ -34,6 +34,7 @@ __all__ = [
     "Reporter",
     "SessionView",
     "inspect",
+    "ports_to_serve_locally",
     "service_details",
     "wait_answering",
 ]
@@ -137,6 +138,9 @@ class PortForward(Protocol):
     @property
     def route(self) -> str: ...
 
+    @property
+    def host(self) -> str: ...
+
     def start(self) -> Any: ...
 
     def stop(self) -> Any: ...
@@ -156,12 +160,20 @@ def _scheme(port: Mapping[str, Any]) -> str | None:
     return None
 
 
-def combined_route(routes: Iterable[str]) -> Literal["forward", "direct", "mixed"]:
+def combined_route(routes: Iterable[str]) -> Literal["forward", "direct", "service", "mixed"]:
     """One Service's route in its details, from the routes its ports' forwards took."""
     chosen = set(routes)
-    if chosen == {"direct"}:
-        return "direct"
+    if chosen in ({"direct"}, {"service"}):
+        return "direct" if chosen == {"direct"} else "service"
     return "forward" if chosen <= {"forward"} else "mixed"
+
+
+def ports_to_serve_locally(forwards: Mapping[int, PortForward]) -> list[int]:
+    """The ports of one Service to serve on 127.0.0.1 after all: its details have one host,
+    so when some of its ports are served at its ClusterIP (route "service") and others on
+    127.0.0.1 (their ClusterIP did not answer), the ClusterIP ones move to 127.0.0.1 too."""
+    at_service = sorted(port for port, forward in forwards.items() if forward.route == "service")
+    return at_service if len(at_service) < len(forwards) else []
 
 
 def service_details(
@@ -169,9 +181,10 @@ def service_details(
     namespace: str,
     local_ports: Mapping[int, int],
     routes: Mapping[int, str] | None = None,
+    host: str = LOCALHOST,
 ) -> ServiceDetails:
     """ServiceDetails of a Service manifest whose ports are forwarded to ``local_ports``
-    (``routes``: the route each port's forward took; forward when not given)."""
+    at ``host`` (``routes``: the route each port's forward took; forward when not given)."""
     from kubefixtures.details import ServiceDetails
 
     ports = tcp_ports(service)
@@ -179,12 +192,12 @@ def service_details(
     for port in ports:
         scheme = _scheme(port)
         if scheme:
-            url = f"{scheme}://{LOCALHOST}:{local_ports[int(port['port'])]}"
+            url = f"{scheme}://{host}:{local_ports[int(port['port'])]}"
             break
     return ServiceDetails(
         name=service["metadata"]["name"],
         namespace=namespace,
-        host=LOCALHOST,
+        host=host,
         port=local_ports[int(ports[0]["port"])],
         ports={int(port["port"]): local_ports[int(port["port"])] for port in ports},
         named_ports={

@@ -33,6 +33,7 @@ from kubefixtures.provisioning.base import (
     PortForward,
     SessionView,
     inspect,
+    ports_to_serve_locally,
     service_details,
     tcp_ports,
     wait_answering,
@@ -527,12 +528,12 @@ class FreshProvisioning:
                     self._wait_ready(cluster)
                 finally:
                     self.phases.record("ready", started, clock.monotonic())
-            local_ports: dict[str, dict[int, int]] = {}
-            routes: dict[str, dict[int, str]] = {}
+            forwards: dict[str, dict[int, PortForward]] = {}
             for (name, port), future in starting.items():
-                forward = future.result()
-                local_ports.setdefault(name, {})[port] = forward.local_port
-                routes.setdefault(name, {})[port] = forward.route
+                forwards.setdefault(name, {})[port] = future.result()
+            for name, ports in forwards.items():
+                for port in ports_to_serve_locally(ports):
+                    ports[port] = self._serve_locally(cluster, name, port, ports[port])
             if forwarded:
                 self.phases.record("forward", started, max(forwarded))
         except BaseException:
@@ -541,7 +542,13 @@ class FreshProvisioning:
         finally:
             pool.shutdown(wait=True)
         return {
-            name: service_details(service, self.namespace, local_ports[name], routes[name])
+            name: service_details(
+                service,
+                self.namespace,
+                {port: forward.local_port for port, forward in forwards[name].items()},
+                {port: forward.route for port, forward in forwards[name].items()},
+                host=next(iter(forwards[name].values())).host,
+            )
             for name, service in services.items()
         }
 
@@ -556,7 +563,13 @@ class FreshProvisioning:
         ]
 
     def _start_forward(
-        self, cluster: Cluster, service: str, port: int, known: KnownEndpoints | None = None
+        self,
+        cluster: Cluster,
+        service: str,
+        port: int,
+        known: KnownEndpoints | None = None,
+        *,
+        local: bool = False,
     ) -> PortForward:
         from kubefixtures.kube.portforward import ServicePortForward  # lazy, like all of kube
 
@@ -571,6 +584,7 @@ class FreshProvisioning:
             port,
             ready_timeout=remaining,
             route=self.session.settings.route,
+            address="local" if local else self.session.settings.direct_address,
             known=known,
         )
         with self._forwards_lock:
@@ -579,6 +593,17 @@ class FreshProvisioning:
             self.forwards.append(forward)  # so that teardown stops (or cancels) it
         forward.start()
         return forward
+
+    def _serve_locally(
+        self, cluster: Cluster, service: str, port: int, forward: PortForward
+    ) -> PortForward:
+        """``forward``, served at the Service's ClusterIP, replaced by one on 127.0.0.1."""
+        replacement = self._start_forward(cluster, service, port, local=True)
+        with self._forwards_lock:
+            if forward in self.forwards:
+                self.forwards.remove(forward)
+        forward.stop()
+        return replacement
 
     def _stop_forwards(self) -> None:
         """Stop every forward, cancelling those still starting; no new one starts after."""

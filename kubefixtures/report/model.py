@@ -54,7 +54,8 @@ class ServiceAddress(_Model):
     url: str | None = None
     route: str = Field(
         default="forward",
-        description="direct (spliced to the pod's IP), forward (through the apiserver) or mixed",
+        description="direct (spliced to the pod's IP), forward (through the apiserver), service "
+        "(at the Service's ClusterIP, routed by the cluster) or mixed",
     )
 
 

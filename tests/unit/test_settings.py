@@ -119,6 +119,29 @@ def test_route_from_option_or_ini_key_and_the_same_routes_as_the_forwarder() -> 
     assert SETTINGS_ROUTES == ROUTES == get_args(Route)
 
 
+def test_direct_address_from_option_or_ini_key_and_the_same_as_the_forwarder() -> None:
+    from typing import get_args
+
+    from kubefixtures.kube.portforward import ADDRESSES, Address
+    from kubefixtures.settings import ADDRESSES as SETTINGS_ADDRESSES
+
+    assert Settings().direct_address == "local"
+    ini = {"kubefixtures_direct_address": "service"}
+    assert Settings.from_config(FakeConfig(ini=ini)).direct_address == "service"
+    options = {"kubefixtures_direct_address": " Local "}
+    assert Settings.from_config(FakeConfig(options=options, ini=ini)).direct_address == "local"
+    assert SETTINGS_ADDRESSES == ADDRESSES == get_args(Address)
+
+
+def test_an_unknown_direct_address_names_the_option_and_the_choices() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_config(FakeConfig(options={"kubefixtures_direct_address": "clusterip"}))
+    assert str(caught.value) == (
+        "--kubefixtures-direct-address (ini kubefixtures_direct_address): 'clusterip' is not "
+        "a direct address (use local, service)"
+    )
+
+
 def test_an_unknown_route_names_the_option_and_the_routes() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_config(FakeConfig(ini={"kubefixtures_route": "tunnel"}))

@@ -35,6 +35,9 @@ cluster, a CI runner inside the cluster), ``route="direct"`` skips the apiserver
 127.0.0.1 listener splices each connection to the pod's IP, following the same
 EndpointSlices. ``route="auto"`` takes it when a short connect probe to the pod's IP
 succeeds at start, and forwards otherwise (benchmarks/direct_route.py has the figures).
+With ``address="service"`` a direct route whose Service's ClusterIP answers from here is
+served there (``host``, ``local_port``: the ClusterIP and the Service's port; route
+"service"): kube-proxy routes each connection, and nothing of ours is in between.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ from kubefixtures.kube.errors import (
 from kubefixtures.kube.portforward import _loop
 from kubefixtures.kube.portforward._endpoints import KnownEndpoints
 from kubefixtures.kube.portforward._forwarder import (
+    ADDRESSES,
     ROUTES,
+    Address,
     AsyncServicePortForward,
     Route,
     Transport,
@@ -68,7 +73,9 @@ if TYPE_CHECKING:
     from kubefixtures.kube.config import ClusterConfig
 
 __all__ = [
+    "ADDRESSES",
     "ROUTES",
+    "Address",
     "ApiServerUnreachableError",
     "AsyncServicePortForward",
     "DirectRouteError",
@@ -96,6 +103,10 @@ class ServicePortForward:
     A client connection that finds no ready pod within ``connect_timeout`` is reset.
     ``route``: "forward" through the apiserver, "direct" to the pod's IP (``start()``
     fails with ``DirectRouteError`` when it does not answer), "auto" direct when it does.
+    ``address="service"``: a direct route is served at the Service's ClusterIP and port
+    when they answer from here (``route`` "service", ``host`` the ClusterIP, ``local_port``
+    the Service's port, nothing listening here); a headless Service, or a ClusterIP that
+    does not answer, keeps the local listener.
     ``known``: the Service and its EndpointSlices as the caller just listed them, so that
     ``start()`` asks the API nothing before it serves (the slices are watched from there).
     """
@@ -113,6 +124,7 @@ class ServicePortForward:
         ready_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         route: Route = "forward",
+        address: Address = "local",
         known: KnownEndpoints | None = None,
     ) -> None:
         # A stopped core cannot start again; start() after stop() builds a new one.
@@ -128,6 +140,7 @@ class ServicePortForward:
             ready_timeout=ready_timeout,
             connect_timeout=connect_timeout,
             route=route,
+            address=address,
         )
         self._core = self._new_core(known=known)  # a later core asks the API afresh
         self._stopped = False
@@ -143,7 +156,13 @@ class ServicePortForward:
 
     @property
     def local_port(self) -> int:
+        """The port clients connect to at ``host``."""
         return self._core.local_port
+
+    @property
+    def host(self) -> str:
+        """Where clients connect: ``bind``, or the Service's ClusterIP (route "service")."""
+        return self._core.host
 
     @property
     def bind(self) -> str:
@@ -156,7 +175,8 @@ class ServicePortForward:
 
     @property
     def route(self) -> str:
-        """The route in use: "direct" (to the pod's IP) or "forward" (the apiserver)."""
+        """The route in use: "direct" (to the pod's IP), "forward" (the apiserver), or
+        "service" (the Service's ClusterIP itself, ``address="service"``)."""
         return self._core.route
 
     @property
@@ -244,6 +264,6 @@ class ServicePortForward:
         core = self._core
         return (
             f"ServicePortForward({core.namespace}/{core.service}:{core.port} -> "
-            f"{core.bind}:{core.local_port}, "
-            f"{'direct' if core.route == 'direct' else core.transport})"
+            f"{core.host}:{core.local_port}, "
+            f"{core.transport if core.route == 'forward' else core.route})"
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import os
 import socket
@@ -52,14 +53,16 @@ _F_SETPIPE_SZ = 1031
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
-async def probe(address: str, port: int, timeout: float) -> str | None:
+async def probe(address: str, port: int, timeout: float, *, any_route: bool = False) -> str | None:
     """None if a TCP connection to ``address:port`` opens within ``timeout``, else why not.
 
     The connection is closed at once without a byte sent, as a kubelet TCP probe does.
+    ``any_route``: the default route counts too (a Service's ClusterIP, which this host's
+    kube-proxy rewrites after routing, and which no pod network route covers).
     """
     if not address:
         return "its EndpointSlice gives no pod IP"
-    if not routed_here(address):
+    if not any_route and not routed_here(address):
         return "no route to it but the default one (where a proxy or gateway may answer for it)"
     try:
         async with asyncio.timeout(timeout):
@@ -112,6 +115,11 @@ async def connect(address: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def describe_refusal() -> str:
+    """What ``probe`` says of a refused connection."""
+    return os.strerror(errno.ECONNREFUSED)
 
 
 def describe_connect_error(error: OSError) -> str:

@@ -8,7 +8,10 @@ and the next ready pod gets a fresh tunnel at once.
 
 Where the pod's IP is reachable from here, the route can skip the apiserver altogether
 (``route="direct"``, or ``"auto"`` after a connect probe): each accepted connection is then
-spliced to the current pod's IP (see _direct), following the same EndpointSlices.
+spliced to the current pod's IP (see _direct), following the same EndpointSlices. With
+``address="service"``, a direct route whose Service's ClusterIP answers too is no forward at
+all: the tests get the ClusterIP and the Service's port, which the cluster's own proxy
+(kube-proxy) routes to the ready pods, through restarts, with nothing of ours in between.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward._api import ApiClient, ApiEndpoint, pod_portforward_path
-from kubefixtures.kube.portforward._direct import probe
+from kubefixtures.kube.portforward._direct import describe_refusal, probe
 from kubefixtures.kube.portforward._direct_listener import DirectListener, listen
 from kubefixtures.kube.portforward._endpoints import (
     JSON,
@@ -55,9 +58,18 @@ Transport = Literal["auto", "spdy", "v4"]
 # the pod's IP, "auto" direct when a connect probe to the pod's IP succeeds.
 Route = Literal["auto", "forward", "direct"]
 ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
+# Where a direct route is served: "local" on bind:local_port (a splice per connection),
+# "service" at the Service's ClusterIP and port when it answers from here (no splice).
+Address = Literal["local", "service"]
+ADDRESSES: tuple[Address, ...] = ("local", "service")
 # A reachable pod network answers a connect in milliseconds; an unreachable one often
 # drops the SYN silently, and this is what an "auto" forward then loses finding out.
 PROBE_TIMEOUT = 0.5
+# kube-proxy programs a Service's new endpoints a moment after the EndpointSlice says they
+# are ready (its sync runs at most once a second): until then it refuses connections to the
+# ClusterIP, so a refused ClusterIP probe is tried again for this long.
+SERVICE_PROBE_PATIENCE = 3.0
+SERVICE_PROBE_INTERVAL = 0.1
 
 
 class AsyncServicePortForward:
@@ -77,6 +89,7 @@ class AsyncServicePortForward:
         connect_timeout: float = 10.0,
         ping_interval: float = 15.0,
         route: Route = "forward",
+        address: Address = "local",
         probe_timeout: float = PROBE_TIMEOUT,
         known: KnownEndpoints | None = None,
     ) -> None:
@@ -87,13 +100,17 @@ class AsyncServicePortForward:
         self.port = port
         self.bind = bind
         self.local_port = local_port
+        # Where clients connect: bind, or the ClusterIP on the "service" route (local_port
+        # is then the Service's port).
+        self.host = bind
         self._requested_transport = transport
         self.transport: Literal["spdy", "v4"] = "v4" if transport == "v4" else "spdy"
         self.ready_timeout = ready_timeout
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
         self._requested_route = route
-        self.route: Literal["forward", "direct"] = "forward"
+        self._address = address
+        self.route: Literal["forward", "direct", "service"] = "forward"
         self.probe_timeout = probe_timeout
         self._api: ApiClient | None = None
         self._service: JSON = {}
@@ -163,6 +180,8 @@ class AsyncServicePortForward:
             ) from None
         if self._requested_route != "forward":
             await self._probe_direct_route(target)
+        if self.route == "direct" and self._address == "service" and await self._at_service():
+            return
         if self.transport == "spdy" and self.route == "forward":
             try:
                 self._tunnel = await self._open_tunnel(target)
@@ -214,6 +233,47 @@ class AsyncServicePortForward:
         if self._requested_route == "direct":
             raise DirectRouteError(f"{self.what}: no direct route to {where}: {failure}")
         log.info("%s: no direct route to %s (%s); forwarding instead", self.what, where, failure)
+
+    async def _at_service(self) -> bool:
+        """Serve at the Service's ClusterIP if it answers from here (kube-proxy routes it):
+        no listener, and no watch, since the cluster follows the pods itself."""
+        assert self._service_port is not None
+        cluster_ip = str(self._service.get("spec", {}).get("clusterIP") or "")
+        port = self._service_port.port
+        if cluster_ip in ("", "None"):
+            log.info("%s is headless (no ClusterIP): served on %s", self.what, self.bind)
+            return False
+        loop = asyncio.get_running_loop()
+        patience = loop.time() + SERVICE_PROBE_PATIENCE
+        while True:
+            failure = await probe(cluster_ip, port, self.probe_timeout, any_route=True)
+            if failure is None:
+                break
+            if failure != describe_refusal() or loop.time() > patience:
+                log.info(
+                    "%s: its ClusterIP %s:%s does not answer from here (%s); served on %s",
+                    self.what,
+                    cluster_ip,
+                    port,
+                    failure,
+                    self.bind,
+                )
+                return False
+            await asyncio.sleep(SERVICE_PROBE_INTERVAL)
+        self.route = "service"
+        self.host, self.local_port = cluster_ip, port
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+            self._watch_task = None
+        self._current = None  # no pod of ours: kube-proxy chooses per connection
+        log.debug("%s port %s served at its ClusterIP %s:%s", self.what, self.port, *self.address)
+        return True
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where clients connect: ``(host, local_port)``."""
+        return (self.host, self.local_port)
 
     async def stop(self) -> None:
         self._stopping = True
