@@ -1,4 +1,4 @@
-"""Direct route benchmark: our 127.0.0.1 splice to the pod's IP, our forward, the pod itself.
+"""Direct route benchmark: our 127.0.0.1 splice, the Service's ClusterIP, socat, the pod itself.
 
     .venv/bin/python benchmarks/direct_route.py [--repeats 3] [--context NAME]
 
@@ -11,10 +11,14 @@ in the same run and alternating the order each repeat, with portforward.py's thr
 - requests/s: 16 concurrent clients, a new connection per request.
 
 Sides: kubefixtures' direct route (``route="direct"``: a 127.0.0.1 listener spliced to the
-pod's IP), kubefixtures' forward through the apiserver (the SPDY tunnel), and the pod's IP
-itself (the floor: no forwarder at all). Goal: the direct route within 1.2x of the pod.
-Our forwarders run in processes of their own, the clients in this one. Prints the machine's
-load, medians over the repeats and each side's median per-repeat ratio to the pod.
+pod's IP), the same with ``address="service"`` (the tests get the Service's ClusterIP and
+port, which kube-proxy routes: nothing of ours in between), kubefixtures' forward through
+the apiserver (the SPDY tunnel), socat relaying 127.0.0.1 to the pod's IP (a native relay
+nobody here wrote, forking a process per connection: what any userland relay costs; left
+out with a message when socat is not installed), and the pod's IP itself (the floor: no
+forwarder at all). Goal: within 1.2x of the pod. Our forwarders run in processes of their
+own, the clients in this one. Prints the machine's load, medians over the repeats and each
+side's median per-repeat ratio to the pod.
 
 Before those, the same set-up latency and throughput with the sides taking turns request
 by request (``--turns``, 1,000 short requests and 5 downloads per side): on a machine
@@ -30,8 +34,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -39,9 +47,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import portforward  # the sibling benchmark: its pod, phases and table
-from portforward import Forwarder, download, kubectl, measure_all, median_table, short_request
+from portforward import (
+    Forwarder,
+    download,
+    kubectl,
+    measure_all,
+    median_table,
+    short_request,
+)
 
 POD_DIRECTLY = "the pod's IP"
+SOCAT = "socat (relay)"
 DOWNLOAD_TURNS = 5
 
 
@@ -49,6 +65,32 @@ def pod_ip(namespace: str, pod: str, context: str | None) -> str:
     return kubectl(
         "-n", namespace, "get", "pod", pod, "-o", "jsonpath={.status.podIP}", context=context
     ).strip()
+
+
+def start_socat(address: str, port: int = 8080) -> Forwarder:
+    """socat relaying a free 127.0.0.1 port to ``address:port``, a process per connection."""
+    socat = shutil.which("socat")
+    assert socat is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    listen = f"TCP-LISTEN:{local},bind=127.0.0.1,reuseaddr,fork,backlog=512"
+    process = subprocess.Popen(
+        [socat, listen, f"TCP:{address}:{port},nodelay"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", local), timeout=1).close()
+            return Forwarder(SOCAT, local, process)
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise SystemExit("socat did not start listening") from None
+            time.sleep(0.05)
 
 
 def in_turns(
@@ -123,9 +165,14 @@ def main() -> None:
         start = partial(portforward.start_kubefixtures, namespace, pod, "spdy", options.context)
         starters: dict[str, Callable[[], Forwarder]] = {
             "kubefixtures (direct)": partial(start, "direct"),
+            "kubefixtures (service)": partial(start, "direct", address="service"),
             "kubefixtures (spdy)": partial(start, "forward"),
-            POD_DIRECTLY: lambda: Forwarder(POD_DIRECTLY, 8080, None, host=address),
         }
+        if shutil.which("socat"):
+            starters[SOCAT] = partial(start_socat, address)
+        else:
+            print("socat is not installed: its side is left out (apt-get install socat)")
+        starters[POD_DIRECTLY] = lambda: Forwarder(POD_DIRECTLY, 8080, None, host=address)
         # Taking turns first: every connection to the pod's IP from this host leaves a
         # TIME_WAIT for 60 s, and after the concurrent phase's thousands connect() spends
         # milliseconds finding a free port towards the pod (measured: 4 ms at the median

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, cast
 from kubectl_forward import kubectl, start_kubectl_forward, stop
 
 if TYPE_CHECKING:
-    from kubefixtures.kube.portforward import Route, Transport
+    from kubefixtures.kube.portforward import Address, Route, Transport
 
 IMAGE = "kubefixtures.local/testserver:0.1"
 DOWNLOAD = 100 * 1024 * 1024
@@ -99,10 +99,16 @@ class Forwarder:
 
 
 def start_kubefixtures(
-    namespace: str, pod: str, transport: str, context: str | None, route: str = "forward"
+    namespace: str,
+    pod: str,
+    transport: str,
+    context: str | None,
+    route: str = "forward",
+    *,
+    address: str = "local",
 ) -> Forwarder:
     command = [sys.executable, __file__, "--serve", namespace, "--transport", transport]
-    command += ["--route", route]
+    command += ["--route", route, "--address", address]
     if context:
         command += ["--context", context]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -111,11 +117,12 @@ def start_kubefixtures(
     if not line.startswith("PORT "):
         process.kill()
         raise SystemExit(f"kubefixtures forwarder did not start: {line!r}")
-    if line.split()[3] != pod:
+    _, port, _, served_pod, _, host, chosen = line.split()
+    if chosen != "service" and served_pod != pod:  # at a ClusterIP kube-proxy chooses
         process.kill()
-        raise SystemExit(f"kubefixtures forwards to {line.split()[3]}, kubectl to {pod}")
-    name = f"kubefixtures ({transport})" if route == "forward" else f"kubefixtures ({route})"
-    return Forwarder(name, int(line.split()[1]), process)
+        raise SystemExit(f"kubefixtures forwards to {served_pod}, kubectl to {pod}")
+    name = f"kubefixtures ({transport})" if chosen == "forward" else f"kubefixtures ({chosen})"
+    return Forwarder(name, int(port), process, host=host)
 
 
 def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
@@ -124,7 +131,13 @@ def start_kubectl(namespace: str, pod: str, context: str | None) -> Forwarder:
 
 
 def serve(
-    namespace: str, service: str, transport: str, context: str | None, route: str = "forward"
+    namespace: str,
+    service: str,
+    transport: str,
+    context: str | None,
+    route: str = "forward",
+    *,
+    address: str = "local",
 ) -> None:
     """`--serve`: run our forwarder until terminated (the benchmark's child process)."""
     from kubernetes import client, config
@@ -137,9 +150,18 @@ def serve(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     mode = cast("Transport", transport)
     with ServicePortForward(
-        configuration, namespace, service, "http", transport=mode, route=cast("Route", route)
+        configuration,
+        namespace,
+        service,
+        "http",
+        transport=mode,
+        route=cast("Route", route),
+        address=cast("Address", address),
     ) as forward:
-        print(f"PORT {forward.local_port} POD {forward.pod}", flush=True)
+        print(
+            f"PORT {forward.local_port} POD {forward.pod} HOST {forward.host} {forward.route}",
+            flush=True,
+        )
         stop.wait()
 
 
@@ -376,10 +398,18 @@ def main() -> None:
     parser.add_argument("--serve", metavar="NAMESPACE", help=argparse.SUPPRESS)
     parser.add_argument("--transport", default="spdy", help=argparse.SUPPRESS)
     parser.add_argument("--route", default="forward", help=argparse.SUPPRESS)
+    parser.add_argument("--address", default="local", help=argparse.SUPPRESS)
     parser.add_argument("--service", default="web", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.serve:
-        serve(options.serve, options.service, options.transport, options.context, options.route)
+        serve(
+            options.serve,
+            options.service,
+            options.transport,
+            options.context,
+            options.route,
+            address=options.address,
+        )
         return
 
     machine = f"{platform.node()}, {os.cpu_count()} cores, {platform.platform()}"

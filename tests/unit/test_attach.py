@@ -85,11 +85,27 @@ def test_a_service_forwarded_again_gets_its_new_ports_everywhere() -> None:
         named_ports={"http": 30001, "metrics": 30002},
         url="http://127.0.0.1:30001",
     )
-    moved = _moved(service, {80: 40001, 9090: 30002})
+    moved = _moved(service, {80: 40001, 9090: 30002}, "127.0.0.1")
     assert moved.port == 40001
     assert moved.ports == {80: 40001, 9090: 30002}
     assert moved.named_ports == {"http": 40001, "metrics": 30002}
     assert moved.url == "http://127.0.0.1:40001"
+
+
+def test_a_service_recorded_at_its_cluster_ip_forwarded_again_is_on_127_0_0_1() -> None:
+    service = ServiceDetails(
+        name="web",
+        namespace="ns",
+        host="10.96.0.7",
+        port=80,
+        ports={80: 80, 9090: 9090},
+        named_ports={"http": 80, "metrics": 9090},
+        url="http://10.96.0.7:80",
+        route="service",
+    )
+    moved = _moved(service, {80: 40001, 9090: 40002}, "127.0.0.1")
+    assert (moved.host, moved.port, moved.url) == ("127.0.0.1", 40001, "http://127.0.0.1:40001")
+    assert moved.named_ports == {"http": 40001, "metrics": 40002}
 
 
 def test_details_written_by_up_are_read_back(tmp_path: Path) -> None:

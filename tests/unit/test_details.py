@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from pydantic import SecretStr
 
 from kubefixtures.details import Environment, EnvironmentDetails, ObjectRef, ServiceDetails
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.provisioning.base import service_details
+from kubefixtures.provisioning.base import combined_route, ports_to_serve_locally, service_details
 
 SECRET = "s3cr3tValueThatMustNotLeak"
 
@@ -103,6 +104,38 @@ def test_service_details_from_a_service_manifest() -> None:
     assert result.ports == {9090: 41000, 80: 41001}
     assert result.named_ports == {"metrics": 41000, "http-api": 41001}
     assert result.url == "http://127.0.0.1:41001"
+
+
+def test_service_details_at_the_cluster_ip() -> None:
+    service = {"metadata": {"name": "web"}, "spec": {"ports": [{"name": "http", "port": 80}]}}
+    result = service_details(service, "ns", {80: 80}, {80: "service"}, host="10.96.0.7")
+    assert (result.host, result.port, result.route) == ("10.96.0.7", 80, "service")
+    assert result.url == "http://10.96.0.7:80"
+    assert result.address == ("10.96.0.7", 80)
+
+
+def test_a_services_route_from_its_ports_routes() -> None:
+    assert combined_route(["service", "service"]) == "service"
+    assert combined_route(["direct"]) == "direct"
+    assert combined_route(["forward", "direct"]) == "mixed"
+    assert combined_route([]) == "forward"
+
+
+def test_ports_at_the_cluster_ip_move_to_127_0_0_1_when_another_port_is_there() -> None:
+    @dataclass
+    class Forward:
+        route: str
+        host: str = "127.0.0.1"
+        local_port: int = 0
+
+        def start(self) -> None: ...
+
+        def stop(self) -> None: ...
+
+    at_service = Forward("service", "10.96.0.7", 80)
+    assert ports_to_serve_locally({80: at_service, 9090: Forward("service")}) == []
+    assert ports_to_serve_locally({80: at_service, 9090: Forward("direct")}) == [80]
+    assert ports_to_serve_locally({80: Forward("forward")}) == []
 
 
 def test_https_url_from_app_protocol() -> None:

@@ -78,6 +78,9 @@ class FakeApiServer:
         # a direct route dials it.
         self.pod_address = "10.0.0.1"
         self.pod_port = 7000
+        # The Service's ClusterIP ("None": headless; None: not in its spec) and port.
+        self.cluster_ip: str | None = None
+        self.service_port = 7000
         self.forbid_portforward = False
         # Pods whose port-forward upgrade fails with this status (an apiserver that does not
         # offer the SPDY tunnel says 400), and every upgrade asked for, by pod.
@@ -194,10 +197,12 @@ class FakeApiServer:
 
     def _get(self, path: str) -> tuple[int, dict[str, Any]]:
         if path == f"/api/v1/namespaces/{NS}/services/web":
-            spec = {
+            spec: dict[str, Any] = {
                 "selector": {"app": "web"},
-                "ports": [{"name": "echo", "port": 7000, "targetPort": "echo"}],
+                "ports": [{"name": "echo", "port": self.service_port, "targetPort": "echo"}],
             }
+            if self.cluster_ip is not None:
+                spec["clusterIP"] = self.cluster_ip
             return 200, {"metadata": {"name": "web", "namespace": NS}, "spec": spec}
         if path == f"/apis/discovery.k8s.io/v1/namespaces/{NS}/endpointslices":
             return 200, {

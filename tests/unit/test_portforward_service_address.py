@@ -1,0 +1,120 @@
+"""``address="service"`` against the fake apiserver: a direct route served at the
+Service's ClusterIP when it answers, with nothing listening here.
+
+The "ClusterIP" is 127.0.0.2 (loopback, answered by a server of this process in kube-proxy's
+place); the "pod" is on 127.0.0.1, as in test_portforward_direct. The real cluster's
+kube-proxy is in tests/integration/test_direct_address.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from kubefixtures.kube.portforward import ServicePortForward, _forwarder
+from tests.unit.test_portforward_direct import _Handler, _Pod, closed_port, pod
+from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, configuration, echo
+
+CLUSTER_IP = "127.0.0.2"
+
+
+class _KubeProxy(_Pod):
+    """Answers at the "ClusterIP", as kube-proxy's rules to a pod would."""
+
+    def __init__(self, name: str) -> None:  # pylint: disable=super-init-not-called
+        socketserver.ThreadingTCPServer.__init__(self, (CLUSTER_IP, 0), _Handler)
+        self.name = name
+        self.connections = 0
+
+
+@contextlib.contextmanager
+def kube_proxy() -> Iterator[_KubeProxy]:
+    server = _KubeProxy("svc")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as server:
+        server.pod_address = "127.0.0.1"
+        yield server
+
+
+def forward(
+    api: FakeApiServer, route: str = "auto", address: str = "service"
+) -> ServicePortForward:
+    return ServicePortForward(
+        configuration(api.port),
+        NS,
+        "web",
+        "echo",
+        route=route,  # type: ignore[arg-type]
+        address=address,  # type: ignore[arg-type]
+        connect_timeout=2,
+    )
+
+
+def test_a_cluster_ip_that_answers_is_handed_out_and_nothing_listens_here(
+    api: FakeApiServer,
+) -> None:
+    with pod("a") as web_a, kube_proxy() as service:
+        api.pod_port = web_a.port
+        api.cluster_ip, api.service_port = CLUSTER_IP, service.port
+        with forward(api) as pf:
+            assert (pf.route, pf.host, pf.local_port) == ("service", CLUSTER_IP, service.port)
+            assert pf.pod is None  # kube-proxy chooses, per connection
+            assert f"-> {CLUSTER_IP}:{service.port}, service)" in repr(pf)
+            with socket.create_connection((CLUSTER_IP, service.port), timeout=5) as sock:
+                sock.sendall(b"hello")
+                sock.shutdown(socket.SHUT_WR)
+                assert b"".join(iter(lambda: sock.recv(100), b"")) == b"svc:hello"
+        assert web_a.connections == 1  # the direct route's probe, and nothing else
+        assert service.connections == 2  # the ClusterIP's probe, then the client
+
+
+@pytest.mark.parametrize("cluster_ip", ["None", ""])
+def test_a_headless_service_keeps_the_local_splice(api: FakeApiServer, cluster_ip: str) -> None:
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        api.cluster_ip = cluster_ip
+        with forward(api) as pf:
+            assert (pf.route, pf.host) == ("direct", "127.0.0.1")
+            assert echo(pf.local_port, b"x") == b"a:x"
+
+
+def test_a_refusing_cluster_ip_is_probed_again_then_the_local_splice_serves(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_forwarder, "SERVICE_PROBE_PATIENCE", 0.3)
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        api.cluster_ip, api.service_port = "127.0.0.1", closed_port()
+        with forward(api) as pf:
+            assert (pf.route, pf.host) == ("direct", "127.0.0.1")
+            assert echo(pf.local_port, b"x") == b"a:x"
+
+
+def test_the_forward_route_and_the_local_address_never_probe_the_cluster_ip(
+    api: FakeApiServer,
+) -> None:
+    with pod("a") as web_a, kube_proxy() as service:
+        api.pod_port = web_a.port
+        api.cluster_ip, api.service_port = CLUSTER_IP, service.port
+        with forward(api, route="forward") as pf:
+            assert (pf.route, pf.host) == ("forward", "127.0.0.1")
+        with forward(api, address="local") as pf:
+            assert (pf.route, pf.host) == ("direct", "127.0.0.1")
+            assert echo(pf.local_port, b"x") == b"a:x"
+        assert service.connections == 0
