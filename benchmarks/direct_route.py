@@ -76,7 +76,9 @@ def start_socat(address: str, port: int = 8080) -> Forwarder:
         local = probe.getsockname()[1]
     listen = f"TCP-LISTEN:{local},bind=127.0.0.1,reuseaddr,fork,backlog=512"
     process = subprocess.Popen(
-        [socat, listen, f"TCP:{address}:{port},nodelay"],
+        # -b: 256 KiB per read and write, as our splice's copy buffer (socat's default 8 KiB
+        # would cap its bulk rate at the cost of its system calls, not of relaying).
+        [socat, "-b", str(256 * 1024), listen, f"TCP:{address}:{port},nodelay"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,

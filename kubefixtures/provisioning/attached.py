@@ -198,13 +198,10 @@ class AttachedProvisioning:
         services = {}
         for name, service in details.services.items():
             own = {port: moved[(name, port)] for port in service.ports if (name, port) in moved}
-            for port in (
-                ports_to_serve_locally(own) if len(own) == len(service.ports) else list(own)
-            ):
-                if own[port].route == "service":  # the Service's other ports are on 127.0.0.1
-                    own[port] = moved[(name, port)] = self._serve_locally(
-                        cluster, details.namespace, name, port, own[port]
-                    )
+            for port in ports_to_serve_locally(own, len(service.ports)):
+                own[port] = moved[(name, port)] = self._serve_locally(
+                    cluster, details.namespace, name, port, own[port]
+                )
             ports = {
                 port: own[port].local_port if port in own else local
                 for port, local in service.ports.items()

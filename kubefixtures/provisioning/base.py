@@ -168,12 +168,13 @@ def combined_route(routes: Iterable[str]) -> Literal["forward", "direct", "servi
     return "forward" if chosen <= {"forward"} else "mixed"
 
 
-def ports_to_serve_locally(forwards: Mapping[int, PortForward]) -> list[int]:
-    """The ports of one Service to serve on 127.0.0.1 after all: its details have one host,
-    so when some of its ports are served at its ClusterIP (route "service") and others on
-    127.0.0.1 (their ClusterIP did not answer), the ClusterIP ones move to 127.0.0.1 too."""
+def ports_to_serve_locally(forwards: Mapping[int, PortForward], port_count: int) -> list[int]:
+    """The ports among ``forwards`` (of one Service of ``port_count`` ports) to serve on
+    127.0.0.1 after all: its details have one host, so when some of its ports are served at
+    its ClusterIP (route "service") and others on 127.0.0.1 (their ClusterIP did not answer,
+    or they still serve there), the ClusterIP ones move to 127.0.0.1 too."""
     at_service = sorted(port for port, forward in forwards.items() if forward.route == "service")
-    return at_service if len(at_service) < len(forwards) else []
+    return at_service if len(at_service) < port_count else []
 
 
 def service_details(

@@ -532,7 +532,7 @@ class FreshProvisioning:
             for (name, port), future in starting.items():
                 forwards.setdefault(name, {})[port] = future.result()
             for name, ports in forwards.items():
-                for port in ports_to_serve_locally(ports):
+                for port in ports_to_serve_locally(ports, len(ports)):
                     ports[port] = self._serve_locally(cluster, name, port, ports[port])
             if forwarded:
                 self.phases.record("forward", started, max(forwarded))

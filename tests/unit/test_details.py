@@ -133,9 +133,11 @@ def test_ports_at_the_cluster_ip_move_to_127_0_0_1_when_another_port_is_there() 
         def stop(self) -> None: ...
 
     at_service = Forward("service", "10.96.0.7", 80)
-    assert ports_to_serve_locally({80: at_service, 9090: Forward("service")}) == []
-    assert ports_to_serve_locally({80: at_service, 9090: Forward("direct")}) == [80]
-    assert ports_to_serve_locally({80: Forward("forward")}) == []
+    assert ports_to_serve_locally({80: at_service, 9090: Forward("service")}, 2) == []
+    assert ports_to_serve_locally({80: at_service, 9090: Forward("direct")}, 2) == [80]
+    assert ports_to_serve_locally({80: Forward("forward")}, 1) == []
+    # A details file's Service forwarded again in part: its other port is on 127.0.0.1.
+    assert ports_to_serve_locally({80: at_service}, 2) == [80]
 
 
 def test_https_url_from_app_protocol() -> None:
