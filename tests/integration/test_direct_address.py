@@ -11,6 +11,7 @@ that rule looks at it, so the same rule cuts the ClusterIP off too.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -107,6 +108,45 @@ def test_service_address_is_the_cluster_ip_and_forward_still_tunnels(
         assert f"({expected})" in result.stdout, output(result)  # the environment's line
     finally:
         delete_all(kubefixtures_cluster, name)
+
+
+# The catalog's Redis: its connection URL is built on the Service's host, and redis-py
+# reaches it there.
+CATALOG_TEST = """
+import redis as redis_client
+
+
+def test_redis_at_its_cluster_ip(redis, kubefixtures_redis):
+    (service,) = kubefixtures_redis.services.values()
+    assert service.route == "service", service
+    assert redis.host == service.host != "127.0.0.1"
+    assert redis.url.endswith(f"@{service.host}:6379/0")
+    client = redis_client.Redis.from_url(redis.url, socket_timeout=10)
+    client.set("kubefixtures", "at the ClusterIP")
+    assert client.get("kubefixtures") == b"at the ClusterIP"
+    client.close()
+"""
+
+
+def test_the_catalogs_urls_use_the_cluster_ip(
+    tmp_path: Path, kubefixtures_cluster: Cluster
+) -> None:
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["kubefixtures.catalog.fixtures"]\n')
+    (tmp_path / "test_catalog_address.py").write_text(CATALOG_TEST)
+    result = run_pytest(
+        tmp_path,
+        "-s",
+        "--kubefixtures-direct-address=service",
+        "--kubefixtures-image-overrides=redis:7=kubefixtures.local/redis:7.0",
+    )
+    try:
+        assert result.returncode == 0, output(result)
+    finally:
+        # The session deletes its namespace; one left by a failure is this run's alone.
+        for namespace in set(
+            re.findall(r"namespace (kf-kubefixtures-redis-[a-z0-9]+)", result.stdout)
+        ):
+            kubefixtures_cluster.delete_namespace(namespace)
 
 
 def test_the_cluster_ip_follows_a_pod_restart_by_itself(
