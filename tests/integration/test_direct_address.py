@@ -41,6 +41,7 @@ from tests.integration.test_direct_route import (
     DIRECT_WEB,
     direct_web,
     unreachable_from_this_host,
+    write_inner_suite,
 )
 
 pytestmark = pytest.mark.cluster
@@ -76,15 +77,9 @@ def test_address({name}):
 """
 
 
-def write_inner_suite(directory: Path, name: str) -> None:
-    (directory / "conftest.py").write_text(
-        f"from kubefixtures import environment\n\n{name} = environment({str(DIRECT_WEB)!r})\n"
-    )
-    (directory / "test_inner.py").write_text(INNER_TEST.format(name=name))
-
-
 def who_answers(url: str) -> dict[str, Any]:
-    # A new connection per request, never through a proxy of the environment.
+    """The testserver's answer, by httpx, never through a proxy of the environment (a
+    ClusterIP is no loopback address, which proxy settings usually leave out)."""
     info: dict[str, Any] = httpx.get(url + "/", timeout=5, trust_env=False).json()
     return info
 
@@ -101,7 +96,7 @@ def test_service_address_is_the_cluster_ip_and_forward_still_tunnels(
     tmp_path: Path, kubefixtures_cluster: Cluster, options: tuple[str, ...], expected: str
 ) -> None:
     name = unique("address")
-    write_inner_suite(tmp_path, name)
+    write_inner_suite(tmp_path, name, INNER_TEST)
     try:
         result = run_pytest(tmp_path, "-s", *options, env=environ(EXPECTED_ROUTE=expected))
         assert result.returncode == 0, output(result)
@@ -182,7 +177,7 @@ def test_the_cluster_ip_follows_a_pod_restart_by_itself(
 
         def answered_by_another_pod() -> bool:
             try:
-                return who_answers(url)["pod"] != first["pod"]
+                return bool(who_answers(url)["pod"] != first["pod"])
             except httpx.HTTPError:
                 return False  # between the pods: kube-proxy has no ready endpoint yet
 
@@ -198,7 +193,7 @@ def test_a_details_file_at_the_cluster_ip_falls_back_to_forwarding(
 ) -> None:
     name = unique("address_details")
     details_file = tmp_path / "env.json"
-    write_inner_suite(tmp_path, name)
+    write_inner_suite(tmp_path, name, INNER_TEST)
     up, printed = start_up(
         tmp_path,
         str(DIRECT_WEB),

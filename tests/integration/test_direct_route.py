@@ -67,11 +67,11 @@ def test_route({name}):
 """
 
 
-def write_inner_suite(directory: Path, name: str) -> None:
+def write_inner_suite(directory: Path, name: str, test: str = INNER_TEST) -> None:
     (directory / "conftest.py").write_text(
         f"from kubefixtures import environment\n\n{name} = environment({str(DIRECT_WEB)!r})\n"
     )
-    (directory / "test_inner.py").write_text(INNER_TEST.format(name=name))
+    (directory / "test_inner.py").write_text(test.format(name=name))
 
 
 def who_answers(url: str) -> dict[str, Any]:

@@ -46,8 +46,8 @@ class _Pod(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     block_on_close = False
 
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, name: str, host: str = "127.0.0.1") -> None:
+        super().__init__((host, 0), _Handler)
         self.name = name
         self.connections = 0
 
@@ -87,8 +87,8 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 @contextlib.contextmanager
-def pod(name: str) -> Iterator[_Pod]:
-    server = _Pod(name)
+def pod(name: str, host: str = "127.0.0.1") -> Iterator[_Pod]:
+    server = _Pod(name, host)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -10,39 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import socketserver
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from kubefixtures.kube.portforward import ServicePortForward, _forwarder
-from tests.unit.test_portforward_direct import _Handler, _Pod, closed_port, pod
+from tests.unit.test_portforward_direct import _Pod, closed_port, pod
 from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, configuration, echo
 
 CLUSTER_IP = "127.0.0.2"
 
 
-class _KubeProxy(_Pod):
+def kube_proxy() -> contextlib.AbstractContextManager[_Pod]:
     """Answers at the "ClusterIP", as kube-proxy's rules to a pod would."""
-
-    def __init__(self, name: str) -> None:  # pylint: disable=super-init-not-called
-        socketserver.ThreadingTCPServer.__init__(self, (CLUSTER_IP, 0), _Handler)
-        self.name = name
-        self.connections = 0
-
-
-@contextlib.contextmanager
-def kube_proxy() -> Iterator[_KubeProxy]:
-    server = _KubeProxy("svc")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    return pod("svc", CLUSTER_IP)
 
 
 @pytest.fixture
