@@ -17,7 +17,12 @@ other sources, values or image overrides, another key, and a stale spare is neve
 - Refilling (``SparePool``): after each claim (once the claimant's environment is up: copies
   coming up meanwhile would slow its forwards down), in the background, count the key's members
   (ready spares and copies coming up) and start the missing ones; retire those older than
-  ``--kubefixtures-pool-max-age`` (or whose protection is about to end).
+  ``--kubefixtures-pool-max-age`` (or whose protection is about to end). A run whose
+  narrower-scoped environments will claim more than N copies (counted at collection,
+  ``prepare``) has that many started, up to ``_MOST_AT_ONCE`` more than N. Copies come up
+  ``_MOST_AT_ONCE`` at a time, one at a time while the ready spares cover every claim the
+  run's tests have still to make (the copies are then for later runs: the tests keep the
+  CPU).
 - A ready spare's Lease is no longer renewed: keep-until (``--kubefixtures-keep-for`` from
   the moment it was ready) protects it, and reapers delete it at once after. A claimed copy
   is an ordinary session namespace. At the end of the session, copies under way are waited
@@ -188,6 +193,9 @@ class SparePool:
         self._uses: dict[str, int] = {}
         self._claimed: dict[str, int] = {}
         self._ready: dict[str, int] = {}
+        # Per key: the spare claimed ahead for this session's next claim (while a test runs,
+        # when its tests have claims still to make), with the connection that claimed it.
+        self._ahead: dict[str, tuple[Future[Adopted | None], Cluster]] = {}
         self._starting: dict[str, list[tuple[SpareProvisioning, Future[bool]]]] = {}
         self._unpoolable: set[str] = set()
         self._said: set[str] = set()
@@ -230,7 +238,10 @@ class SparePool:
         is none). The caller then asks for a ``refill``, once its environment is up."""
         with self._turns:
             self._claimed[key] = self._claimed.get(key, 0) + 1
-        adopted = self._claim_ready(key, cluster)
+            ahead, _ = self._ahead.pop(key, (None, None))
+        adopted = _outcome(ahead) if ahead is not None else None
+        if adopted is None:
+            adopted = self._claim_ready(key, cluster)
         waited = 0.0
         if adopted is None:
             with self._turns:
@@ -251,8 +262,44 @@ class SparePool:
         """Start, in the background, the copies of ``key`` the pool lacks (none with
         ``--kubefixtures-pool-claim`` alone: others keep the pool)."""
         with self._lock:
-            if not self._closed and self.size > 0:
+            if self._closed:
+                return
+            if self._remaining(key) and key not in self._ahead:
+                # Before the refill: the next test's claim matters more than later runs'.
+                ahead = self._refilling.submit(self._claim_ahead, key, cluster)
+                self._ahead[key] = (ahead, cluster)
+            if self.size > 0:
                 self._refilling.submit(self._refill, spec, key, cluster)
+
+    def _claim_ahead(self, key: str, cluster: Cluster) -> Adopted | None:
+        """Claim a ready spare of ``key`` now, for this session's next claim of it (a test
+        still to run): the claim's round trips (list, compare-and-swap, relabel, Secret)
+        then happen while the current test runs. Its Lease is renewed from now on; if no
+        test comes to claim it, the end of the session deletes it."""
+        adopted = self._claim_ready(key, cluster)
+        if adopted is not None:
+            if adopted.lease is not None:
+                adopted.lease.start()
+            with self._turns:
+                self._ready[key] = max(self._ready.get(key, 0) - 1, 0)
+                self._turns.notify_all()
+        return adopted
+
+    def _release_ahead(self) -> None:
+        """The session ends: a spare claimed ahead for a test that never claimed it (a test
+        skipped or deselected at run time, a run stopped by ``-x``) is deleted, as a claimed
+        copy is."""
+        with self._lock:
+            ahead, self._ahead = list(self._ahead.values()), {}
+        for future, cluster in ahead:
+            adopted = _outcome(future)
+            if adopted is None:
+                continue
+            if adopted.lease is not None:
+                adopted.lease.finish(None)
+            self._delete_quietly(cluster, adopted.namespace)
+            if adopted.lease is not None:
+                adopted.lease.settle()
 
     def counted(self, name: str, claimed: bool, waited: float = 0.0) -> None:
         """One claim's outcome, for the summary: a claim that found no ready spare (the pool
@@ -548,6 +595,7 @@ class SparePool:
             self.cancel()
         # The refills asked for (the last claim's among them) still start their copies.
         self._refilling.shutdown(wait=True)
+        self._release_ahead()
         if cancelled:
             self.cancel()  # and those started meanwhile
         with self._lock:
@@ -595,6 +643,14 @@ class SparePool:
                 f"(--kubefixtures-pool={self.size})"
             )
         return lines
+
+
+def _outcome(future: Future[Adopted | None]) -> Adopted | None:
+    """What a claim made ahead gave (None: no spare, or it failed: the claim tries again)."""
+    try:
+        return future.result()
+    except Exception:
+        return None
 
 
 def _first_line(error: BaseException) -> str:

@@ -2,7 +2,7 @@
 (kubefixtures.provisioning.pooled.SparePool): a suite's copies start as far ahead as its
 tests will claim (up to eight more than the pool's size), and copies meant for later runs
 come up one at a time while ready spares cover every claim to come, so that they leave the
-CPU to the tests."""
+CPU to the tests; the next test's spare is claimed while the current test runs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from kubefixtures.clock import ServerClock
 from kubefixtures.provisioning import pooled
 from kubefixtures.provisioning.base import EnvironmentSpec, SessionView
+from kubefixtures.provisioning.fresh import Adopted
 from kubefixtures.provisioning.pooled import SparePool, SpareProvisioning
 from kubefixtures.settings import Settings
 
@@ -133,3 +134,77 @@ def test_a_copy_waits_for_its_turn_and_starts_when_one_ends(
     first.join(10)
     second.join(10)
     assert len(running) == 2
+
+
+class HeldLease:
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def finish(self, keep_for: float | None = None, because: str | None = None) -> None:
+        self.calls.append("finish")
+
+    def settle(self) -> None:
+        self.calls.append("settle")
+
+
+class Deletions(NoMembers):
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def delete_namespace(self, name: str) -> None:
+        self.deleted.append(name)
+
+
+def claiming(pool: SparePool, monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> list[str]:
+    """Every spare claimed from the cluster, in order (kf-shop-1, kf-shop-2...)."""
+    claimed: list[str] = []
+
+    def claim_ready(self: SparePool, key: str, cluster: Any) -> Adopted:
+        claimed.append(f"kf-shop-{len(claimed) + 1}")
+        return Adopted(claimed[-1], "abcd1234", pool.session.secrets, HeldLease(calls), True)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SparePool, "_claim_ready", claim_ready)
+    return claimed
+
+
+def test_the_next_tests_spare_is_claimed_while_the_current_test_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool, _ = pool_of(1, monkeypatch)
+    prepared(pool, 2)  # two tests will claim
+    calls: list[str] = []
+    claimed = claiming(pool, monkeypatch, calls)
+    cluster = Deletions()
+    first = pool.claim("key1", cluster, "shop")  # type: ignore[arg-type]
+    assert first is not None
+    assert first.namespace == "kf-shop-1"
+    pool.refill(SPEC, "key1", cluster)  # type: ignore[arg-type]  # the first test's env is up
+    pool._refilling.submit(lambda: None).result(10)
+    assert claimed == ["kf-shop-1", "kf-shop-2"]  # claimed ahead...
+    assert calls == ["start"]  # ...and its Lease renewed meanwhile
+    second = pool.claim("key1", cluster, "shop")  # type: ignore[arg-type]
+    assert second is not None
+    assert second.namespace == "kf-shop-2"
+    assert claimed == ["kf-shop-1", "kf-shop-2"]  # the claim itself asked nothing
+    pool.refill(SPEC, "key1", cluster)  # type: ignore[arg-type]  # no claim left to come
+    pool.finish()
+    assert claimed == ["kf-shop-1", "kf-shop-2"]
+    assert cluster.deleted == []
+
+
+def test_a_spare_claimed_ahead_for_a_test_that_never_came_is_deleted_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool, _ = pool_of(1, monkeypatch)
+    prepared(pool, 3)
+    calls: list[str] = []
+    claiming(pool, monkeypatch, calls)
+    cluster = Deletions()
+    pool.claim("key1", cluster, "shop")  # type: ignore[arg-type]
+    pool.refill(SPEC, "key1", cluster)  # type: ignore[arg-type]
+    pool.finish()  # the other two tests were skipped
+    assert cluster.deleted == ["kf-shop-2"]
+    assert calls == ["start", "finish", "settle"]
