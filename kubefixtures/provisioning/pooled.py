@@ -242,6 +242,10 @@ class SparePool:
         adopted = _outcome(ahead) if ahead is not None else None
         if adopted is None:
             adopted = self._claim_ready(key, cluster)
+            if adopted is not None:
+                with self._turns:  # (one claimed ahead was counted then)
+                    self._ready[key] = max(self._ready.get(key, 0) - 1, 0)
+                    self._turns.notify_all()
         waited = 0.0
         if adopted is None:
             with self._turns:
@@ -251,10 +255,6 @@ class SparePool:
             if self._refilled() and self._wait_for_own(key):
                 adopted = self._claim_ready(key, cluster)
             waited = time.monotonic() - started
-        if adopted is not None:
-            with self._turns:
-                self._ready[key] = max(self._ready.get(key, 0) - 1, 0)
-                self._turns.notify_all()
         self.counted(name, adopted is not None, waited)
         return adopted
 
