@@ -208,3 +208,23 @@ def test_a_spare_claimed_ahead_for_a_test_that_never_came_is_deleted_at_the_end(
     pool.finish()  # the other two tests were skipped
     assert cluster.deleted == ["kf-shop-2"]
     assert calls == ["start", "finish", "settle"]
+
+
+def test_a_spare_claimed_ahead_leaves_the_ready_count_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pool, _ = pool_of(0, monkeypatch)  # no refill: only the claims change the count
+    prepared(pool, 3)
+    claiming(pool, monkeypatch, [])
+    cluster = Deletions()
+    with pool._lock:
+        pool._ready["key1"] = 3
+    pool.claim("key1", cluster, "shop")  # type: ignore[arg-type]
+    pool.refill(SPEC, "key1", cluster)  # type: ignore[arg-type]  # claims the next ahead
+    pool._refilling.submit(lambda: None).result(10)
+    with pool._lock:
+        assert pool._ready["key1"] == 1
+    pool.claim("key1", cluster, "shop")  # type: ignore[arg-type]  # takes the one ahead
+    with pool._lock:
+        assert pool._ready["key1"] == 1  # counted out once, when it was claimed ahead
+        assert pool._most_at_once() == 1  # one ready, one claim to come: no hurry
