@@ -497,7 +497,11 @@ class SparePool:
         waiting = [key for key in self._uses if self._remaining(key)]
         if self._closed or not waiting:
             return _MOST_AT_ONCE
-        if all(self._ready.get(key, 0) >= self._remaining(key) for key in waiting):
+        # A spare claimed ahead is ready for the next of those claims.
+        if all(
+            self._ready.get(key, 0) + (key in self._ahead) >= self._remaining(key)
+            for key in waiting
+        ):
             return 1
         return _MOST_AT_ONCE
 

@@ -224,6 +224,7 @@ def test_a_spare_claimed_ahead_leaves_the_ready_count_once(
     pool._refilling.submit(lambda: None).result(10)
     with pool._lock:
         assert pool._ready["key1"] == 1
+        assert pool._most_at_once() == 1  # one ready, one ahead, two claims to come
     pool.claim("key1", cluster, "shop")  # type: ignore[arg-type]  # takes the one ahead
     with pool._lock:
         assert pool._ready["key1"] == 1  # counted out once, when it was claimed ahead
