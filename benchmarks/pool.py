@@ -203,7 +203,7 @@ def function_suites(
     run_suite(suites["pool"], args.context, pool)  # warm-up; leaves the spares ready
     settle(cluster, name, keep_spares=True)
     times: dict[str, list[float]] = {}
-    order = tuple(suites)
+    order = tuple(side for side in suites if side in args.suite_sides.split(","))
     for repeat in range(args.suite_repeats):
         shift = repeat % len(order)
         for side in order[shift:] + order[:shift]:
@@ -227,6 +227,12 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=6)
     parser.add_argument("--context", default=None)
     parser.add_argument("--skip-suite", action="store_true", help="part 1 only")
+    parser.add_argument("--skip-part1", action="store_true", help="part 2 (the suite) only")
+    parser.add_argument(
+        "--suite-sides",
+        default="pool,no pool,none",
+        help="part 2's sides, comma-separated (default: pool,no pool,none)",
+    )
     args = parser.parse_args()
     tag = secrets.token_hex(3)
     single, many = f"pool_bench_{tag}", f"pool_suite_{tag}"
@@ -234,7 +240,11 @@ def main() -> None:
     print(f"start: {load()}")
     try:
         with tempfile.TemporaryDirectory(prefix="kf-bench-pool-") as scratch:
-            ready = session_start(cluster, Path(scratch), single, args.repeats, args.context)
+            ready = (
+                {}
+                if args.skip_part1
+                else session_start(cluster, Path(scratch), single, args.repeats, args.context)
+            )
             print(f"after part 1: {load()}")
             suite = {} if args.skip_suite else function_suites(cluster, Path(scratch), many, args)
     finally:
@@ -242,28 +252,36 @@ def main() -> None:
         settle(cluster, many, keep_spares=False)
         cluster.close()
     median = statistics.median
-    pool, plain, kubectl = (median(ready[side]) for side in ("pool", "no pool", "kubectl"))
     print(f"\nend: {load()}")
-    print(
-        f"medians over {args.repeats} repeats, session start to a ready forwarded environment: "
-        f"pool {pool:.3f} s (fixture {median(ready['pool fixture']):.3f} s; goal <= 0.2 s), "
-        f"no pool {plain:.3f} s, kubectl baseline {kubectl:.3f} s; ratios: pool/kubectl "
-        f"{pool / kubectl:.2f}x, pool/no pool {pool / plain:.2f}x, no pool/kubectl "
-        f"{plain / kubectl:.2f}x"
-    )
-    if suite:
-        empty = median(suite["none"])
-        pooled, unpooled = (
-            (median(suite[side]) - empty) / args.tests for side in ("pool", "no pool")
+    if ready:
+        pool, plain, kubectl = (median(ready[side]) for side in ("pool", "no pool", "kubectl"))
+        print(
+            f"medians over {args.repeats} repeats, session start to a ready forwarded environment: "
+            f"pool {pool:.3f} s (fixture {median(ready['pool fixture']):.3f} s; goal <= 0.2 s), "
+            f"no pool {plain:.3f} s, kubectl baseline {kubectl:.3f} s; ratios: pool/kubectl "
+            f"{pool / kubectl:.2f}x, pool/no pool {pool / plain:.2f}x, no pool/kubectl "
+            f"{plain / kubectl:.2f}x"
         )
+    if suite:
+        empty = median(suite["none"]) if "none" in suite else 0.0
+        overhead = {
+            side: (median(suite[side]) - empty) / args.tests
+            for side in ("pool", "no pool")
+            if side in suite
+        }
         print(
             f"medians over {args.suite_repeats} repeats, {args.tests} tests with a function-"
-            f"scoped environment: pool ({args.pool} spares) {median(suite['pool']):.2f} s, no "
-            f"pool {median(suite['no pool']):.2f} s, no environment {empty:.2f} s; environment "
-            f"overhead per test: pool {pooled:.3f} s (goal <= 0.3 s), no pool {unpooled:.3f} s "
-            f"(ratio {pooled / unpooled:.2f}x); from spawn to exit: pool "
-            f"{median(suite['pool exit']):.2f} s, no pool {median(suite['no pool exit']):.2f} s"
+            f"scoped environment, no environment {empty:.2f} s (0 when not measured):"
         )
+        for side, seconds in overhead.items():
+            spares = f" ({args.pool} spares)" if side == "pool" else ""
+            print(
+                f"  {side}{spares}: {median(suite[side]):.2f} s to the last test, "
+                f"{median(suite[side + ' exit']):.2f} s from spawn to exit; environment "
+                f"overhead per test {seconds:.3f} s (goal <= 0.3 s)"
+            )
+        if len(overhead) == 2:
+            print(f"  ratio pool / no pool: {overhead['pool'] / overhead['no pool']:.2f}x")
 
 
 if __name__ == "__main__":

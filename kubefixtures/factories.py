@@ -323,13 +323,16 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
 
     session = session_state(config)
     index = 0  # among session-scoped environments: the same on every xdist worker
-    for name, function, declaration in wanted:
+    for name, function, declaration, uses in wanted:
         spec = declaration.spec(name)
         if declaration.scope != "session":
             # Narrower scopes come up test by test; with a pool, their first spare copies
-            # start now, while the first tests run.
+            # start now, while the first tests run, as many as the run will claim (up to a
+            # bound). An xdist worker collects every test but runs its share only: it
+            # keeps the pool's size.
             if session.settings.pool and not session.settings.reuse:
-                session.spare_pool().prepare(spec)
+                worker = hasattr(config, "workerinput")
+                session.spare_pool().prepare(spec, uses=0 if worker else uses)
             continue
         index += 1
         if not prestarts_here(config, index - 1):
@@ -345,12 +348,14 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
         session.prestart(function, provisioning)
 
 
-def _prestartable(items: Sequence[pytest.Item]) -> list[tuple[str, object, _Declaration]]:
+def _prestartable(items: Sequence[pytest.Item]) -> list[tuple[str, object, _Declaration, int]]:
     """The environments the ``items`` use that can come up in advance (fixture name,
-    fixture function, declaration), in the order of their first use: the same list on
-    every xdist worker, which all collect the same items. Session-scoped ones come up in
+    fixture function, declaration, how many times the ``items`` bring it up: once per test,
+    module, ... of its scope), in the order of their first use: the same list on every
+    xdist worker, which all collect the same items. Session-scoped ones come up in
     advance; narrower ones only have their pool's spares prepared."""
     found: dict[object, tuple[str, object, _Declaration]] = {}
+    instances: dict[object, set[object]] = {}
     for item in items:
         # pytest keeps each item's fixture definitions here (private, hence the getattr).
         definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
@@ -363,7 +368,20 @@ def _prestartable(items: Sequence[pytest.Item]) -> list[tuple[str, object, _Decl
                 continue
             if declaration.prestart and function not in found:
                 found[function] = (name, function, declaration)
-    return list(found.values())
+            instances.setdefault(function, set()).add(_instance(item, declaration.scope))
+    return [(*entry, len(instances[function])) for function, entry in found.items()]
+
+
+def _instance(item: pytest.Item, scope: Scope) -> object:
+    """What one environment of ``scope`` serves, for ``item``: the test, its class, its
+    module, its package (tests in a row share one, as pytest's fixtures do)."""
+    if scope == "function":
+        return item.nodeid
+    if scope == "class":
+        return (item.path, getattr(item, "cls", None))
+    if scope == "module":
+        return item.path
+    return item.path.parent if scope == "package" else None
 
 
 def _probes(ready: Mapping[str, object] | None) -> dict[str, Probe]:

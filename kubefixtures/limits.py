@@ -35,8 +35,9 @@ MAX_SECONDS = 365 * 24 * 3600
 # Counts of lines (log lines in a report).
 MAX_COUNT = 1_000_000
 # Spare copies of one environment a session keeps ready (``--kubefixtures-pool``): each is a
-# namespace with its pods running, so a typo such as 500 must not fill a shared cluster.
-MAX_POOL_SIZE = 20
+# namespace with its pods running, so a typo such as 500 must not fill a shared cluster; a
+# suite's worth of copies (50 tests, a fresh environment each) must fit.
+MAX_POOL_SIZE = 100
 # Any one file read (manifest, details file, kubeconfig). The API server refuses requests
 # over 3 MiB, so a bigger file is a mistake, not an environment.
 MAX_FILE_BYTES = 16 * 1024 * 1024

@@ -228,6 +228,33 @@ def test_a_function_scoped_environment_claims_a_spare_per_test(
         delete_all(kubefixtures_cluster, name)
 
 
+def test_a_suite_larger_than_the_pool_gets_a_fresh_copy_per_test_and_leaves_the_pool(
+    tmp_path: Path, kubefixtures_cluster: Cluster
+) -> None:
+    name = unique("pool_suite")
+    write_suite(tmp_path, name, scope="function", count=8)
+    try:
+        result = run_pytest(tmp_path, "--kubefixtures-pool=1", "--kubefixtures-lease-duration=5")
+        assert result.returncode == 0, output(result)
+        seen = records(tmp_path)
+        used = {record["namespace"] for record in seen}
+        assert len(used) == 8  # a fresh copy per test
+        assert len({record["token"] for record in seen}) == 8  # with secrets of its own
+        # The run counted its 8 tests at collection and started a copy for each, not one:
+        # every test claimed a spare.
+        assert output(result).count(CLAIMED) == 8, output(result)
+        assert "made 9 spare copies" in output(result), output(result)
+        # What is left: the pool's one spare, ready; every claimed copy is gone or going.
+        left = namespaces(kubefixtures_cluster, name)
+        assert not [namespace for namespace in used if left.get(namespace) is False]
+        assert {namespace for namespace, going in left.items() if not going} == spares(
+            kubefixtures_cluster, name
+        )
+        assert len(spares(kubefixtures_cluster, name)) == 1
+    finally:
+        delete_all(kubefixtures_cluster, name)
+
+
 def test_a_spare_older_than_the_maximum_age_is_replaced_not_claimed(
     tmp_path: Path, kubefixtures_cluster: Cluster
 ) -> None:

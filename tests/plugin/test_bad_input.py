@@ -17,7 +17,7 @@ pytest_plugins = ["pytester"]
         "--kubefixtures-keep-for=1e15",
         "--kubefixtures-ready-timeout=nan",
         "--kubefixtures-log-lines=99999999999",
-        "--kubefixtures-pool=50",
+        "--kubefixtures-pool=101",
         "--kubefixtures-pool-max-age=inf",
     ],
 )

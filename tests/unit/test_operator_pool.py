@@ -302,7 +302,7 @@ def test_claiming_without_keeping() -> None:
     [
         (["pool", "create", "m", "--name", "Web", "--size", "1"], "argument --name: 'Web'"),
         (["pool", "create", "m", "--name", "web", "--size", "0"], "argument --size: '0' keeps"),
-        (["pool", "create", "m", "--name", "web", "--size", "21"], "argument --size: '21'"),
+        (["pool", "create", "m", "--name", "web", "--size", "101"], "argument --size: '101'"),
         (["pool", "create", "m", "--name", "w", "--size", "1", "--max-age", "0"], "--max-age"),
         (["pool", "create", "m", "--size", "1"], "the following arguments are required: --name"),
     ],

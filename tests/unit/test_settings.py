@@ -85,7 +85,7 @@ def test_options_win_over_ini_keys() -> None:
         ("kubefixtures_keep_on_failure", "maybe", "'maybe' is not a boolean"),
         ("kubefixtures_image_overrides", "redis", "'redis' is not a NAME=IMAGE pair"),
         ("kubefixtures_namespace_prefix", "Bad_Prefix", "not a usable namespace prefix"),
-        ("kubefixtures_pool", "21", "'21' is out of range: it must be from 0 to 20"),
+        ("kubefixtures_pool", "101", "'101' is out of range: it must be from 0 to 100"),
         ("kubefixtures_pool", "-1", "out of range"),
         ("kubefixtures_pool", "two", "'two' is not a whole number"),
         ("kubefixtures_pool_max_age", "0", "seconds must be more than 0"),

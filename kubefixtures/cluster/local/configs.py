@@ -178,7 +178,7 @@ def write_kubelet_config(paths: Layout) -> Path:
                 "imagefs.available": "1%",
             },
             "serializeImagePulls": False,
-            "maxPods": 110,
+            "maxPods": layout.MAX_PODS,
             "rotateCertificates": False,
             "serverTLSBootstrap": False,
             "staticPodPath": "",

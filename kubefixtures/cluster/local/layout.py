@@ -21,6 +21,10 @@ NODE_IP = "10.250.0.1"
 BRIDGE_INTERFACE = "kf-cni0"
 POD_SUBNET = "10.244.0.0/24"
 POD_GATEWAY = "10.244.0.1"
+# Pods the kubelet admits: every address of POD_SUBNET but the network's, the broadcast's
+# and the gateway's (the kubelet's default, 110, held a pool of 50 two-pod copies beside
+# nothing else).
+MAX_PODS = 253
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
