@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import io
 import signal
+import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubefixtures.cluster.base import ClusterError
+from kubefixtures.cluster.local import progress
 from kubefixtures.cluster.local.progress import (
     GoJob,
     format_duration,
@@ -164,6 +169,37 @@ def test_a_failure_names_the_log_and_stops_the_other_lane(tmp_path: Path) -> Non
     assert slow.process is not None
     assert slow.process.returncode == -signal.SIGTERM  # stopped, not left running
     assert slow.phase == "stopped"
+
+
+def test_a_build_starting_as_another_fails_is_stopped_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failure is handled (every build's process stopped) while the late build is between
+    # its lane's check and its own process: that process must not run to its end.
+    stopped_all = threading.Event()
+    stop_all = progress._stop_all
+
+    def stopping_all(jobs: Sequence[GoJob]) -> None:
+        stop_all(jobs)
+        stopped_all.set()
+
+    popen = subprocess.Popen
+
+    def late_popen(argv: list[str], **options: Any) -> subprocess.Popen[str]:
+        if "late" in argv:
+            assert stopped_all.wait(60)
+        return popen(argv, **options)
+
+    monkeypatch.setattr(progress, "_stop_all", stopping_all)
+    monkeypatch.setattr(subprocess, "Popen", late_popen)
+    failing = fake_job(tmp_path, "CoreDNS v1", packages=3, pause=0.01, code=2)
+    late = fake_job(tmp_path, "Kubernetes v1", packages=100, pause=0.1)
+    late.argv.append("late")
+    with pytest.raises(ClusterError, match="the Go build of CoreDNS v1 failed"):
+        run_lanes([[late], [failing]], out=io.StringIO(), interval=5)
+    assert late.process is not None
+    assert late.process.returncode == -signal.SIGTERM  # stopped, not run for 10 s
+    assert late.phase == "stopped"
 
 
 def test_the_estimate_follows_the_measured_rate(tmp_path: Path) -> None:
