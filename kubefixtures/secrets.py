@@ -13,10 +13,10 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubefixtures import naming
-from kubefixtures.errors import ApplyError, KubefixturesError
+from kubefixtures.errors import KubefixturesError
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
@@ -26,7 +26,7 @@ __all__ = [
     "SECRETS_KEY",
     "SECRETS_NAME",
     "Masker",
-    "masked_apply_error",
+    "masked_error",
     "namespace_secret_values",
     "secret_object_values",
     "secret_values",
@@ -39,6 +39,8 @@ MASK = "********"  # what every secret value is replaced with, wherever it would
 SECRETS_NAME = "kubefixtures-secrets"  # the namespace's Secret holding its generated secrets
 SECRETS_KEY = "secrets.json"  # one key: secret names need not be valid Secret keys
 SHORTEST_MASKED = 4  # shorter values would mask ordinary words all over the logs
+
+AnyError = TypeVar("AnyError", bound=KubefixturesError)
 
 
 class Masker:
@@ -166,14 +168,25 @@ def namespace_secret_values(
     return values
 
 
-def masked_apply_error(
-    error: ApplyError, manifests: Iterable[Mapping[str, Any]], generated: Iterable[str]
-) -> ApplyError:
-    """``error`` with the environment's secrets masked: the apiserver's message may quote
-    the rejected object, values included. The secrets are the ``generated`` ones and the
-    values of the Secrets among ``manifests``."""
+def masked_error(
+    error: AnyError, manifests: Iterable[Mapping[str, Any]], generated: Iterable[str]
+) -> AnyError:
+    """``error`` (of the same class) with the environment's secrets masked: what the cluster
+    says may quote them (a rejected object's values, a container's command in its events).
+    The secrets are the ``generated`` ones and the values of the Secrets among
+    ``manifests``."""
     values = set(generated)
     for manifest in manifests:
         if manifest.get("kind") == "Secret" and manifest.get("apiVersion") == "v1":
             values.update(secret_object_values(manifest))
-    return ApplyError(Masker(values)(str(error)))
+    masker = Masker(values)
+    text = str(error)
+    if masker(text) == text:
+        return error
+    # Made without its __new__ and __init__, whose arguments differ from class to class
+    # (RenderError's, ApiError's): the same class, its message and text attributes masked.
+    copy = BaseException.__new__(type(error))
+    copy.args = (masker(text),)
+    for name, value in vars(error).items():
+        setattr(copy, name, masker(value) if isinstance(value, str) else value)
+    return copy

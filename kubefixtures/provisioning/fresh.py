@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kubefixtures import cancel, naming
 from kubefixtures.commands_for_people import kept_namespace_lines
-from kubefixtures.errors import ApplyError, KubefixturesError
+from kubefixtures.errors import KubefixturesError
 from kubefixtures.leases.policy import holder_identity
 from kubefixtures.provisioning.base import (
     EnvironmentSpec,
@@ -46,7 +46,7 @@ from kubefixtures.provisioning.cluster_scoped import (
 )
 from kubefixtures.provisioning.hooks import Hook, split_hooks, wait_hook
 from kubefixtures.rendering import RenderContext, RenderedObject, Secrets, render_sources
-from kubefixtures.secrets import SECRETS_NAME, masked_apply_error, stored_secrets_manifest
+from kubefixtures.secrets import SECRETS_NAME, masked_error, stored_secrets_manifest
 from kubefixtures.timing import Phases
 
 if TYPE_CHECKING:
@@ -208,6 +208,10 @@ class FreshProvisioning:
         self._deadline = self._started + self.timeout
         try:
             return self._setup()
+        except KubefixturesError as error:
+            # Whatever failed, its message reaches reports (the test's error, the session
+            # report, other xdist workers): what the cluster said may quote a secret.
+            raise self._masked(error) from None
         finally:
             self.strategy.settled()
 
@@ -240,16 +244,13 @@ class FreshProvisioning:
         try:
             with phases.phase("namespace"):
                 self._prepare_namespace(self.cluster, namespace)
-            try:
-                if not self._applied:  # a pool's spare was applied by the session that made it
-                    with phases.phase("apply"):
-                        self._apply(self.cluster)
-                services = self._wait_ready_and_forward(self.cluster)
-                if self._post_install:
-                    with phases.phase("hooks"):
-                        self._run_hooks(self.cluster, self._post_install)
-            except ApplyError as error:
-                raise self._masked(error) from None
+            if not self._applied:  # a pool's spare was applied by the session that made it
+                with phases.phase("apply"):
+                    self._apply(self.cluster)
+            services = self._wait_ready_and_forward(self.cluster)
+            if self._post_install:
+                with phases.phase("hooks"):
+                    self._run_hooks(self.cluster, self._post_install)
             from kubefixtures.details import Environment  # pydantic: loaded while pods start
 
             environment = Environment(self._details(context, services), self._manifests())
@@ -443,11 +444,12 @@ class FreshProvisioning:
             self._deadline,
         )
 
-    def _masked(self, error: ApplyError) -> ApplyError:
-        """The apply error with this environment's secrets masked (it may quote an object)."""
+    def _masked(self, error: KubefixturesError) -> KubefixturesError:
+        """The error with this environment's secrets masked (it may quote an object, or what
+        the cluster says of one)."""
         context = self._context
         generated = [context.secrets.get(name) for name in context.used_secrets] if context else []
-        return masked_apply_error(error, [obj.manifest for obj in self.objects], generated)
+        return masked_error(error, [obj.manifest for obj in self.objects], generated)
 
     def _run_hooks(self, cluster: Cluster, hooks: Sequence[Hook]) -> None:
         """Helm hooks of one phase, one after the other, each waited for."""

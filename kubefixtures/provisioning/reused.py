@@ -9,10 +9,11 @@ namespace is deleted (unless a session is using it right now, or it was kept on 
 before a new one is created.
 
 Owners first: a namespace whose Lease a live session holds is never adopted nor deleted,
-and neither is one kept on failure (someone is to look at it). Adopting takes the Lease
-over on condition that it did not change since it was judged free (its resourceVersion), so
-two runs started at once never share a namespace: the second one adopts another, or
-creates its own.
+and neither is one kept on failure (someone is to look at it). Adopting, and replacing,
+take the Lease over on condition that it did not change since it was judged free (its
+resourceVersion), so two runs started at once never share a namespace (the second one
+adopts another, or creates its own), and a run with other manifests never deletes one that
+a run with the old manifests adopted meanwhile.
 
 Adopting a namespace renders the manifests again with the secrets and session id of the
 session that created it (read back from the ``kubefixtures-secrets`` Secret and the session
@@ -48,6 +49,7 @@ from kubefixtures.rendering import RenderContext, Secrets, render_sources
 
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
+    from kubefixtures.leases.renewal import SessionLease
     from kubefixtures.provisioning.base import EnvironmentSpec, Reporter
     from kubefixtures.settings import Settings
 
@@ -125,7 +127,6 @@ class ReuseNamespace(NewNamespace):
         """Take namespace ``name`` over, unless it is someone else's (or becomes so first)."""
         from kubefixtures.kube.client import SECRET
         from kubefixtures.leases.reaping import read_session
-        from kubefixtures.leases.renewal import LeaseTaken, SessionLease
         from kubefixtures.secrets import SECRETS_NAME, stored_secrets
 
         session = read_session(cluster, name)
@@ -138,13 +139,29 @@ class ReuseNamespace(NewNamespace):
                 f"{owner}"
             )
             return None
-        # The take-over is a compare-and-swap against the very Lease judged free above. Read
-        # again, it could already be another run's that adopted it meanwhile, and its newer
-        # version would let this run take it over too: two runs in one namespace.
+        lease = self._claim(cluster, session)
+        if lease is None:
+            return None  # another run was quicker: it is theirs now
+        self.adopted = name
+        stored = stored_secrets(cluster.get_or_none(SECRET, name, SECRETS_NAME), name)
+        return Adopted(
+            namespace=name,
+            session_id=session.labels.get(naming.SESSION_LABEL) or self.session_id,
+            secrets=KnownSecrets(stored),
+            lease=lease,
+        )
+
+    def _claim(self, cluster: Cluster, session: SessionNamespace) -> SessionLease | None:
+        """Hold the namespace's Lease, or None when another run changed it since ``session``
+        was read (it adopted or replaced the namespace meanwhile)."""
+        from kubefixtures.leases.renewal import LeaseTaken, SessionLease
+
+        # A compare-and-swap against the very Lease judged free: read again, it could already
+        # be another run's, and its newer version would let this run take it over too.
         version = session.lease.resource_version if session.lease else ""
         lease = SessionLease(
             cluster,
-            name,
+            session.name,
             holder_identity(self.session_id),
             self.settings.lease_duration,
             warn=self.reporter.write_line,
@@ -155,15 +172,8 @@ class ReuseNamespace(NewNamespace):
             else:
                 lease.create()  # the previous run died before creating it
         except (LeaseTaken, Conflict):
-            return None  # another run was quicker: it is theirs now
-        self.adopted = name
-        stored = stored_secrets(cluster.get_or_none(SECRET, name, SECRETS_NAME), name)
-        return Adopted(
-            namespace=name,
-            session_id=session.labels.get(naming.SESSION_LABEL) or self.session_id,
-            secrets=KnownSecrets(stored),
-            lease=lease,
-        )
+            return None
+        return lease
 
     def _owner(self, cluster: Cluster, session: SessionNamespace) -> str | None:
         """Who the namespace belongs to, if not to whichever run comes next: a live
@@ -214,11 +224,24 @@ class ReuseNamespace(NewNamespace):
                 f"reuse with other manifests but is {owner}; left alone"
             )
             return
+        # Claimed first, as an adoption would: a run with the old manifests that adopted it
+        # since it was judged nobody's keeps it, and none adopts it from now on.
+        lease = self._claim(cluster, session)
+        if lease is None:
+            self.reporter.write_line(
+                f"kubefixtures: environment {self.spec.name!r}: namespace {name} was left "
+                "for reuse with other manifests but another run took it meanwhile; left alone"
+            )
+            return
         self.reporter.write_line(
             f"kubefixtures: environment {self.spec.name!r}: its manifests changed; deleting "
             f"namespace {name} left by an earlier run"
         )
         cluster.delete_namespace(name)
+        # Settled once its deletion was asked for; until then a cancelled run releases the
+        # Lease (reapers delete the namespace), and a failed deletion leaves it unrenewed:
+        # the next run judges it nobody's again and retries.
+        lease.settle()
 
     def ready_line(self, namespace: str) -> str | None:
         if self.adopted != namespace:

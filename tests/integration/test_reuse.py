@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from kubefixtures import naming
 from kubefixtures.kube import Cluster
-from kubefixtures.kube.client import LEASE
+from kubefixtures.kube.client import LEASE, NAMESPACE
 from kubefixtures.leases.policy import (
     KEEP_UNTIL_ANNOTATION,
     KEPT_BECAUSE_ANNOTATION,
     LEASE_NAME,
+    SessionNamespace,
+    holder_identity,
     parse_time,
 )
+from kubefixtures.leases.renewal import SessionLease
+from kubefixtures.provisioning.base import EnvironmentSpec
+from kubefixtures.provisioning.fresh import Adopted
+from kubefixtures.provisioning.reused import REUSE_KEY_LABEL, ReuseNamespace
+from kubefixtures.settings import Settings
 from tests.integration.sharing_support import (
     delete_all,
     environ,
@@ -169,3 +178,92 @@ def test_reuse_never_adopts_nor_replaces_a_namespace_kept_on_failure(
         assert going[adopted["namespace"]] is True  # the stale one that was nobody's: replaced
     finally:
         delete_all(kubefixtures_cluster, name)
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write_line(self, line: str) -> None:
+        self.lines.append(line)
+
+    def summary(self, line: str) -> None:
+        self.lines.append(line)
+
+    def kept(self, namespace: str, environment: str, why: str, lines: Sequence[str]) -> None:
+        self.lines.extend(lines)
+
+
+def left_for_reuse(cluster: Cluster, environment: str) -> str:
+    """A namespace as a finished reusing run leaves it: labelled with a reuse key, its Lease
+    released and kept for the next run."""
+    name = unique(environment).replace("_", "-")
+    labels = {**naming.namespace_labels("earlier-run", environment), REUSE_KEY_LABEL: "old"}
+    cluster.create(NAMESPACE, None, {"metadata": {"name": name, "labels": labels}})
+    earlier = SessionLease(cluster, name, holder_identity("earlier-run"), 3)
+    earlier.create()
+    assert earlier.finish(keep_for=3600) is not None
+    return name
+
+
+def strategy(environment: str, session_id: str, lines: Lines) -> ReuseNamespace:
+    spec = EnvironmentSpec(name=environment, sources=())
+    return ReuseNamespace(spec, Settings(lease_duration=3), session_id, lines)
+
+
+def in_between(strategy: ReuseNamespace, meanwhile: Callable[[], object]) -> None:
+    """Run ``meanwhile`` right after ``strategy`` judged whom a namespace belongs to: the
+    window another run may act in."""
+    judge = strategy._owner
+
+    def judged(cluster: Cluster, session: SessionNamespace) -> str | None:
+        owner = judge(cluster, session)
+        meanwhile()
+        return owner
+
+    strategy._owner = judged  # type: ignore[method-assign]
+
+
+def test_replacing_a_stale_namespace_never_deletes_one_another_run_adopted_meanwhile(
+    kubefixtures_cluster: Cluster,
+) -> None:
+    """A run with other manifests judges the namespace nobody's; before it deletes it, a run
+    with the old manifests adopts it. The replacing run must lose: it claims the Lease by
+    compare-and-swap first, and that fails."""
+    environment = unique("reuse_replace")
+    lines = Lines()
+    try:
+        name = left_for_reuse(kubefixtures_cluster, environment)
+        adopting = strategy(environment, "adopting-run", lines)
+        adopted: list[Adopted | None] = []
+        replacing = strategy(environment, "replacing-run", lines)
+        in_between(replacing, lambda: adopted.append(adopting._adopt(kubefixtures_cluster, name)))
+        replacing._replace(kubefixtures_cluster, name)
+        [adoption] = adopted
+        assert adoption is not None
+        assert adoption.namespace == name
+        assert adoption.lease is not None
+        adoption.lease.settle()
+        assert namespaces(kubefixtures_cluster, environment) == {name: False}, lines.lines
+        holder = lease(kubefixtures_cluster, name)["spec"]["holderIdentity"]  # type: ignore[index]
+        assert holder == holder_identity("adopting-run")
+    finally:
+        delete_all(kubefixtures_cluster, environment)
+
+
+def test_adopting_never_takes_a_namespace_another_run_is_deleting(
+    kubefixtures_cluster: Cluster,
+) -> None:
+    """The other order: a run with the old manifests judges the namespace free; before it
+    takes the Lease over, a run with other manifests replaces it. Adopting must fail."""
+    environment = unique("reuse_replace")
+    lines = Lines()
+    try:
+        name = left_for_reuse(kubefixtures_cluster, environment)
+        adopting = strategy(environment, "adopting-run", lines)
+        replacing = strategy(environment, "replacing-run", lines)
+        in_between(adopting, lambda: replacing._replace(kubefixtures_cluster, name))
+        assert adopting._adopt(kubefixtures_cluster, name) is None, lines.lines
+        assert namespaces(kubefixtures_cluster, environment).get(name, True) is True
+    finally:
+        delete_all(kubefixtures_cluster, environment)

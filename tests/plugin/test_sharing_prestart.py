@@ -23,6 +23,20 @@ from kubefixtures.details import Environment, EnvironmentDetails
 
 fresh = importlib.import_module("kubefixtures.provisioning.fresh")
 LOG = Path(__file__).parent / "calls.log"
+TOGETHER = {together!r}
+
+
+# Ready only once every other environment of TOGETHER is coming up too (on any worker): an
+# event, not a duration, so that a slow worker start cannot make the setups miss each other.
+# If they come up one after the other, this waits in vain and fails.
+def wait_for_the_others(name):
+    (LOG.parent / ("coming-up-" + name)).touch()
+    others = [LOG.parent / ("coming-up-" + other) for other in TOGETHER if other != name]
+    deadline = time.monotonic() + 60
+    while not all(path.exists() for path in others):
+        assert time.monotonic() < deadline, name + " came up alone"
+        time.sleep(0.01)
+    time.sleep(0.05)  # the report rounds to the millisecond: overlap by more than that
 
 
 def fake_setup(self):
@@ -32,7 +46,10 @@ def fake_setup(self):
     with self.phases.phase("render"):
         time.sleep(0.01)
     with self.phases.phase("ready"):
-        time.sleep({ready})
+        if self.spec.name in TOGETHER:
+            wait_for_the_others(self.spec.name)
+        else:
+            time.sleep({ready})
     self.namespace = "kf-" + self.spec.name + "-" + self.session.session_id
     details = EnvironmentDetails(
         name=self.spec.name, namespace=self.namespace, session_id=self.session.session_id,
@@ -74,8 +91,10 @@ def test_uses_the_module_environment(per_module):
 """
 
 
-def project(pytester: pytest.Pytester, ready: float = 1.5) -> None:
-    pytester.makeconftest(FAKE.format(ready=ready))
+def project(pytester: pytest.Pytester, ready: float = 0.3, together: tuple[str, ...] = ()) -> None:
+    """``together``: environments whose setups wait for each other (see the fake); the
+    others take ``ready`` seconds."""
+    pytester.makeconftest(FAKE.format(ready=ready, together=together))
     (pytester.path / "manifests").mkdir()
     pytester.makepyfile(test_both=BOTH, test_other=BOTH, test_module=MODULE_SCOPED)
 
@@ -107,14 +126,15 @@ def calls(pytester: pytest.Pytester, kind: str) -> list[str]:
 def test_two_session_environments_come_up_side_by_side_on_two_workers(
     pytester: pytest.Pytester, tmp_path: Path, dist: str
 ) -> None:
-    project(pytester)
+    project(pytester, together=("shop", "cache"))
     data = run(pytester, tmp_path, f"--dist={dist}")
     shop, cache = brought_up(data, "shop"), brought_up(data, "cache")
     assert {shop["worker"], cache["worker"]} == {"gw0", "gw1"}  # one each
     spans = [
         next(span for span in env["spans"] if span["phase"] == "ready") for env in (shop, cache)
     ]
-    # The two setups overlap: each started before the other was ready.
+    # The two setups overlap: each started before the other was ready. (The fake makes
+    # each wait for the other: a run that brought them up in turn would have failed.)
     assert max(span["start"] for span in spans) < min(span["end"] for span in spans)
     # Each came up once for the whole run, and went once; the module-scoped one came up
     # where its test ran, not in advance.
@@ -128,9 +148,11 @@ def test_prestart_off_brings_nothing_up_in_advance_on_workers(
     project(pytester, ready=0.3)
     data = run(pytester, tmp_path, "--kubefixtures-prestart=false")
     shop, cache = brought_up(data, "shop"), brought_up(data, "cache")
-    # The first test to run sets both up, one after the other.
-    assert shop["started"] + shop["seconds"] <= cache["started"] or (
-        cache["started"] + cache["seconds"] <= shop["started"]
+    # The first test to run sets both up, one after the other (the report's times are
+    # rounded to the millisecond: ends and starts may look a millisecond apart either way).
+    rounding = 0.002
+    assert shop["started"] + shop["seconds"] <= cache["started"] + rounding or (
+        cache["started"] + cache["seconds"] <= shop["started"] + rounding
     )
     assert calls(pytester, "setup") == ["cache", "per_module", "shop"]
 
@@ -169,7 +191,7 @@ def test_an_environment_with_requires_comes_up_after_its_requirement_once_for_al
     """Not in advance (docs/sharing.md says why): the first worker whose test needs it sets
     the required fixture up, then brings it up; the other worker attaches to it, after
     setting the requirement up in its own process (pytest fixtures are per process)."""
-    pytester.makeconftest(FAKE.format(ready=0.5) + REQUIRES.format())
+    pytester.makeconftest(FAKE.format(ready=0.5, together=()) + REQUIRES.format())
     (pytester.path / "manifests").mkdir()
     pytester.makepyfile(test_both=BOTH, test_requires=USES_NEEDS_IMAGE)
     report = tmp_path / "session.json"

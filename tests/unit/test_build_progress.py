@@ -4,13 +4,18 @@ estimate, lanes side by side, and a failure that stops the other lane."""
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
 import sys
-import time
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kubefixtures.cluster.base import ClusterError
+from kubefixtures.cluster.local import progress
 from kubefixtures.cluster.local.progress import (
     GoJob,
     format_duration,
@@ -19,12 +24,25 @@ from kubefixtures.cluster.local.progress import (
 )
 
 # A stand-in for `go build -v`: one import path per compiled package, the main one last.
+# After its first package it may announce itself (a file) and wait for another file: what
+# the tests know about order comes from these events, never from how long anything took,
+# so a loaded machine changes nothing. A wait that never ends is an exit status 3.
 FAKE_GO = """
-import sys, time
+import os, sys, time
 packages, pause, code = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+announce, wait_for = sys.argv[4], sys.argv[5]
 print("go: downloading example.com/dep v1.0.0", flush=True)
 for number in range(packages - 1):
     print(f"example.com/dep/p{number}", flush=True)
+    if number == 0 and announce:
+        open(announce, "w").close()
+    if number == 0 and wait_for:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(wait_for):
+            if time.monotonic() > deadline:
+                print(f"never saw {wait_for}", flush=True)
+                sys.exit(3)
+            time.sleep(0.01)
     time.sleep(pause)
 if code:
     print("p.go:3:1: undefined: something", flush=True)
@@ -35,11 +53,21 @@ time.sleep(pause)
 
 
 def fake_job(
-    tmp_path: Path, label: str, *, packages: int, pause: float, code: int = 0, total: int = 0
+    tmp_path: Path,
+    label: str,
+    *,
+    packages: int,
+    pause: float,
+    code: int = 0,
+    total: int = 0,
+    announce: Path | None = None,
+    wait_for: Path | None = None,
 ) -> GoJob:
+    argv = [sys.executable, "-c", FAKE_GO, str(packages), str(pause), str(code)]
+    argv += [str(announce or ""), str(wait_for or "")]
     return GoJob(
         label=label,
-        argv=[sys.executable, "-c", FAKE_GO, str(packages), str(pause), str(code)],
+        argv=argv,
         cwd=None,
         env={},
         log=tmp_path / "logs" / f"{label.split(maxsplit=1)[0]}.log",
@@ -50,6 +78,20 @@ def fake_job(
     )
 
 
+class Signalling(io.StringIO):
+    """The progress output, creating ``when`` once a line containing ``text`` is written."""
+
+    def __init__(self, text: str, when: Path) -> None:
+        super().__init__()
+        self.text, self.when = text, when
+
+    def write(self, line: str) -> int:
+        written = super().write(line)
+        if self.text in line:
+            self.when.touch()
+        return written
+
+
 def test_durations_read_as_a_person_says_them() -> None:
     assert format_duration(4.4) == "4 s"
     assert format_duration(406) == "6 min 46 s"
@@ -57,8 +99,10 @@ def test_durations_read_as_a_person_says_them() -> None:
 
 
 def test_progress_lines_count_packages_against_the_total(tmp_path: Path) -> None:
-    job = fake_job(tmp_path, "Kubernetes v1.35.4", packages=12, pause=0.1)
-    out = io.StringIO()
+    # The build waits, after its first package, until a progress line counted it.
+    counted_line = tmp_path / "counted"
+    job = fake_job(tmp_path, "Kubernetes v1.35.4", packages=12, pause=0.01, wait_for=counted_line)
+    out = Signalling("Kubernetes v1.35.4 compiling", counted_line)
     run_lanes([[job]], out=out, interval=0.3)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("building Kubernetes v1.35.4 (first run only; about 30 s")
@@ -74,36 +118,88 @@ def test_progress_lines_count_packages_against_the_total(tmp_path: Path) -> None
 
 
 def test_lanes_run_side_by_side(tmp_path: Path) -> None:
-    kube = fake_job(tmp_path, "Kubernetes v1", packages=10, pause=0.1)
-    coredns = fake_job(tmp_path, "CoreDNS v1", packages=5, pause=0.1)
-    helm = fake_job(tmp_path, "Helm v3", packages=5, pause=0.1)
+    # Kubernetes and CoreDNS each wait for the other to have started: one after the other,
+    # the first would wait in vain and fail.
+    kube_started, coredns_started = tmp_path / "kube", tmp_path / "coredns"
+    kube = fake_job(
+        tmp_path,
+        "Kubernetes v1",
+        packages=10,
+        pause=0.01,
+        announce=kube_started,
+        wait_for=coredns_started,
+    )
+    coredns = fake_job(
+        tmp_path,
+        "CoreDNS v1",
+        packages=5,
+        pause=0.01,
+        announce=coredns_started,
+        wait_for=kube_started,
+    )
+    helm = fake_job(tmp_path, "Helm v3", packages=5, pause=0.01)
     out = io.StringIO()
-    began = time.monotonic()
     run_lanes([[kube], [coredns, helm]], out=out, interval=0.25)
-    took = time.monotonic() - began
-    assert took < 0.1 * (10 + 5 + 5)  # one after the other would take the sum
+    assert kube.started is not None
+    assert kube.finished is not None
+    assert coredns.started is not None
     assert coredns.finished is not None
+    assert kube.started < coredns.finished  # side by side
+    assert coredns.started < kube.finished
     assert helm.started is not None
     assert helm.started >= coredns.finished  # one lane: in turn
-    assert kube.started is not None
-    assert kube.started < coredns.finished
     text = out.getvalue()
     for label in ("Kubernetes v1", "CoreDNS v1", "Helm v3"):
         assert f"  built {label} in " in text
 
 
 def test_a_failure_names_the_log_and_stops_the_other_lane(tmp_path: Path) -> None:
-    failing = fake_job(tmp_path, "CoreDNS v1", packages=3, pause=0.05, code=2)
-    slow = fake_job(tmp_path, "Kubernetes v1", packages=1000, pause=0.1)
-    began = time.monotonic()
+    # The failing build fails only once the slow one runs: a build of 100 s that is
+    # stopped, not one that has not started yet.
+    slow_started = tmp_path / "slow"
+    failing = fake_job(
+        tmp_path, "CoreDNS v1", packages=3, pause=0.01, code=2, wait_for=slow_started
+    )
+    slow = fake_job(tmp_path, "Kubernetes v1", packages=1000, pause=0.1, announce=slow_started)
     with pytest.raises(ClusterError) as raised:
         run_lanes([[slow], [failing]], out=io.StringIO(), interval=5)
-    assert time.monotonic() - began < 20
     first, *rest = str(raised.value).splitlines()
     assert first.startswith("the Go build of CoreDNS v1 failed (exit 2); full log: ")
     assert any("undefined: something" in line for line in rest)
     assert slow.process is not None
-    assert slow.process.poll() is not None  # not left running
+    assert slow.process.returncode == -signal.SIGTERM  # stopped, not left running
+    assert slow.phase == "stopped"
+
+
+def test_a_build_starting_as_another_fails_is_stopped_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failure is handled (every build's process stopped) while the late build is between
+    # its lane's check and its own process: that process must not run to its end.
+    stopped_all = threading.Event()
+    stop_all = progress._stop_all
+
+    def stopping_all(jobs: Sequence[GoJob]) -> None:
+        stop_all(jobs)
+        stopped_all.set()
+
+    popen = subprocess.Popen
+
+    def late_popen(argv: list[str], **options: Any) -> subprocess.Popen[str]:
+        if "late" in argv:
+            assert stopped_all.wait(60)
+        return popen(argv, **options)
+
+    monkeypatch.setattr(progress, "_stop_all", stopping_all)
+    monkeypatch.setattr(subprocess, "Popen", late_popen)
+    failing = fake_job(tmp_path, "CoreDNS v1", packages=3, pause=0.01, code=2)
+    late = fake_job(tmp_path, "Kubernetes v1", packages=100, pause=0.1)
+    late.argv.append("late")
+    with pytest.raises(ClusterError, match="the Go build of CoreDNS v1 failed"):
+        run_lanes([[late], [failing]], out=io.StringIO(), interval=5)
+    assert late.process is not None
+    assert late.process.returncode == -signal.SIGTERM  # stopped, not run for 10 s
+    assert late.phase == "stopped"
 
 
 def test_the_estimate_follows_the_measured_rate(tmp_path: Path) -> None:

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from kubefixtures.details import Environment, EnvironmentDetails
-from kubefixtures.errors import ApplyError, ClusterError
+from kubefixtures.errors import ApplyError, ClusterError, NotReadyError, RenderError
 from kubefixtures.kube import ApiError, Cluster
+from kubefixtures.kube.errors import Invalid
 from kubefixtures.provisioning.base import Inspection
 from kubefixtures.reporting import report_sections, write_bundle
-from kubefixtures.secrets import MASK, Masker, masked_apply_error, secret_values
+from kubefixtures.secrets import MASK, Masker, masked_error, secret_values
 
 NS = "kf-shop-abc123"
 GENERATED = "Gx7generatedSecretValue1"
@@ -313,8 +314,34 @@ def test_an_apply_error_is_masked_with_the_environment_secrets() -> None:
         f"app.yaml:3: configmap/app was rejected: bad value {USER_PASSWORD!r} and "
         f"{GENERATED}; not-a-secret"
     )
-    masked = masked_apply_error(error, manifests, [GENERATED])
+    masked = masked_error(error, manifests, [GENERATED])
     assert isinstance(masked, ApplyError)
     assert str(masked) == (
         f"app.yaml:3: configmap/app was rejected: bad value '{MASK}' and {MASK}; not-a-secret"
     )
+
+
+def test_any_setup_error_is_masked_and_keeps_its_class_and_fields() -> None:
+    # A readiness failure quoting a container's command, the API server quoting a value, a
+    # render error: each class is built differently, none may show the secret.
+    unready = NotReadyError(f'event: Warning Failed: exec: "{GENERATED}": not found')
+    masked_unready = masked_error(unready, [], [GENERATED])
+    assert type(masked_unready) is NotReadyError
+    assert str(masked_unready) == f'event: Warning Failed: exec: "{MASK}": not found'
+
+    invalid = ApiError(422, "Invalid", f"spec.type: Unsupported value: {GENERATED!r}")
+    masked_invalid = masked_error(invalid, [], [GENERATED])
+    assert type(masked_invalid) is Invalid
+    assert masked_invalid.status == 422
+    assert masked_invalid.message == f"spec.type: Unsupported value: {MASK!r}"
+    assert GENERATED not in str(masked_invalid)
+    assert GENERATED not in repr(masked_invalid)
+
+    render = RenderError("app.yaml:3", f"bad value {GENERATED}")
+    masked_render = masked_error(render, [], [GENERATED])
+    assert type(masked_render) is RenderError
+    assert (masked_render.location, masked_render.problem) == ("app.yaml:3", f"bad value {MASK}")
+    assert str(masked_render) == f"app.yaml:3: bad value {MASK}"
+
+    clean = ClusterError("the cluster is unreachable")
+    assert masked_error(clean, [], [GENERATED]) is clean  # nothing to mask: the same error

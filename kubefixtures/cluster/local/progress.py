@@ -204,7 +204,7 @@ def _run_lane(lane: list[GoJob], stop: threading.Event, out: TextIO) -> None:
     for job in lane:
         if stop.is_set():
             return
-        _run_job(job)
+        _run_job(job, stop)
         if job.returncode != 0:
             with _FAILING:
                 # The first to fail is the failure; the others were stopped because of it.
@@ -220,7 +220,7 @@ def _run_lane(lane: list[GoJob], stop: threading.Event, out: TextIO) -> None:
 _FAILING = threading.Lock()
 
 
-def _run_job(job: GoJob) -> None:
+def _run_job(job: GoJob, stop: threading.Event) -> None:
     job.started = time.monotonic()
     job.phase = "starting"
     threading.Thread(target=_count, args=(job,), daemon=True).start()
@@ -238,6 +238,10 @@ def _run_job(job: GoJob) -> None:
         ) as process,
     ):
         job.process = process
+        if stop.is_set():
+            # Another build failed while this one was starting: stopping them all may have
+            # missed it (it had no process yet), so it stops itself.
+            process.terminate()
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
