@@ -14,6 +14,10 @@ import kubefixtures.control
 
 # Each loaded by the one place that needs it, when it does.
 LEFT_OUT = (
+    # Imported by the main thread once the environments are started (after collection),
+    # so that it overlaps their round trips to the cluster: factories.import_models.
+    "pydantic",
+    "kubefixtures.details",
     "kubefixtures.kube.portforward._tunnel",  # a forward that tunnels (not a direct route)
     "kubefixtures.kube.portforward._wsconn",
     "kubefixtures.kube.portforward._spdy",
@@ -37,6 +41,17 @@ def test_the_background_import_leaves_out_what_a_claim_does_not_use() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_the_models_come_with_import_models() -> None:
+    code = (
+        "import sys\n"
+        "from kubefixtures import factories\n"
+        "factories.import_models()\n"
+        "print('kubefixtures.details' in sys.modules, 'kubefixtures.report.model' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
 
 
 @pytest.mark.parametrize(
