@@ -78,17 +78,11 @@ _MODELS = ("kubefixtures.details", "kubefixtures.report.model")
 def start_importing() -> None:
     """Import what bringing environments up needs, in a background thread (once). Nothing
     here talks to a cluster."""
-
-    def load() -> None:
-        for name in _PRELOADED:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the import that needs it says what is wrong
-                return
-
     if _importing:
         return
-    thread = threading.Thread(target=load, name="kubefixtures-import", daemon=True)
+    thread = threading.Thread(
+        target=_import_all, args=(_PRELOADED,), name="kubefixtures-import", daemon=True
+    )
     _importing.append(thread)
     thread.start()
 
@@ -104,7 +98,11 @@ def imported() -> None:
 
 def import_models() -> None:
     """Import pydantic's models (``_MODELS``), here, in the calling thread."""
-    for name in _MODELS:
+    _import_all(_MODELS)
+
+
+def _import_all(names: Sequence[str]) -> None:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # the import that needs it says what is wrong
