@@ -86,7 +86,7 @@ def http_answers(port: int, path: str) -> bool:
 
 
 TEST = (
-    "import os\nimport socket\nimport time\n\n"
+    "import os\nimport resource\nimport socket\nimport time\n\n"
     + inspect.getsource(redis_answers)
     + inspect.getsource(http_answers)
     + """
@@ -94,8 +94,10 @@ TEST = (
 def test_answers(shop):
     assert redis_answers(shop.services["redis"].port, shop.secrets["redis"])
     assert http_answers(shop.services["web"].port, "/health")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(os.environ["BENCH_RESULT"], "w") as out:
-        out.write(f"{time.time()} {shop.details.ready_seconds} {shop.namespace}")
+        out.write(f"{time.time()} {shop.details.ready_seconds} {shop.namespace} "
+                  f"{usage.ru_utime + usage.ru_stime}")
 """
 )
 
@@ -121,11 +123,12 @@ def pytest_run(suite: Path, context: str | None, *options: str) -> tuple[list[st
 
 def run_kubefixtures(
     suite: Path, context: str | None, *options: str, show: tuple[str, ...] = ()
-) -> tuple[float, float, float, str]:
+) -> tuple[float, float, float, str, float]:
     """Seconds from spawning pytest to both services answering, from pytest's session start
-    to both answering, the fixture's own setup-to-ready seconds, and the namespace used
-    (``options``: more pytest options, such as benchmarks/pool.py's; the output's lines
-    that contain one of ``show`` are printed)."""
+    to both answering, the fixture's own setup-to-ready seconds, the namespace used, and the
+    CPU seconds (user + system) the pytest process had spent by then, since it was spawned
+    (``options``: more pytest options, such as benchmarks/pool.py's; the output's lines that
+    contain one of ``show`` are printed)."""
     result = suite / "result.txt"
     result.unlink(missing_ok=True)
     command, env = pytest_run(suite, context, *options)
@@ -136,13 +139,14 @@ def run_kubefixtures(
     for line in done.stdout.splitlines():
         if any(wanted in line for wanted in show):
             print(f"  {line}")
-    answered, ready_seconds, namespace = result.read_text().split()
+    answered, ready_seconds, namespace, cpu = result.read_text().split()
     session_started = float(Path(f"{result}.start").read_text())
     return (
         float(answered) - started,
         float(answered) - session_started,
         float(ready_seconds),
         namespace,
+        float(cpu),
     )
 
 
@@ -273,7 +277,7 @@ def main() -> None:
             shift = repeat % len(sides)  # each side goes first, second and last in turn
             for side in sides[shift:] + sides[:shift]:
                 if side == "kubefixtures":
-                    from_spawn, from_session, ready, namespace = run_kubefixtures(
+                    from_spawn, from_session, ready, namespace, _ = run_kubefixtures(
                         suite, args.context
                     )
                     delete_namespace(args.context, namespace)

@@ -33,23 +33,29 @@ if TYPE_CHECKING:
     from kubefixtures.readiness.app import Probe
     from kubefixtures.session import SessionState
 
-__all__ = ["declared", "environment", "imported", "prestart", "start_importing"]
+__all__ = [
+    "declared",
+    "environment",
+    "import_models",
+    "imported",
+    "prestart",
+    "start_importing",
+]
 
 Scope = Literal["session", "package", "module", "class", "function"]
 _SCOPES = ("session", "package", "module", "class", "function")
 _declarations: list[object] = []  # every environment() fixture declared in this process
 
 
-# What bringing the first environment up imports: about 0.25 s of CPU (pydantic's models,
-# the API client, the forwarder). The plugin starts importing it in a background thread
-# once pytest is configured, beside the connection (``start_importing``), and collection
-# waits for it (``imported``). Packages before their modules.
+# What bringing the first environment up imports, up to its details: about 0.15 s of CPU
+# (the API client, the forwarder, provisioning, rendering). The plugin starts importing it
+# in a background thread once pytest is configured, beside the connection
+# (``start_importing``), and collection waits for it (``imported``). Packages before their
+# modules.
 _PRELOADED = (
     "kubefixtures.kube",
     "kubefixtures.kube.portforward",
     "kubefixtures.control",
-    "kubefixtures.details",
-    "kubefixtures.report.model",
     "kubefixtures.session",
     "kubefixtures.provisioning.dispatch",
     "kubefixtures.provisioning.shared",
@@ -60,22 +66,23 @@ _PRELOADED = (
     "kubefixtures.readiness.wait",
 )
 _importing: list[threading.Thread] = []  # the one import thread, once started
+# What an environment needs once it is up: pydantic and the models built with it (the
+# details, the report's records), about 0.1 s of CPU. Imported by the main thread right
+# after ``prestart`` has started the environments (``import_models``): pydantic's import
+# then overlaps their round trips to the cluster (a claimed spare is mostly those), where
+# it used to delay collection. Never beside another thread's import of pydantic: the
+# setups import it through kubefixtures.details too, and wait for this import to finish.
+_MODELS = ("kubefixtures.details", "kubefixtures.report.model")
 
 
 def start_importing() -> None:
     """Import what bringing environments up needs, in a background thread (once). Nothing
     here talks to a cluster."""
-
-    def load() -> None:
-        for name in _PRELOADED:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the import that needs it says what is wrong
-                return
-
     if _importing:
         return
-    thread = threading.Thread(target=load, name="kubefixtures-import", daemon=True)
+    thread = threading.Thread(
+        target=_import_all, args=(_PRELOADED,), name="kubefixtures-import", daemon=True
+    )
     _importing.append(thread)
     thread.start()
 
@@ -87,6 +94,19 @@ def imported() -> None:
     partially initialized module), so the two never overlap."""
     for thread in _importing:
         thread.join()
+
+
+def import_models() -> None:
+    """Import pydantic's models (``_MODELS``), here, in the calling thread."""
+    _import_all(_MODELS)
+
+
+def _import_all(names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the import that needs it says what is wrong
+            return
 
 
 def declared() -> int:
@@ -346,6 +366,7 @@ def prestart(items: Sequence[pytest.Item], config: pytest.Config) -> None:
             if not managing:
                 continue  # another worker brings it up: the fixture attaches when needed
         session.prestart(function, provisioning)
+    import_models()  # while those claim, create and wait on the cluster (see _MODELS)
 
 
 def _prestartable(items: Sequence[pytest.Item]) -> list[tuple[str, object, _Declaration, int]]:

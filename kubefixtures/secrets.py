@@ -129,9 +129,11 @@ def secret_values(*sources: object) -> set[str]:
     """Every secret value ``sources`` hold: ``SecretStr`` fields of details models at any
     depth (an environment's generated secrets, a catalog service's password), and the
     values of the Secrets among an environment's objects. Plain strings are not secrets."""
-    from pydantic import BaseModel, SecretStr
+    # kubefixtures.details first: pydantic is imported through it, whichever thread does
+    # (kubefixtures.factories.import_models).
+    from kubefixtures.details import Environment  # isort: skip
 
-    from kubefixtures.details import Environment
+    from pydantic import BaseModel, SecretStr
 
     found: set[str] = set()
 

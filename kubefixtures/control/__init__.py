@@ -4,14 +4,15 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from kubefixtures.control._aio import AsyncControls
-from kubefixtures.control._core import ExecError, applied_objects
 from kubefixtures.control._sync import Controls
-from kubefixtures.control._targets import Target, parse_target
 
 if TYPE_CHECKING:
+    from kubefixtures.control._aio import AsyncControls
+    from kubefixtures.control._core import ExecError, applied_objects
+    from kubefixtures.control._targets import Target, parse_target
     from kubefixtures.kube._exec import ExecResult
 
 __all__ = [
@@ -25,10 +26,20 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The kube package loads only when a control is used, not with every Environment.
-    if name == "ExecResult":
-        from kubefixtures.kube._exec import ExecResult
+# Every Environment is a Controls; the rest (the kube package, the core with its tar
+# handling) loads only when a control is used: a claimed spare is handed to its test sooner.
+_LAZY = {
+    "AsyncControls": "kubefixtures.control._aio",
+    "ExecError": "kubefixtures.control._core",
+    "applied_objects": "kubefixtures.control._core",
+    "Target": "kubefixtures.control._targets",
+    "parse_target": "kubefixtures.control._targets",
+    "ExecResult": "kubefixtures.kube._exec",
+}
 
-        return ExecResult
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

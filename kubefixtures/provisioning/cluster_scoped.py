@@ -31,7 +31,6 @@ from kubefixtures.kube.client import (
     run_concurrently,
 )
 from kubefixtures.kube.errors import ApiError, Conflict
-from kubefixtures.leases.cluster_scoped import leave, unchanged
 from kubefixtures.leases.ownership import (
     MalformedOwners,
     Owner,
@@ -45,8 +44,9 @@ from kubefixtures.leases.ownership import (
     owners_patch,
 )
 from kubefixtures.leases.policy import DEFAULT_GRACE_SECONDS
-from kubefixtures.leases.reaping import read_session
 
+# The reapers' side (leases.cluster_scoped, leases.reaping) is imported by the methods that
+# need it: most environments have no cluster-scoped object, and a claimed spare never has one.
 if TYPE_CHECKING:
     from kubefixtures.kube import Cluster
     from kubefixtures.rendering import RenderedObject
@@ -132,6 +132,10 @@ class ClusterScoped:
         self.owner = Owner(namespace, session_id)
         self.grace = grace
         self._now = now
+        if self.objects:
+            # What check, claim and release import, loaded now (before anything exists): a
+            # release from the cancel handler must not import.
+            import kubefixtures.leases.cluster_scoped  # noqa: F401
 
     def __bool__(self) -> bool:
         return bool(self.objects)
@@ -151,6 +155,8 @@ class ClusterScoped:
     def _refuse_if_foreign(self, item: Placed, live: Mapping[str, Any]) -> bool:
         """Raise when ``live`` is not ours or a live session installed another definition;
         True when it holds another definition whose owners are all gone (stale)."""
+        from kubefixtures.leases.reaping import read_session
+
         where = f"{item.obj.location}: {item.obj}"
         if not is_owned(live):  # a session namespace is managed, but owned by no annotation
             raise ApplyError(
@@ -206,6 +212,8 @@ class ClusterScoped:
                 self._sleep_until(deadline, item, "is still being deleted")
                 continue
             if self._refuse_if_foreign(item, live):  # stale: every owner of it is gone
+                from kubefixtures.leases.cluster_scoped import unchanged
+
                 self.cluster.delete_unchanged(item.resource, None, item.obj.name, unchanged(live))
                 continue
             owners = owners_of(live)
@@ -247,6 +255,8 @@ class ClusterScoped:
     def release(self) -> list[str]:
         """Leave every object's owners; delete those left without one. Returns the objects
         deleted (``kind/name``), for the record."""
+        from kubefixtures.leases.cluster_scoped import leave
+
         deleted = []
         for item in self.objects:
             if leave(self.cluster, item.resource, item.obj.name, {self.owner.namespace}):

@@ -35,7 +35,7 @@ Mode = Literal["fresh", "reused", "pooled", "existing", "attached", "shared"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class PhaseSpan(_Model):

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kubefixtures.kube.errors import (
     DirectRouteError,
@@ -46,10 +46,13 @@ from kubefixtures.kube.portforward._endpoints import (
     ready_targets,
     resolve_service_port,
 )
-from kubefixtures.kube.portforward._local import LocalConnection
-from kubefixtures.kube.portforward._tunnel import SpdyTunnel
-from kubefixtures.kube.portforward._v4 import V4Connection
-from kubefixtures.kube.portforward._wsconn import open_websocket
+
+if TYPE_CHECKING:
+    # The tunnel's side (WebSockets, SPDY) is imported when a forward first tunnels: a
+    # direct route never needs it, and a claimed spare is handed over sooner without it.
+    from kubefixtures.kube.portforward._local import LocalConnection
+    from kubefixtures.kube.portforward._tunnel import SpdyTunnel
+    from kubefixtures.kube.portforward._v4 import V4Connection
 
 log = logging.getLogger("kubefixtures.portforward")
 
@@ -204,6 +207,8 @@ class AsyncServicePortForward:
                 )
                 self.local_port = self._listener.port
             else:
+                from kubefixtures.kube.portforward._local import LocalConnection
+
                 self._server = await loop.create_server(
                     lambda: LocalConnection(self), self.bind, self.local_port, backlog=512
                 )
@@ -416,6 +421,9 @@ class AsyncServicePortForward:
                 delay = min(delay * 2, 1.0)
 
     async def _open_tunnel(self, target: Target) -> SpdyTunnel:
+        from kubefixtures.kube.portforward._tunnel import SpdyTunnel
+        from kubefixtures.kube.portforward._wsconn import open_websocket
+
         assert self._api is not None
         tunnel: SpdyTunnel = await open_websocket(
             self._api.endpoint,
@@ -439,6 +447,9 @@ class AsyncServicePortForward:
         return tunnel
 
     async def _open_v4(self, target: Target, local: LocalConnection) -> V4Connection:
+        from kubefixtures.kube.portforward._v4 import V4Connection
+        from kubefixtures.kube.portforward._wsconn import open_websocket
+
         assert self._api is not None
         path = pod_portforward_path(
             self._api.endpoint, self.namespace, target.pod, {"ports": str(target.port)}
