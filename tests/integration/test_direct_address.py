@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from kubefixtures.kube.client import POD
 from kubefixtures.kube.control import SERVICE
 from kubefixtures.kube.portforward import ServicePortForward
 from tests.integration.sharing_support import (
-    BIN,
     delete_all,
     environ,
     output,
@@ -39,6 +37,7 @@ from tests.integration.sharing_support import (
 )
 from tests.integration.test_direct_route import (
     DIRECT_WEB,
+    delete_pod_with_kubectl,
     direct_web,
     unreachable_from_this_host,
     write_inner_suite,
@@ -163,17 +162,7 @@ def test_the_cluster_ip_follows_a_pod_restart_by_itself(
         url = f"http://{forward.host}:{forward.local_port}"
         first = who_answers(url)
         assert not first["remote"].startswith("127.0.0.1:")
-        kubectl = [str(BIN / "kubectl"), "-n", direct_web.namespace]
-        if kubefixtures_cluster.context:
-            kubectl += ["--context", kubefixtures_cluster.context]
-        deleted = subprocess.run(
-            [*kubectl, "delete", "pod", first["pod"], "--wait=false"],
-            env=environ(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert deleted.returncode == 0, output(deleted)
+        delete_pod_with_kubectl(kubefixtures_cluster, direct_web.namespace, first["pod"])
 
         def answered_by_another_pod() -> bool:
             try:

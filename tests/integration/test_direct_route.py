@@ -97,6 +97,21 @@ def test_auto_goes_direct_here_and_forward_turns_it_off(
         delete_all(kubefixtures_cluster, name)
 
 
+def delete_pod_with_kubectl(cluster: Cluster, namespace: str, pod: str) -> None:
+    """``kubectl delete pod`` without waiting: the restart a user would cause."""
+    kubectl = [str(BIN / "kubectl"), "-n", namespace]
+    if cluster.context:
+        kubectl += ["--context", cluster.context]
+    deleted = subprocess.run(
+        [*kubectl, "delete", "pod", pod, "--wait=false"],
+        env=environ(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert deleted.returncode == 0, output(deleted)
+
+
 def test_direct_route_follows_a_pod_restart(
     kubefixtures_cluster: Cluster, direct_web: Environment
 ) -> None:
@@ -109,17 +124,7 @@ def test_direct_route_follows_a_pod_restart(
         first = who_answers(url)
         assert first["pod"] == forward.pod
         assert not first["remote"].startswith("127.0.0.1:")  # straight from this host
-        kubectl = [str(BIN / "kubectl"), "-n", direct_web.namespace]
-        if kubefixtures_cluster.context:
-            kubectl += ["--context", kubefixtures_cluster.context]
-        deleted = subprocess.run(
-            [*kubectl, "delete", "pod", first["pod"], "--wait=false"],
-            env=environ(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert deleted.returncode == 0, output(deleted)
+        delete_pod_with_kubectl(kubefixtures_cluster, direct_web.namespace, first["pod"])
         wait_for(lambda: forward.pod not in (None, first["pod"]), 120, "a new ready pod")
         second = who_answers(url)
         assert second["pod"] == forward.pod != first["pod"]
