@@ -180,6 +180,8 @@ class AttachedProvisioning:
         wanted = []
         for service in details.services.values():
             silent = [port for port, at in service.ports.items() if not serving(at, service.host)]
+            if service.host != LOCALHOST and not silent and self._stray(cluster, service):
+                silent = list(service.ports)
             if service.host != LOCALHOST and silent:
                 # Not this machine's ports: any free local port will do.
                 wanted += [(service.name, port, 0) for port in service.ports]
@@ -215,6 +217,14 @@ class AttachedProvisioning:
                 ]
                 services[name] = services[name].model_copy(update={"route": combined_route(routes)})
         return services
+
+    @staticmethod
+    def _stray(cluster: Cluster, service: ServiceDetails) -> bool:
+        """Whether the ClusterIP ``service`` was recorded at answers only as any address
+        would from here (a catch-all on the default route): then it is forwarded again."""
+        from kubefixtures.kube.portforward import stray_answer
+
+        return stray_answer(cluster.config, service.host, service.ports) is not None
 
     def _start(
         self,

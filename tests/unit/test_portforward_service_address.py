@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubefixtures.kube.portforward import ServicePortForward, _forwarder
+from kubefixtures.kube.portforward import ServicePortForward, _direct, _forwarder, stray_answer
 from tests.unit.test_portforward_direct import _Pod, closed_port, pod
 from tests.unit.test_portforward_fakeapi import NS, FakeApiServer, configuration, echo
 
@@ -99,3 +99,35 @@ def test_the_forward_route_and_the_local_address_never_probe_the_cluster_ip(
             assert (pf.route, pf.host) == ("direct", "127.0.0.1")
             assert echo(pf.local_port, b"x") == b"a:x"
         assert service.connections == 0
+
+
+def test_a_cluster_ip_is_not_handed_out_where_its_other_ports_answer_too(
+    api: FakeApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-all on the default route answers every port; kube-proxy only the Service's."""
+    with pod("a") as web_a, kube_proxy() as service, pod("stranger", CLUSTER_IP) as stranger:
+        monkeypatch.setattr(_direct, "CANARY_PORT", stranger.port)
+        api.pod_port = web_a.port
+        api.cluster_ip, api.service_port = CLUSTER_IP, service.port
+        for _ in range(2):
+            with forward(api) as pf:
+                assert (pf.route, pf.host) == ("direct", "127.0.0.1")
+                assert echo(pf.local_port, b"x") == b"a:x"
+        assert service.connections == 0  # its answer would prove nothing
+        assert stranger.connections == 1  # the canary, once for this cluster and process
+
+
+def test_the_canary_skips_the_services_own_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    with kube_proxy() as service:
+        monkeypatch.setattr(_direct, "CANARY_PORT", service.port)
+        config = configuration(closed_port())
+        # The Service's own port answers, the next one (the canary) does not: trusted.
+        assert stray_answer(config, CLUSTER_IP, {service.port}) is None
+        assert service.connections == 0
+    with pod("stranger", CLUSTER_IP) as stranger:
+        monkeypatch.setattr(_direct, "CANARY_PORT", stranger.port)
+        # A cluster seen before keeps its verdict; another cluster is probed afresh.
+        assert stray_answer(config, CLUSTER_IP, {80}) is None
+        why = stray_answer(configuration(closed_port()), CLUSTER_IP, {80})
+        assert why is not None
+        assert f"its port {stranger.port}, which no Service uses" in why

@@ -1,6 +1,6 @@
 """What the local cluster changes on the host, and how `down` takes every bit of it back:
-the node interface, the CNI bridge, mounts, network namespaces, pod cgroups and the
-iptables rules of kube-proxy (the kernel settings are kernel.py's)."""
+the node interface, the CNI bridge, mounts, network namespaces, pod cgroups, the iptables
+rules of kube-proxy and our own reject rule (the kernel settings are kernel.py's)."""
 
 from __future__ import annotations
 
@@ -144,6 +144,38 @@ def our_interfaces() -> list[str]:
     return names
 
 
+# Chains of ours and of the cluster's in the host's iptables: `down` removes them all.
+CHAIN_PREFIXES = ("KUBE-", "CNI-", "KUBEFIXTURES-")
+# The chain that refuses what is sent to the Service range but no Service of it serves.
+UNSERVED_CHAIN = "KUBEFIXTURES-UNSERVED"
+
+
+def reject_unserved_service_addresses() -> None:
+    """Refuse connections to the Service range that kube-proxy has not rewritten.
+
+    In iptables mode kube-proxy rewrites (DNAT) a connection to a ClusterIP and port only
+    once it has synced that Service; anything else sent to the range, a new Service's
+    address included, would leave by the default route, where a transparent proxy or a
+    sandbox's catch-all may accept it in the Service's place. The filter table sees a
+    connection after kube-proxy's rewrite, so this rule refuses only what no Service
+    serves, as kube-proxy's nftables mode does by itself: a client is refused, not
+    answered by a stranger, until the Service is programmed."""
+    commands = [
+        ["-N", UNSERVED_CHAIN],
+        ["-A", UNSERVED_CHAIN, "-d", layout.SERVICE_CIDR, "-p", "tcp",
+         "-j", "REJECT", "--reject-with", "tcp-reset"],
+        ["-A", UNSERVED_CHAIN, "-d", layout.SERVICE_CIDR, "-j", "REJECT"],
+        ["-I", "OUTPUT", "-j", UNSERVED_CHAIN],
+        ["-I", "FORWARD", "-j", UNSERVED_CHAIN],
+    ]  # fmt: skip
+    for command in commands:
+        result = subprocess.run(["iptables", *command], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ClusterError(
+                f"iptables {' '.join(command)} failed: {result.stderr.strip() or 'no output'}"
+            )
+
+
 def kube_iptables_chains() -> list[str]:
     """kube-proxy's chains left in any table (empty when the host is clean)."""
     chains = []
@@ -154,14 +186,14 @@ def kube_iptables_chains() -> list[str]:
         chains += [
             line.split()[0][1:]
             for line in result.stdout.splitlines()
-            if line.startswith(":KUBE-") or line.startswith(":CNI-")
+            if line.startswith(tuple(f":{prefix}" for prefix in CHAIN_PREFIXES))
         ]
     return sorted(set(chains))
 
 
 def remove_kube_iptables() -> None:
-    """Delete what kube-proxy's own --cleanup leaves (the kubelet's canary and hint chains):
-    first the rules that jump to KUBE-/CNI- chains, then the chains themselves."""
+    """Delete what kube-proxy's own --cleanup leaves (the kubelet's canary and hint chains)
+    and our reject rule: first the rules that jump to those chains, then the chains."""
     for command in ("iptables", "ip6tables"):
         if shutil.which(command) is None:
             continue
@@ -172,7 +204,7 @@ def remove_kube_iptables() -> None:
             ours = [
                 line.split()[1]
                 for line in listing.stdout.splitlines()
-                if line.startswith("-N ") and line.split()[1].startswith(("KUBE-", "CNI-"))
+                if line.startswith("-N ") and line.split()[1].startswith(CHAIN_PREFIXES)
             ]
             if not ours:
                 continue

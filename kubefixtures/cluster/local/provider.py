@@ -100,6 +100,7 @@ class LocalProvider:
         pki.ensure_pki(self.paths.pki)
         self._write_configs()
         try:
+            host.reject_unserved_service_addresses()
             self._start(tools)
             self.kernel.note_ours()
         except BaseException:

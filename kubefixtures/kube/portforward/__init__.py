@@ -45,10 +45,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Collection
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from kubefixtures.kube.config import as_cluster_config
 from kubefixtures.kube.errors import (
     ApiServerUnreachableError,
     DirectRouteError,
@@ -59,9 +61,11 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward import _loop
+from kubefixtures.kube.portforward._direct import stray_answer as _stray_answer
 from kubefixtures.kube.portforward._endpoints import KnownEndpoints
 from kubefixtures.kube.portforward._forwarder import (
     ADDRESSES,
+    PROBE_TIMEOUT,
     ROUTES,
     Address,
     AsyncServicePortForward,
@@ -88,6 +92,7 @@ __all__ = [
     "ServicePortForward",
     "Transport",
     "TunnelError",
+    "stray_answer",
 ]
 
 _STOP_TIMEOUT = 30.0
@@ -267,3 +272,22 @@ class ServicePortForward:
             f"{core.host}:{core.local_port}, "
             f"{core.transport if core.route == 'forward' else core.route})"
         )
+
+
+def stray_answer(
+    configuration: ClusterConfig | Any, cluster_ip: str, service_ports: Collection[int]
+) -> str | None:
+    """Why a connection that opens to ``cluster_ip`` (a ClusterIP of the cluster of
+    ``configuration``, whose Service has ``service_ports``) proves nothing from here, or
+    None: where something on the default route answers for any address, the ClusterIP's
+    answer may be a stranger's (see ``_direct.stray_answer``)."""
+    server = as_cluster_config(configuration).server
+    loop = _loop.SHARED.acquire()
+    try:
+        return _loop.run(
+            _stray_answer(server, cluster_ip, service_ports, PROBE_TIMEOUT),
+            loop,
+            timeout=PROBE_TIMEOUT + 10,
+        )
+    finally:
+        _loop.SHARED.release()

@@ -27,10 +27,11 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import itertools
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 # Bytes moved per splice(2) call. Large, so that a bulk transfer costs few trips through
@@ -73,6 +74,38 @@ async def probe(address: str, port: int, timeout: float, *, any_route: bool = Fa
         return describe_connect_error(error)
     sock.close()
     return None
+
+
+# The first port tried for the ClusterIP's canary (discard, which no Service should need).
+CANARY_PORT = 9
+# What the canary found, per cluster (its apiserver's URL), for this process: the answer
+# depends on this host's routes and the cluster's kube-proxy, neither of which a test run
+# changes, and finding out may cost a probe's whole timeout.
+_canaries: dict[str, str | None] = {}
+
+
+async def stray_answer(
+    key: str, cluster_ip: str, service_ports: Collection[int], timeout: float
+) -> str | None:
+    """Why a connection to ``cluster_ip`` that opens proves nothing from here, or None.
+
+    kube-proxy programs a Service's own ports, and only once it has synced after the
+    Service was created. A connection to any other port of the ClusterIP, the canary,
+    leaves by the default route in iptables mode, or is refused (ipvs and nftables modes,
+    the local cluster's reject rule). Where the canary opens, something on the default
+    route (a transparent proxy, a sandbox's or a VPN's catch-all) answers for any address,
+    and answers for the Service too until kube-proxy has synced: a connect probe to the
+    ClusterIP cannot tell the two apart. ``key`` names the cluster (its apiserver)."""
+    if key not in _canaries:
+        port = next(port for port in itertools.count(CANARY_PORT) if port not in service_ports)
+        if await probe(cluster_ip, port, timeout, any_route=True) is None:
+            _canaries[key] = (
+                f"its port {port}, which no Service uses, answers too: something on the"
+                " default route answers for any address"
+            )
+        else:
+            _canaries[key] = None
+    return _canaries[key]
 
 
 def routed_here(address: str, routes: str = "/proc/net/route") -> bool:

@@ -33,7 +33,7 @@ from kubefixtures.kube.errors import (
     TunnelError,
 )
 from kubefixtures.kube.portforward._api import ApiClient, ApiEndpoint, pod_portforward_path
-from kubefixtures.kube.portforward._direct import describe_refusal, probe
+from kubefixtures.kube.portforward._direct import describe_refusal, probe, stray_answer
 from kubefixtures.kube.portforward._direct_listener import DirectListener, listen
 from kubefixtures.kube.portforward._endpoints import (
     JSON,
@@ -70,7 +70,8 @@ ADDRESSES: tuple[Address, ...] = ("local", "service")
 PROBE_TIMEOUT = 0.5
 # kube-proxy programs a Service's new endpoints a moment after the EndpointSlice says they
 # are ready (its sync runs at most once a second): until then it refuses connections to the
-# ClusterIP, so a refused ClusterIP probe is tried again for this long.
+# ClusterIP (or, where the canary says so, the local cluster's reject rule refuses them),
+# so a refused ClusterIP probe is tried again for this long.
 SERVICE_PROBE_PATIENCE = 3.0
 SERVICE_PROBE_INTERVAL = 0.1
 
@@ -247,6 +248,20 @@ class AsyncServicePortForward:
         port = self._service_port.port
         if cluster_ip in ("", "None"):
             log.info("%s is headless (no ClusterIP): served on %s", self.what, self.bind)
+            return False
+        assert self._api is not None
+        service_ports = {int(p["port"]) for p in self._service.get("spec", {}).get("ports", [])}
+        stray = await stray_answer(
+            self._api.endpoint.config.server, cluster_ip, service_ports, self.probe_timeout
+        )
+        if stray is not None:
+            log.info(
+                "%s: its ClusterIP %s cannot be told from a stray answer (%s); served on %s",
+                self.what,
+                cluster_ip,
+                stray,
+                self.bind,
+            )
             return False
         loop = asyncio.get_running_loop()
         patience = loop.time() + SERVICE_PROBE_PATIENCE
