@@ -72,7 +72,7 @@ PROBE_TIMEOUT = 0.5
 # are ready (its sync runs at most once a second): until then it refuses connections to the
 # ClusterIP (or, where the canary says so, the local cluster's reject rule refuses them),
 # so a refused ClusterIP probe is tried again for this long.
-SERVICE_PROBE_PATIENCE = 3.0
+SERVICE_PROBE_PATIENCE = 5.0
 SERVICE_PROBE_INTERVAL = 0.1
 
 
