@@ -7,11 +7,14 @@ from are ordinary fixtures returning catalog details models, so secrets can be c
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+# Seconds an inner session may take before it counts as hung: a bound on a hang, not a
+# timing (the grace and the timeouts under test are a second or less).
+HANG = 120
 
 SERVER = r"""
 import http.server, os, signal, sys, pathlib
@@ -144,9 +147,8 @@ def test_one_that_ignores_sigterm_is_killed_after_the_grace(project: pytest.Pyte
             (Path(__file__).parent / "pid.txt").write_text(str(web.pid))
         """
     )
-    started = time.monotonic()
-    project.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
-    assert time.monotonic() - started < 30
+    # A hang (the child never killed) fails on pytester's timeout, whatever the load.
+    project.runpytest_subprocess("-p", "no:cacheprovider", timeout=HANG).assert_outcomes(passed=1)
     pid = int((project.path / "pid.txt").read_text())
     assert "got SIGTERM" in (project.path / "marker.txt").read_text()
     assert pid_is_gone(pid)
@@ -217,9 +219,7 @@ def test_one_that_never_answers_fails_after_the_timeout(pytester: pytest.Pyteste
         """
     )
     pytester.makepyfile(test_web="def test_x(web): pass")
-    started = time.monotonic()
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    assert time.monotonic() - started < 30
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=HANG)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         ["*local_service web: did not answer tcp://127.0.0.1:{port} within 1 s*"]
