@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from kubefixtures.cluster.local import host
 from kubefixtures.cluster.local.kernel import REQUIRED, KernelSettings
 from kubefixtures.cluster.local.provider import COMPONENTS, LocalProvider
 from kubefixtures.cluster.tools import find_tool
@@ -44,6 +45,34 @@ def test_up_on_a_running_cluster_reports_it_and_changes_nothing() -> None:
     assert "local cluster: running" in again.stdout
     assert "ready nodes: 1" in again.stdout
     assert {name: provider.supervisor.pid(name) for name in COMPONENTS} == pids
+
+
+def jumps_to_the_reject_rule() -> list[str]:
+    """The built-in chains that jump to the local cluster's reject rule, once per jump."""
+    rules = subprocess.run(["iptables", "-S"], check=True, capture_output=True, text=True)
+    return sorted(
+        line.split()[1]
+        for line in rules.stdout.splitlines()
+        if line.startswith("-A ") and line.endswith(f"-j {host.UNSERVED_CHAIN}")
+    )
+
+
+def test_up_on_a_running_cluster_without_the_reject_rule_adds_it_once() -> None:
+    """A cluster started by an older kubefixtures lacks the rule: `up` adds it, and
+    another `up` does not add it twice (`down`, below, leaves none)."""
+    assert cli("up").returncode == 0
+    assert jumps_to_the_reject_rule() == ["FORWARD", "OUTPUT"]
+    for chain in ("OUTPUT", "FORWARD"):
+        subprocess.run(["iptables", "-D", chain, "-j", host.UNSERVED_CHAIN], check=True)
+    subprocess.run(["iptables", "-F", host.UNSERVED_CHAIN], check=True)
+    for _ in range(2):
+        again = cli("up")
+        assert again.returncode == 0, again.stderr
+        assert jumps_to_the_reject_rule() == ["FORWARD", "OUTPUT"]
+    rules = subprocess.run(
+        ["iptables", "-S", host.UNSERVED_CHAIN], check=True, capture_output=True, text=True
+    ).stdout
+    assert rules.count("-j REJECT") == 2, rules
 
 
 def run_pods(replicas: int = 3) -> None:
@@ -77,7 +106,8 @@ def test_down_leaves_nothing_behind_and_up_brings_it_back() -> None:
     run_pods()
     down = cli("down")
     assert down.returncode == 0, down.stderr
-    assert provider.leftovers() == []
+    assert provider.leftovers() == []  # our reject rule's chain among them
+    assert jumps_to_the_reject_rule() == []
     # Every kernel setting the cluster (or a component of it) changed is as before `up`.
     assert {name: provider.kernel.read(name) for name in recorded} == {
         name: entry["before"] for name, entry in recorded.items()

@@ -160,20 +160,24 @@ def reject_unserved_service_addresses() -> None:
     connection after kube-proxy's rewrite, so this rule refuses only what no Service
     serves, as kube-proxy's nftables mode does by itself: a client is refused, not
     answered by a stranger, until the Service is programmed."""
-    commands = [
-        ["-N", UNSERVED_CHAIN],
-        ["-A", UNSERVED_CHAIN, "-d", layout.SERVICE_CIDR, "-p", "tcp",
-         "-j", "REJECT", "--reject-with", "tcp-reset"],
-        ["-A", UNSERVED_CHAIN, "-d", layout.SERVICE_CIDR, "-j", "REJECT"],
-        ["-I", "OUTPUT", "-j", UNSERVED_CHAIN],
-        ["-I", "FORWARD", "-j", UNSERVED_CHAIN],
-    ]  # fmt: skip
-    for command in commands:
-        result = subprocess.run(["iptables", *command], capture_output=True, text=True)
-        if result.returncode != 0:
+
+    def iptables(*arguments: str, check: bool = True) -> bool:
+        result = subprocess.run(["iptables", *arguments], capture_output=True, text=True)
+        if check and result.returncode != 0:
             raise ClusterError(
-                f"iptables {' '.join(command)} failed: {result.stderr.strip() or 'no output'}"
+                f"iptables {' '.join(arguments)} failed: {result.stderr.strip() or 'no output'}"
             )
+        return result.returncode == 0
+
+    # Idempotent: `up` on a running cluster (started by an older kubefixtures) adds it too.
+    if not iptables("-N", UNSERVED_CHAIN, check=False):
+        iptables("-F", UNSERVED_CHAIN)
+    iptables("-A", UNSERVED_CHAIN, "-d", layout.SERVICE_CIDR, "-p", "tcp",
+             "-j", "REJECT", "--reject-with", "tcp-reset")  # fmt: skip
+    iptables("-A", UNSERVED_CHAIN, "-d", layout.SERVICE_CIDR, "-j", "REJECT")
+    for chain in ("OUTPUT", "FORWARD"):
+        if not iptables("-C", chain, "-j", UNSERVED_CHAIN, check=False):
+            iptables("-I", chain, "-j", UNSERVED_CHAIN)
 
 
 def kube_iptables_chains() -> list[str]:

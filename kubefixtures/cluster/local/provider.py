@@ -69,6 +69,7 @@ class LocalProvider:
         tools = build.ensure_tools(self.paths.binaries, self.paths.cache / "logs")
         current = self.status()
         if current.running and current.nodes_ready:
+            host.reject_unserved_service_addresses()
             return current
         # Half a cluster (a component crashed) or the remains of one whose processes were
         # killed (a stopped CI job, a restarted machine): clear it away and start over.
