@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -122,25 +123,32 @@ def test_redis_at_its_cluster_ip(redis, kubefixtures_redis):
 """
 
 
+def run_catalog_suite(
+    directory: Path, cluster: Cluster, test: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """``test`` (a module using the catalog's Redis) run by an inner pytest with
+    ``options``, its namespace deleted if a failure left it."""
+    (directory / "conftest.py").write_text('pytest_plugins = ["kubefixtures.catalog.fixtures"]\n')
+    (directory / "test_catalog_redis.py").write_text(test)
+    result = run_pytest(
+        directory,
+        "-s",
+        "--kubefixtures-image-overrides=redis:7=kubefixtures.local/redis:7.0",
+        *options,
+    )
+    # The session deletes its namespace; one left by a failure is this run's alone.
+    for namespace in set(re.findall(r"namespace (kf-kubefixtures-redis-[a-z0-9]+)", result.stdout)):
+        cluster.delete_namespace(namespace)
+    return result
+
+
 def test_the_catalogs_urls_use_the_cluster_ip(
     tmp_path: Path, kubefixtures_cluster: Cluster
 ) -> None:
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["kubefixtures.catalog.fixtures"]\n')
-    (tmp_path / "test_catalog_address.py").write_text(CATALOG_TEST)
-    result = run_pytest(
-        tmp_path,
-        "-s",
-        "--kubefixtures-direct-address=service",
-        "--kubefixtures-image-overrides=redis:7=kubefixtures.local/redis:7.0",
+    result = run_catalog_suite(
+        tmp_path, kubefixtures_cluster, CATALOG_TEST, "--kubefixtures-direct-address=service"
     )
-    try:
-        assert result.returncode == 0, output(result)
-    finally:
-        # The session deletes its namespace; one left by a failure is this run's alone.
-        for namespace in set(
-            re.findall(r"namespace (kf-kubefixtures-redis-[a-z0-9]+)", result.stdout)
-        ):
-            kubefixtures_cluster.delete_namespace(namespace)
+    assert result.returncode == 0, output(result)
 
 
 def test_the_cluster_ip_follows_a_pod_restart_by_itself(

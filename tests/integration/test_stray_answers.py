@@ -13,7 +13,6 @@ rewrite comes first, so programmed Services keep working, as they do behind a re
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 import signal
 import socket
@@ -35,6 +34,7 @@ from tests.integration.sharing_support import (
     start_up,
     unique,
 )
+from tests.integration.test_direct_address import run_catalog_suite
 from tests.integration.test_direct_route import DIRECT_WEB, write_inner_suite
 
 pytestmark = pytest.mark.cluster
@@ -121,25 +121,12 @@ def test_redis_beside_a_catch_all(redis, kubefixtures_redis):
 def test_the_service_address_is_not_handed_out_where_anything_answers(
     tmp_path: Path, kubefixtures_cluster: Cluster
 ) -> None:
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["kubefixtures.catalog.fixtures"]\n')
-    (tmp_path / "test_catalog_beside.py").write_text(CATALOG_TEST)
     with catch_all_beside_the_cluster():
-        result = run_pytest(
-            tmp_path,
-            "-s",
-            "--log-level=INFO",
-            "--kubefixtures-direct-address=service",
-            "--kubefixtures-image-overrides=redis:7=kubefixtures.local/redis:7.0",
+        result = run_catalog_suite(
+            tmp_path, kubefixtures_cluster, CATALOG_TEST, "--kubefixtures-direct-address=service"
         )
-    try:
-        assert result.returncode == 0, output(result)
-        assert "(direct)" in result.stdout, output(result)
-    finally:
-        # The session deletes its namespace; one left by a failure is this run's alone.
-        for namespace in set(
-            re.findall(r"namespace (kf-kubefixtures-redis-[a-z0-9]+)", result.stdout)
-        ):
-            kubefixtures_cluster.delete_namespace(namespace)
+    assert result.returncode == 0, output(result)
+    assert "(direct)" in result.stdout, output(result)
 
 
 # The details file's Service, reached where it was forwarded again.
