@@ -27,6 +27,7 @@ from kubefixtures.kube import Cluster
 from kubefixtures.kube.client import POD
 from kubefixtures.kube.control import SERVICE
 from kubefixtures.kube.portforward import ServicePortForward
+from tests.integration.catch_all import catch_all_beside_the_cluster
 from tests.integration.sharing_support import (
     delete_all,
     environ,
@@ -209,6 +210,13 @@ def test_a_details_file_at_the_cluster_ip_falls_back_to_forwarding(
         result = run_pytest(tmp_path, "-s", env=with_details)
         assert result.returncode == 0, output(result)
         assert "forwarded again" not in result.stdout, output(result)
+
+        # Where anything answers for any address, the ClusterIP's answer proves nothing: the
+        # file's Service is forwarded again, on the direct route.
+        with catch_all_beside_the_cluster():
+            result = run_pytest(tmp_path, "-s", env={**with_details, "EXPECTED_ROUTE": "direct"})
+        assert result.returncode == 0, output(result)
+        assert "1 port(s) forwarded again (direct)" in result.stdout, output(result)
 
         # Without the route, the file's Service is forwarded through the apiserver.
         (pod,) = kubefixtures_cluster.list_objects(POD, details.namespace)["items"]
