@@ -73,7 +73,8 @@ def test_the_child_relays_to_the_pod_and_ends_with_the_last_forward(api: FakeApi
         with relayed(api) as pf:
             assert pf.route == "direct"
             relay = current_relay()
-            assert relay.pid != os.getpid() and alive(relay.pid)
+            assert relay.pid != os.getpid()
+            assert alive(relay.pid)
             payload = bytes(range(256)) * 8000
             assert echo(pf.local_port, payload) == b"a:" + payload
         assert relay.process.returncode == 0  # waited for: EOF ended it
@@ -99,7 +100,11 @@ def test_descriptor_passing_the_child_accepts_on_the_parents_socket() -> None:
     async def scenario(port: int) -> bytes:
         sock = listen("127.0.0.1", 0)
         listener = _relay.RelayedListener(
-            sock, Pods(Target("web-a", port, "127.0.0.1")), namespace="ns", what="x", connect_timeout=5
+            sock,
+            Pods(Target("web-a", port, "127.0.0.1")),
+            namespace="ns",
+            what="x",
+            connect_timeout=5,
         )
         try:
             relay = current_relay()
@@ -184,11 +189,8 @@ def test_a_killed_child_new_connections_are_relayed_here(
             wait_until(lambda: "relayed in this process from now on" in caplog.text)
             assert f"was killed by SIGKILL; connections to 127.0.0.1:{pf.local_port}" in caplog.text
             # The connection in flight was the child's: it is gone with it.
-            with in_flight:
-                try:
-                    assert in_flight.recv(10) == b""
-                except ConnectionResetError:
-                    pass
+            with in_flight, contextlib.suppress(ConnectionResetError):
+                assert in_flight.recv(10) == b""
             assert echo(pf.local_port, b"after") == b"a:after"
             # The listener in this process follows the pods as the child's did.
             api.pod_port = web_b.port

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADDRESSES",
+    "RELAYS",
     "ROUTES",
     "Address",
     "ApiServerUnreachableError",
@@ -89,7 +90,6 @@ __all__ = [
     "NoReadyEndpointsError",
     "PortForwardError",
     "PortForwardForbiddenError",
-    "RELAYS",
     "Relay",
     "Route",
     "ServiceNotFoundError",

@@ -49,11 +49,10 @@ from kubefixtures.kube.portforward._endpoints import (
 )
 
 if TYPE_CHECKING:
-    from kubefixtures.kube.portforward._relay import RelayedListener
-
     # The tunnel's side (WebSockets, SPDY) is imported when a forward first tunnels: a
     # direct route never needs it, and a claimed spare is handed over sooner without it.
     from kubefixtures.kube.portforward._local import LocalConnection
+    from kubefixtures.kube.portforward._relay import RelayedListener
     from kubefixtures.kube.portforward._tunnel import SpdyTunnel
     from kubefixtures.kube.portforward._v4 import V4Connection
 

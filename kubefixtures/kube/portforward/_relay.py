@@ -79,7 +79,7 @@ class RelayProcess:
                 path for path in (package_root, env.get("PYTHONPATH", "")) if path
             )
             level = log.getEffectiveLevel()
-            self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(child_end.fileno()), str(level)],
                 pass_fds=(child_end.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -391,7 +391,7 @@ class _ToParent(logging.Handler):
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
             data = _encode({"op": "log", "level": record.levelno, "message": text[:60000]})
             self._channel.send(data)
-        except Exception:  # noqa: BLE001 (a parent gone: EOF ends us soon)
+        except Exception:
             return
 
 
