@@ -391,7 +391,7 @@ class _ToParent(logging.Handler):
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
             data = _encode({"op": "log", "level": record.levelno, "message": text[:60000]})
             self._channel.send(data)
-        except Exception:
+        except Exception:  # a parent gone (EOF ends us soon), or an unprintable record
             return
 
 
