@@ -111,7 +111,10 @@ class RelayProcess:
         with self._lock:
             self._next_id += 1
             self._listeners[self._next_id] = listener
-            return self._next_id
+            lost = self.lost
+        if lost is not None:  # died since it was acquired: the reader has told the others
+            listener.relay_lost(lost)
+        return self._next_id
 
     def unregister(self, listener_id: int) -> None:
         with self._lock:
@@ -149,11 +152,12 @@ class RelayProcess:
                     listener.closed_by_relay()
         if self._stopping:
             return
-        self.lost = self._why_gone()
+        why = self._why_gone()
         with self._lock:
+            self.lost = why
             listeners = list(self._listeners.values())
         for listener in listeners:
-            listener.relay_lost(self.lost)
+            listener.relay_lost(why)
 
     def _why_gone(self) -> str:
         try:
