@@ -11,8 +11,8 @@ pure Python in this process, the set-up latency of short requests (connect, GET 
 the whole response; a new connection each) through our forward and our direct route, both
 in this process, through our direct route relayed by a child process (``relay="process"``:
 only its control side is in this process), and through kubectl's forward, the sides
-taking turns request by request so that load on the machine falls on each alike. The measuring client is a thread of this
-process too, for every side.
+taking turns request by request so that load on the machine falls on each alike. The
+measuring client is a thread of this process too, for every side.
 
 Needs the local cluster (or any cluster whose pod network this machine reaches, for the
 direct route). Creates portforward.py's testserver pod behind a Service; the namespace is
