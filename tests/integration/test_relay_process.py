@@ -18,6 +18,7 @@ import pytest
 from kubefixtures.kube import Cluster
 from tests.integration.sharing_support import delete_all, environ, output, run_pytest, unique
 from tests.integration.test_direct_route import DIRECT_WEB
+from tests.unit.test_portforward_relay import alive
 
 pytestmark = pytest.mark.cluster
 
@@ -124,14 +125,6 @@ def test_a_killed_relay_the_next_connections_still_succeed({second}, caplog):
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_redis_and_httpx_through_the_relay_process_restarts_and_a_killed_relay(
     tmp_path: Path, kubefixtures_cluster: Cluster
 ) -> None:
@@ -146,6 +139,7 @@ def test_redis_and_httpx_through_the_relay_process_restarts_and_a_killed_relay(
             tmp_path,
             "--kubefixtures-relay=process",
             "--kubefixtures-route=direct",
+            "--kubefixtures-image-overrides=redis:7=kubefixtures.local/redis:7.0",
             "-p",
             "no:randomly",
             env=environ(RELAY_PIDS=str(pids), KUBECTL_CONTEXT=kubefixtures_cluster.context or ""),
