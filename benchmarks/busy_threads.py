@@ -9,9 +9,10 @@ the same process (a load generator, a server under test started in a thread, a t
 pool parsing responses) delay it. This measures that delay: with N threads spinning in
 pure Python in this process, the set-up latency of short requests (connect, GET /health,
 the whole response; a new connection each) through our forward and our direct route, both
-in this process, and through kubectl's forward, the sides taking turns request by request
-so that load on the machine falls on each alike. The measuring client is a thread of this
-process too, for every side.
+in this process, through our direct route relayed by a child process (``relay="process"``:
+only its control side is in this process), and through kubectl's forward, the sides
+taking turns request by request so that load on the machine falls on each alike. The
+measuring client is a thread of this process too, for every side.
 
 Needs the local cluster (or any cluster whose pod network this machine reaches, for the
 direct route). Creates portforward.py's testserver pod behind a Service; the namespace is
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from portforward import environment, short_request, start_kubectl
 
 if TYPE_CHECKING:
-    from kubefixtures.kube.portforward import Route
+    from kubefixtures.kube.portforward import Relay, Route
 
 
 def spin(stop: threading.Event) -> None:
@@ -45,7 +46,13 @@ def spin(stop: threading.Event) -> None:
         sum(i * i for i in range(2_000))
 
 
-def in_process_forward(stack: ExitStack, namespace: str, route: Route, context: str | None) -> int:
+def in_process_forward(
+    stack: ExitStack,
+    namespace: str,
+    route: Route,
+    context: str | None,
+    relay: Relay = "thread",
+) -> int:
     from kubernetes import client, config
 
     from kubefixtures.kube.portforward import ServicePortForward
@@ -53,7 +60,7 @@ def in_process_forward(stack: ExitStack, namespace: str, route: Route, context: 
     configuration = client.Configuration()
     config.load_kube_config(client_configuration=configuration, context=context)  # type: ignore[no-untyped-call]
     forward = stack.enter_context(
-        ServicePortForward(configuration, namespace, "web", "http", route=route)
+        ServicePortForward(configuration, namespace, "web", "http", route=route, relay=relay)
     )
     return forward.local_port
 
@@ -75,6 +82,9 @@ def main() -> None:
             ),
             "ours, direct (in this process)": in_process_forward(
                 stack, namespace, "direct", options.context
+            ),
+            "ours, direct (process relay)": in_process_forward(
+                stack, namespace, "direct", options.context, relay="process"
             ),
         }
         kubectls = start_kubectl(namespace, pod, options.context)

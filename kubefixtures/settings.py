@@ -21,15 +21,18 @@ from kubefixtures.limits import parse_count, parse_pool_size, parse_seconds
 __all__ = [
     "ADDRESSES",
     "OPTIONS",
+    "RELAYS",
     "ROUTES",
     "Address",
     "Option",
+    "Relay",
     "Route",
     "Settings",
     "parse_direct_address",
     "parse_image_overrides",
     "parse_namespace",
     "parse_namespace_prefix",
+    "parse_relay",
     "parse_report_path",
     "parse_route",
 ]
@@ -42,6 +45,9 @@ ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
 # Where a direct route is served (the forwarder's `Address`, kept here for the same reason).
 Address = Literal["local", "service"]
 ADDRESSES: tuple[Address, ...] = ("local", "service")
+# What moves a direct route's bytes (the forwarder's `Relay`, kept here for the same reason).
+Relay = Literal["thread", "process"]
+RELAYS: tuple[Relay, ...] = ("thread", "process")
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,14 @@ OPTIONS: tuple[Option, ...] = (
         "from here, routed by kube-proxy with nothing in between; else local)",
         metavar="|".join(ADDRESSES),
     ),
+    Option(
+        "relay",
+        "string",
+        "what moves the bytes of a Service on the direct route served on 127.0.0.1: thread "
+        "(an event-loop thread in the test process) or process (a child process, which busy "
+        "Python threads in the test process do not slow down)",
+        metavar="|".join(RELAYS),
+    ),
 )
 
 
@@ -253,6 +267,7 @@ class Settings:
     report: str | None = None
     route: Route = "auto"
     direct_address: Address = "local"
+    relay: Relay = "thread"
 
     @property
     def claims_spares(self) -> bool:
@@ -325,6 +340,7 @@ class Settings:
             report=parsed("kubefixtures_report", parse_report_path) or None,
             route=parsed("kubefixtures_route", parse_route),
             direct_address=parsed("kubefixtures_direct_address", parse_direct_address),
+            relay=parsed("kubefixtures_relay", parse_relay),
         )
 
 
@@ -384,6 +400,13 @@ def parse_direct_address(text: str) -> Address:
         if text.strip().lower() == address:
             return address
     raise ValueError(f"{text!r} is not a direct address (use {', '.join(ADDRESSES)})")
+
+
+def parse_relay(text: str) -> Relay:
+    for relay in RELAYS:
+        if text.strip().lower() == relay:
+            return relay
+    raise ValueError(f"{text!r} is not a relay (use {', '.join(RELAYS)})")
 
 
 def parse_image_overrides(text: str | Iterable[str]) -> dict[str, str]:

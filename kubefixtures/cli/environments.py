@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubefixtures.cli.options import add_cluster_options, count, namespace_prefix, seconds
 from kubefixtures.errors import KubefixturesError
-from kubefixtures.settings import ADDRESSES, ROUTES, Settings
+from kubefixtures.settings import ADDRESSES, RELAYS, ROUTES, Settings
 
 if TYPE_CHECKING:
     from kubefixtures.provisioning.base import EnvironmentSpec
@@ -135,6 +135,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "details file then holds the ClusterIP, which outlives this command) "
         "(default: %(default)s)",
     )
+    up.add_argument(
+        "--relay",
+        choices=RELAYS,
+        default=default.relay,
+        help="as --kubefixtures-relay: what moves the bytes of the direct route's 127.0.0.1 "
+        "ports: this command's event-loop thread, or a child process (default: %(default)s)",
+    )
     add_cluster_options(up)
     up.set_defaults(handler=run_up)
 
@@ -231,6 +238,7 @@ def run_up(arguments: argparse.Namespace) -> int:
         keep_for=arguments.keep_for,
         route=arguments.route,
         direct_address=arguments.direct_address,
+        relay=arguments.relay,
     )
     out: Path = (arguments.details_out or Path(f"{name}.kubefixtures.json")).resolve()
     session = SessionState(settings, lambda line: print(line, flush=True))

@@ -250,6 +250,7 @@ class AttachedProvisioning:
                 ready_timeout=self.spec.timeout or self.session.settings.ready_timeout,
                 route=self.session.settings.route,
                 address="local" if local_only else self.session.settings.direct_address,
+                relay=self.session.settings.relay,
             )
             try:
                 forward.start()

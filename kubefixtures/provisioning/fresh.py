@@ -588,6 +588,7 @@ class FreshProvisioning:
             route=self.session.settings.route,
             address="local" if local else self.session.settings.direct_address,
             known=known,
+            relay=self.session.settings.relay,
         )
         with self._forwards_lock:
             if self._forwards_stopped:  # the setup failed while this thread got here

@@ -133,6 +133,28 @@ def test_direct_address_from_option_or_ini_key_and_the_same_as_the_forwarder() -
     assert SETTINGS_ADDRESSES == ADDRESSES == get_args(Address)
 
 
+def test_relay_from_option_or_ini_key_and_the_same_as_the_forwarder() -> None:
+    from typing import get_args
+
+    from kubefixtures.kube.portforward import RELAYS, Relay
+    from kubefixtures.settings import RELAYS as SETTINGS_RELAYS
+
+    assert Settings().relay == "thread"
+    ini = {"kubefixtures_relay": "process"}
+    assert Settings.from_config(FakeConfig(ini=ini)).relay == "process"
+    options = {"kubefixtures_relay": " Thread "}
+    assert Settings.from_config(FakeConfig(options=options, ini=ini)).relay == "thread"
+    assert SETTINGS_RELAYS == RELAYS == get_args(Relay)
+
+
+def test_an_unknown_relay_names_the_option_and_the_choices() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_config(FakeConfig(options={"kubefixtures_relay": "fork"}))
+    assert str(caught.value) == (
+        "--kubefixtures-relay (ini kubefixtures_relay): 'fork' is not a relay (use thread, process)"
+    )
+
+
 def test_an_unknown_direct_address_names_the_option_and_the_choices() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_config(FakeConfig(options={"kubefixtures_direct_address": "clusterip"}))

@@ -66,9 +66,11 @@ from kubefixtures.kube.portforward._endpoints import KnownEndpoints
 from kubefixtures.kube.portforward._forwarder import (
     ADDRESSES,
     PROBE_TIMEOUT,
+    RELAYS,
     ROUTES,
     Address,
     AsyncServicePortForward,
+    Relay,
     Route,
     Transport,
 )
@@ -78,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ADDRESSES",
+    "RELAYS",
     "ROUTES",
     "Address",
     "ApiServerUnreachableError",
@@ -87,6 +90,7 @@ __all__ = [
     "NoReadyEndpointsError",
     "PortForwardError",
     "PortForwardForbiddenError",
+    "Relay",
     "Route",
     "ServiceNotFoundError",
     "ServicePortForward",
@@ -112,6 +116,10 @@ class ServicePortForward:
     when they answer from here (``route`` "service", ``host`` the ClusterIP, ``local_port``
     the Service's port, nothing listening here); a headless Service, or a ClusterIP that
     does not answer, keeps the local listener.
+    ``relay="process"``: a direct route's connections are moved by a child process (one
+    per test process, shared by its forwards) rather than by our event-loop thread, so
+    that busy Python threads in this process do not delay them; if that process dies,
+    the forward serves its connections here again (a warning says so).
     ``known``: the Service and its EndpointSlices as the caller just listed them, so that
     ``start()`` asks the API nothing before it serves (the slices are watched from there).
     """
@@ -131,6 +139,7 @@ class ServicePortForward:
         route: Route = "forward",
         address: Address = "local",
         known: KnownEndpoints | None = None,
+        relay: Relay = "thread",
     ) -> None:
         # A stopped core cannot start again; start() after stop() builds a new one.
         self._new_core = partial(
@@ -146,6 +155,7 @@ class ServicePortForward:
             connect_timeout=connect_timeout,
             route=route,
             address=address,
+            relay=relay,
         )
         self._core = self._new_core(known=known)  # a later core asks the API afresh
         self._stopped = False

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     # The tunnel's side (WebSockets, SPDY) is imported when a forward first tunnels: a
     # direct route never needs it, and a claimed spare is handed over sooner without it.
     from kubefixtures.kube.portforward._local import LocalConnection
+    from kubefixtures.kube.portforward._relay import RelayedListener
     from kubefixtures.kube.portforward._tunnel import SpdyTunnel
     from kubefixtures.kube.portforward._v4 import V4Connection
 
@@ -65,6 +67,10 @@ ROUTES: tuple[Route, ...] = ("auto", "forward", "direct")
 # "service" at the Service's ClusterIP and port when it answers from here (no splice).
 Address = Literal["local", "service"]
 ADDRESSES: tuple[Address, ...] = ("local", "service")
+# Where a direct route's listener moves the bytes: "thread" on our event loop in this
+# process, "process" in a child process with a GIL of its own (see _relay).
+Relay = Literal["thread", "process"]
+RELAYS: tuple[Relay, ...] = ("thread", "process")
 # A reachable pod network answers a connect in milliseconds; an unreachable one often
 # drops the SYN silently, and this is what an "auto" forward then loses finding out.
 PROBE_TIMEOUT = 0.5
@@ -96,6 +102,7 @@ class AsyncServicePortForward:
         address: Address = "local",
         probe_timeout: float = PROBE_TIMEOUT,
         known: KnownEndpoints | None = None,
+        relay: Relay = "thread",
     ) -> None:
         self._configuration = configuration
         self._known = known  # what the caller listed already: used once, at the start
@@ -114,13 +121,16 @@ class AsyncServicePortForward:
         self.ping_interval = ping_interval
         self._requested_route = route
         self._address = address
+        self._relay: Relay = relay
         self.route: Literal["forward", "direct", "service"] = "forward"
         self.probe_timeout = probe_timeout
         self._api: ApiClient | None = None
         self._service: JSON = {}
         self._service_port: ServicePort | None = None
         self._server: asyncio.Server | None = None
-        self._listener: DirectListener | None = None  # the direct route's, in the server's place
+        # The direct route's, in the server's place; the relay's when relay="process".
+        self._listener: DirectListener | RelayedListener | None = None
+        self._relayed: RelayedListener | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._locals: set[LocalConnection] = set()
@@ -199,13 +209,7 @@ class AsyncServicePortForward:
         loop = asyncio.get_running_loop()
         try:
             if self.route == "direct":
-                self._listener = DirectListener(
-                    listen(self.bind, self.local_port),
-                    self,
-                    namespace=self.namespace,
-                    what=self.what,
-                    connect_timeout=self.connect_timeout,
-                )
+                self._listener = self._direct_listener(listen(self.bind, self.local_port))
                 self.local_port = self._listener.port
             else:
                 from kubefixtures.kube.portforward._local import LocalConnection
@@ -228,6 +232,30 @@ class AsyncServicePortForward:
             target.pod,
             self.route,
         )
+
+    def _direct_listener(self, sock: socket.socket) -> DirectListener | RelayedListener:
+        if self._relay == "thread":
+            return DirectListener(
+                sock,
+                self,
+                namespace=self.namespace,
+                what=self.what,
+                connect_timeout=self.connect_timeout,
+            )
+        from kubefixtures.kube.portforward._relay import RelayedListener
+
+        try:
+            self._relayed = RelayedListener(
+                sock,
+                self,
+                namespace=self.namespace,
+                what=self.what,
+                connect_timeout=self.connect_timeout,
+            )
+        except BaseException:
+            sock.close()
+            raise
+        return self._relayed
 
     async def _probe_direct_route(self, target: Target) -> None:
         """Choose the direct route if the pod's IP answers; a forced one must."""
@@ -548,6 +576,8 @@ class AsyncServicePortForward:
                     current.pod if current else "(none yet)",
                 )
             self._current = current
+            if self._relayed is not None:
+                self._relayed.follow(current)
             if self._tunnel is not None and self._tunnel.target != current:
                 old, self._tunnel = self._tunnel, None
                 self._retire(old)
@@ -586,6 +616,8 @@ class AsyncServicePortForward:
                 backoff = 0.2
             except PortForwardForbiddenError as error:
                 self._fatal = error
+                if self._relayed is not None:
+                    self._relayed.fail(str(error))
                 changed, self._changed = self._changed, asyncio.Event()
                 changed.set()
                 return
