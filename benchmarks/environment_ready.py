@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ shop = environment({str(SHOP)!r}, values={{"greeting": "benchmark"}})
 
 def pytest_sessionstart(session):
     with open(os.environ["BENCH_RESULT"] + ".start", "w") as out:
-        out.write(str(time.time()))
+        out.write(f"{{time.time()}} {{time.process_time()}}")
 """
 
 
@@ -97,7 +98,7 @@ def test_answers(shop):
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(os.environ["BENCH_RESULT"], "w") as out:
         out.write(f"{time.time()} {shop.details.ready_seconds} {shop.namespace} "
-                  f"{usage.ru_utime + usage.ru_stime}")
+                  f"{usage.ru_utime + usage.ru_stime} {time.process_time()}")
 """
 )
 
@@ -121,14 +122,24 @@ def pytest_run(suite: Path, context: str | None, *options: str) -> tuple[list[st
     return command, env
 
 
+@dataclass(frozen=True)
+class Run:
+    """One pytest run of a suite, until both services answered."""
+
+    from_spawn: float  # seconds from spawning pytest
+    from_session: float  # seconds from pytest's session start (the conftest's hook)
+    ready_seconds: float  # the fixture's own setup-to-ready seconds
+    namespace: str
+    cpu: float  # CPU seconds (user + system) the pytest process had spent, since spawned
+    cpu_in_session: float  # of which since the session started (all threads)
+
+
 def run_kubefixtures(
     suite: Path, context: str | None, *options: str, show: tuple[str, ...] = ()
-) -> tuple[float, float, float, str, float]:
-    """Seconds from spawning pytest to both services answering, from pytest's session start
-    to both answering, the fixture's own setup-to-ready seconds, the namespace used, and the
-    CPU seconds (user + system) the pytest process had spent by then, since it was spawned
-    (``options``: more pytest options, such as benchmarks/pool.py's; the output's lines that
-    contain one of ``show`` are printed)."""
+) -> Run:
+    """Run ``suite`` with pytest until both services answer (``options``: more pytest
+    options, such as benchmarks/pool.py's; the output's lines that contain one of ``show``
+    are printed)."""
     result = suite / "result.txt"
     result.unlink(missing_ok=True)
     command, env = pytest_run(suite, context, *options)
@@ -139,15 +150,23 @@ def run_kubefixtures(
     for line in done.stdout.splitlines():
         if any(wanted in line for wanted in show):
             print(f"  {line}")
-    answered, ready_seconds, namespace, cpu = result.read_text().split()
-    session_started = float(Path(f"{result}.start").read_text())
-    return (
-        float(answered) - started,
-        float(answered) - session_started,
-        float(ready_seconds),
-        namespace,
-        float(cpu),
+    answered, ready_seconds, namespace, cpu, cpu_now = result.read_text().split()
+    session_started, cpu_at_start = session_start_stamp(result)
+    return Run(
+        from_spawn=float(answered) - started,
+        from_session=float(answered) - session_started,
+        ready_seconds=float(ready_seconds),
+        namespace=namespace,
+        cpu=float(cpu),
+        cpu_in_session=float(cpu_now) - cpu_at_start,
     )
+
+
+def session_start_stamp(result: Path) -> tuple[float, float]:
+    """When pytest's session started (epoch seconds) and the process's CPU seconds then, as
+    the conftest wrote them beside ``result``."""
+    wall, cpu = Path(f"{result}.start").read_text().split()
+    return float(wall), float(cpu)
 
 
 def rendered_manifests(namespace: str, password: str) -> str:
@@ -271,16 +290,19 @@ def main() -> None:
         (suite / "conftest.py").write_text(CONFTEST)
         (suite / "test_shop.py").write_text(TEST)
         # Warm-up: page cache, images, API caches.
-        delete_namespace(args.context, run_kubefixtures(suite, args.context)[3])
+        delete_namespace(args.context, run_kubefixtures(suite, args.context).namespace)
         sides = ("kubefixtures", "baseline", "floor")
         for repeat in range(args.repeats):
             shift = repeat % len(sides)  # each side goes first, second and last in turn
             for side in sides[shift:] + sides[:shift]:
                 if side == "kubefixtures":
-                    from_spawn, from_session, ready, namespace, _ = run_kubefixtures(
-                        suite, args.context
+                    run = run_kubefixtures(suite, args.context)
+                    from_spawn, from_session, ready = (
+                        run.from_spawn,
+                        run.from_session,
+                        run.ready_seconds,
                     )
-                    delete_namespace(args.context, namespace)
+                    delete_namespace(args.context, run.namespace)
                     spawn.append(from_spawn)
                     session.append(from_session)
                     fixture.append(ready)

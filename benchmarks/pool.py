@@ -2,7 +2,7 @@
 spare, and a suite of function-scoped environments, against the same without a pool.
 
     .venv/bin/python benchmarks/pool.py [--repeats 5] [--suite-repeats 2] [--tests 50]
-                                        [--pool 6] [--context NAME]
+                                        [--pool 6] [--floor-repeats 5] [--context NAME]
 
 Same environment as benchmarks/environment_ready.py (tests/integration/environments/shop:
 redis + an HTTP server), same cluster, same run; its helpers do the measuring.
@@ -21,6 +21,13 @@ redis + an HTTP server), same cluster, same run; its helpers do the measuring.
    end of the last test (the session's end then waits for the copies under way); the
    environment's overhead per test is the difference from the suite without an
    environment, divided by the number of tests. Goal: at most 0.3 s per test.
+3. Where part 1's time goes (no cluster needed): a pytest run holds one interpreter lock, so
+   whatever CPU it needs after session start is wall time. Measured in fresh pytest
+   processes: a suite without an environment (pytest's own share from session start to its
+   test's end, and from spawn), and kubefixtures' imports on a first environment's path,
+   timed inside a test (its own modules; pydantic and the models built with it). Part 1's
+   pool side also reports its CPU seconds since session start, and what the pool adds to a
+   pytest run from spawn to answer.
 
 Every namespace is deleted, and waited for, before the next measurement (the pool's spares
 excepted: they are what the pool side measures); everything is deleted at the end. Prints
@@ -45,6 +52,7 @@ from environment_ready import (
     pytest_run,
     run_baseline,
     run_kubefixtures,
+    session_start_stamp,
 )
 
 from kubefixtures.kube import Cluster
@@ -108,6 +116,81 @@ def write_function_suite(directory: Path, name: str, tests: int, *, environment:
     )
 
 
+# Part 3: what a pytest process costs from session start without an environment, and what
+# kubefixtures' imports cost in it (the bytecode cache warm, as in part 1).
+BARE_CONFTEST = """
+import os
+import time
+
+
+def pytest_sessionstart(session):
+    with open(os.environ["BENCH_RESULT"] + ".start", "w") as out:
+        out.write(f"{time.time()} {time.process_time()}")
+"""
+
+BARE_TEST = """
+import importlib
+import os
+import time
+
+
+def test_nothing():
+    with open(os.environ["BENCH_RESULT"], "w") as out:
+        out.write(f"{time.time()} {time.process_time()}")
+"""
+
+IMPORTS_TEST = """
+import importlib
+import os
+import time
+
+from kubefixtures import factories
+
+
+def test_imports():
+    started = time.process_time()
+    for name in factories._PRELOADED:
+        importlib.import_module(name)
+    preloaded = time.process_time()
+    for name in factories._MODELS:
+        importlib.import_module(name)
+    with open(os.environ["BENCH_RESULT"], "w") as out:
+        out.write(f"{preloaded - started} {time.process_time() - preloaded}")
+"""
+
+
+def cpu_floor(workdir: Path, repeats: int) -> dict[str, list[float]]:
+    """Part 3, in fresh pytest processes: an environment-less suite's wall and CPU seconds
+    from session start to its test's end (pytest's own share), and the CPU seconds of
+    kubefixtures' imports on a first environment's path (its own modules, then pydantic and
+    the models built with it), measured inside a test."""
+    times: dict[str, list[float]] = {}
+    bare, imports = workdir / "bare", workdir / "imports"
+    for directory, test in ((bare, BARE_TEST), (imports, IMPORTS_TEST)):
+        directory.mkdir()
+        (directory / "conftest.py").write_text(BARE_CONFTEST)
+        (directory / "test_it.py").write_text(test)
+    for _ in range(repeats + 1):  # the first run of each writes the bytecode caches
+        for directory in (bare, imports):
+            result = directory / "result.txt"
+            command, env = pytest_run(directory, None)
+            started = time.time()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise SystemExit(f"floor run failed:\n{done.stdout[-4000:]}")
+            first, second = (float(value) for value in result.read_text().split())
+            if directory is bare:
+                session_wall, session_cpu = session_start_stamp(result)
+                times.setdefault("spawn to end", []).append(first - started)
+                times.setdefault("session to end", []).append(first - session_wall)
+                times.setdefault("session cpu", []).append(second - session_cpu)
+            else:
+                times.setdefault("own modules", []).append(first)
+                times.setdefault("pydantic and models", []).append(second)
+    # The first run of each wrote the bytecode caches: not counted.
+    return {side: values[1:] for side, values in times.items()}
+
+
 def run_suite(directory: Path, context: str | None, *options: str) -> tuple[float, float]:
     """Seconds from pytest's session start to the end of the last test, and from spawning
     pytest to its exit."""
@@ -121,7 +204,7 @@ def run_suite(directory: Path, context: str | None, *options: str) -> tuple[floa
     for line in done.stdout.splitlines():
         if any(wanted in line for wanted in POOL_TROUBLE):
             print(f"  {line}")
-    span = float(result.read_text()) - float(Path(f"{result}.start").read_text())
+    span = float(result.read_text()) - session_start_stamp(result)[0]
     return span, exited
 
 
@@ -158,7 +241,9 @@ def session_start(
 ) -> dict[str, list[float]]:
     """Part 1: seconds from pytest's session start to a ready, forwarded environment."""
     times: dict[str, list[float]] = {
-        "pool": [], "pool fixture": [], "pool cpu": [], "no pool": [], "kubectl": []
+        "pool": [], "pool fixture": [], "pool cpu": [], "pool session cpu": [], "pool spawn": [],
+        "no pool": [],
+        "kubectl": [],
     }  # fmt: skip
     suite = workdir / "single"
     write_session_suite(suite, name)
@@ -176,14 +261,18 @@ def session_start(
                 note = ""
             else:
                 options = (one,) if side == "pool" else ()
-                _, seconds, fixture, _, cpu = run_kubefixtures(
-                    suite, context, *options, show=POOL_TROUBLE
-                )
+                run = run_kubefixtures(suite, context, *options, show=POOL_TROUBLE)
+                seconds = run.from_session
                 left = settle(cluster, name, keep_spares=True)
-                note = f" (fixture {fixture:.3f} s; pytest's CPU {cpu:.3f} s; {left} spare(s) left)"
+                note = (
+                    f" (fixture {run.ready_seconds:.3f} s; pytest's CPU {run.cpu:.3f} s, "
+                    f"{run.cpu_in_session:.3f} s of it since session start; {left} spare(s) left)"
+                )
                 if side == "pool":
-                    times["pool fixture"].append(fixture)
-                    times["pool cpu"].append(cpu)
+                    times["pool fixture"].append(run.ready_seconds)
+                    times["pool cpu"].append(run.cpu)
+                    times["pool session cpu"].append(run.cpu_in_session)
+                    times["pool spawn"].append(run.from_spawn)
                     if not left:
                         dry += 1
                         note += " THE POOL RAN DRY: the next pool run finds no spare"
@@ -232,6 +321,9 @@ def main() -> None:
     parser.add_argument("--skip-suite", action="store_true", help="part 1 only")
     parser.add_argument("--skip-part1", action="store_true", help="part 2 (the suite) only")
     parser.add_argument(
+        "--floor-repeats", type=int, default=5, help="part 3's runs per side (0: skip it)"
+    )
+    parser.add_argument(
         "--suite-sides",
         default="pool,no pool,none",
         help="part 2's sides, comma-separated (default: pool,no pool,none)",
@@ -250,6 +342,7 @@ def main() -> None:
             )
             print(f"after part 1: {load()}")
             suite = {} if args.skip_suite else function_suites(cluster, Path(scratch), many, args)
+            floor = cpu_floor(Path(scratch), args.floor_repeats) if args.floor_repeats else {}
     finally:
         settle(cluster, single, keep_spares=False)
         settle(cluster, many, keep_spares=False)
@@ -261,7 +354,9 @@ def main() -> None:
         print(
             f"medians over {args.repeats} repeats, session start to a ready forwarded environment: "
             f"pool {pool:.3f} s (fixture {median(ready['pool fixture']):.3f} s, pytest's CPU by "
-            f"then {median(ready['pool cpu']):.3f} s; goal <= 0.2 s), "
+            f"then {median(ready['pool cpu']):.3f} s, {median(ready['pool session cpu']):.3f} s "
+            f"of it since session start; {median(ready['pool spawn']):.3f} s from spawning "
+            f"pytest; goal <= 0.2 s), "
             f"no pool {plain:.3f} s, kubectl baseline {kubectl:.3f} s; ratios: pool/kubectl "
             f"{pool / kubectl:.2f}x, pool/no pool {pool / plain:.2f}x, no pool/kubectl "
             f"{plain / kubectl:.2f}x"
@@ -286,6 +381,27 @@ def main() -> None:
             )
         if len(overhead) == 2:
             print(f"  ratio pool / no pool: {overhead['pool'] / overhead['no pool']:.2f}x")
+    if floor:
+        bare_cpu, own, models = (
+            median(floor[side]) for side in ("session cpu", "own modules", "pydantic and models")
+        )
+        print(
+            f"medians over {args.floor_repeats} runs, without a cluster: a suite without an "
+            f"environment, session start to its test's end {median(floor['session to end']):.3f} s "
+            f"({bare_cpu:.3f} s CPU; {median(floor['spawn to end']):.3f} s from spawning pytest); "
+            f"kubefixtures' imports on a first environment's path, in a test: its own modules "
+            f"{own:.3f} s CPU, pydantic and the models {models:.3f} s CPU"
+        )
+        print(
+            f"  pytest's own share after session start plus those imports: "
+            f"{bare_cpu + own + models:.3f} s of CPU on one interpreter (goal 0.2 s of wall time)"
+        )
+        if ready:
+            added = median(ready["pool spawn"]) - median(floor["spawn to end"])
+            print(
+                f"  with a warm spare, kubefixtures adds {added:.3f} s to a pytest run from spawn "
+                f"to answer (pool's {median(ready['pool spawn']):.3f} s against the bare suite's)"
+            )
 
 
 if __name__ == "__main__":
