@@ -368,6 +368,51 @@ def test_a_suite_with_environments_imports_them_before_collecting_never_beside_i
     result.assert_outcomes(passed=1)
 
 
+def test_kubefixtures_modules_are_imported_without_assertion_rewriting(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    # pytest marks every module of a plugin's distribution for assertion rewriting, whose
+    # import hook costs CPU on a first environment's path; ours opts its modules out (the
+    # plugin module itself is imported before it can).
+    pytester.makeconftest("from kubefixtures import environment\nshop = environment('m')\n")
+    pytester.makepyfile(
+        """
+        import importlib
+
+        from _pytest.assertion.rewrite import AssertionRewritingHook
+
+        def test_it():
+            for name in ("kubefixtures.kube.client", "kubefixtures.provisioning.fresh"):
+                loader = importlib.import_module(name).__loader__
+                assert not isinstance(loader, AssertionRewritingHook), name
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--kubefixtures-kubeconfig={tmp_path / 'none'}")
+    result.assert_outcomes(passed=1)
+
+
+def test_assertions_in_tests_and_conftests_are_still_rewritten(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "from kubefixtures import environment\nshop = environment('m')\n"
+        "def check(value):\n    assert value == 2\n"
+    )
+    pytester.makepyfile(
+        """
+        from conftest import check
+
+        def test_in_the_test():
+            value = 1
+            assert value == 2
+
+        def test_in_the_conftest():
+            check(1)
+        """
+    )
+    result = pytester.runpytest_subprocess("--kubefixtures-kubeconfig=none")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*assert 1 == 2*", "*assert 1 == 2*"])
+
+
 ORDERED_TESTS = """
 import time
 from pathlib import Path
