@@ -16,11 +16,15 @@ Errors are ``YAMLInputError(line, problem)``; the caller adds the file's name.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from kubefixtures.limits import MAX_RENDERED_BYTES, MAX_YAML_DEPTH, describe_size
 
@@ -50,9 +54,11 @@ class ExpansionBudget:
         return describe_size(self.limit)
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    def __init__(self, text: str, budget: ExpansionBudget, unique_keys: bool) -> None:
-        super().__init__(text)
+class _Bounds(Composer, SafeConstructor):
+    """The bounds, on PyYAML's composer, and Kubernetes' constructors: shared by the pure
+    reader and the libyaml one, which differ only in where the parser's events come from."""
+
+    def _bound(self, budget: ExpansionBudget, unique_keys: bool) -> None:
         self._budget = budget
         self._unique_keys = unique_keys
         self._depth = 0
@@ -62,13 +68,13 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def compose_document(self) -> Node | None:
         self._sizes = {}  # ids are only unique while the document's nodes live
-        node: Node | None = super().compose_document()
+        node = super().compose_document()
         if node is not None:
             self._budget.left -= self._sizes[id(node)]
         return node
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
             anchored = super().compose_node(parent, index)
@@ -106,20 +112,103 @@ class _BoundedLoader(yaml.SafeLoader):
         return 2 + sum(self._sizes[id(key)] + self._sizes[id(value)] for key, value in node.value)
 
 
-def _as_string(loader: _BoundedLoader, node: Node) -> Any:
+class _BoundedLoader(_Bounds, yaml.SafeLoader):
+    """PyYAML's pure-Python reader: the reference, and what runs without libyaml."""
+
+    def __init__(self, text: str, budget: ExpansionBudget, unique_keys: bool) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self._bound(budget, unique_keys)
+
+
+# What libyaml and the pure reader do not read alike, so that only the pure reader reads it
+# (tests/unit/test_yamlinput_libyaml.py pins each case). Characters outside line feed and
+# the printable ranges: tabs (libyaml accepts "a:<tab>1", the pure reader refuses it), a
+# byte order mark (libyaml skips one at the start of any line, the pure reader only at the
+# start of the text), control characters and surrogates (refused by both, worded apart),
+# and line breaks other than "\n" ("\r", "\x85", "\u2028", "\u2029": read alike in every
+# case tried, but by separate code, and rare in manifests).
+_UNLIKE_CHARACTER = re.compile(
+    r"[^\n\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+# The non-specific tag "!" on its own: on an empty node libyaml makes a string, the pure
+# reader a null. Searched only where the text has a "!" at all.
+_NON_SPECIFIC_TAG = re.compile(r"(?<![^\s\[{,])!(?![^\s\]},])")
+
+
+def _libyaml_reads_alike(text: str) -> bool:
+    return (
+        # Without a final line break, libyaml puts the end of the stream (and so an empty
+        # last document's start line) on a line of its own.
+        (not text or text.endswith("\n"))
+        # Directives: each accepts %YAML versions the other refuses.
+        and not text.startswith("%")
+        and "\n%" not in text
+        and _UNLIKE_CHARACTER.search(text) is None
+        and ("!" not in text or _NON_SPECIFIC_TAG.search(text) is None)
+    )
+
+
+_Libyaml: Callable[[str, ExpansionBudget, bool], _Bounds] | None = None
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _LibyamlLoader(_Bounds, CParser, Resolver):
+        """libyaml's parser (C) under PyYAML's composer and the same bounds: libyaml's own
+        composer recurses on the C stack, this one stops at MAX_YAML_DEPTH as the pure one
+        does (the parser below it is iterative)."""
+
+        def __init__(self, text: str, budget: ExpansionBudget, unique_keys: bool) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._bound(budget, unique_keys)
+
+    _Libyaml = _LibyamlLoader
+
+
+def _read_with_libyaml(
+    text: str, budget: ExpansionBudget, unique_keys: bool
+) -> list[tuple[int, Any, int]] | None:
+    """Every document as ``(line, value, size spent)``, read by libyaml against a copy of
+    ``budget``; None where the pure reader must read it (no libyaml, a text libyaml reads
+    differently, or any error or refusal: the pure reader reports it as it always has)."""
+    if _Libyaml is None or not _libyaml_reads_alike(text):
+        return None
+    spent = ExpansionBudget(budget.limit)
+    spent.left = budget.left
+    loader: _Bounds | None = None
+    documents: list[tuple[int, Any, int]] = []
+    try:
+        loader = _Libyaml(text, spent, unique_keys)
+        while loader.check_node():
+            left = spent.left
+            node = loader.get_node()
+            if node is not None:
+                line = node.start_mark.line + 1
+                documents.append((line, _construct(loader, node), left - spent.left))
+    except Exception:  # whatever it is, the pure reader says it as it always has
+        return None
+    finally:
+        if loader is not None:
+            loader.dispose()  # type: ignore[attr-defined]
+    return documents
+
+
+def _as_string(loader: yaml.SafeLoader, node: Node) -> Any:
     return loader.construct_yaml_str(node)
 
 
-def _as_mapping(loader: _BoundedLoader, node: Node) -> Any:
+def _as_mapping(loader: yaml.SafeLoader, node: Node) -> Any:
     return loader.construct_yaml_map(node)
 
 
 # As Kubernetes reads YAML (sigs.k8s.io/yaml): an unquoted date is a string, not a datetime
 # that JSON cannot carry to the API server; !!binary keeps its base64 text.
-_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_string)
-_BoundedLoader.add_constructor("tag:yaml.org,2002:binary", _as_string)
+_Bounds.add_constructor("tag:yaml.org,2002:timestamp", _as_string)
+_Bounds.add_constructor("tag:yaml.org,2002:binary", _as_string)
 # A !!set is a mapping whose values are null, as JSON has no sets.
-_BoundedLoader.add_constructor("tag:yaml.org,2002:set", _as_mapping)
+_Bounds.add_constructor("tag:yaml.org,2002:set", _as_mapping)
 
 
 def _check_unique_keys(node: MappingNode) -> None:
@@ -136,7 +225,7 @@ def _check_unique_keys(node: MappingNode) -> None:
         first_line[identity] = line
 
 
-def _construct(loader: _BoundedLoader, node: Node) -> Any:
+def _construct(loader: _Bounds, node: Node) -> Any:
     line = node.start_mark.line + 1
     try:
         document = loader.construct_document(node)
@@ -158,11 +247,26 @@ def _construct(loader: _BoundedLoader, node: Node) -> Any:
 def load_documents(
     text: str, *, budget: ExpansionBudget | None = None, unique_keys: bool = True
 ) -> Iterator[tuple[int, Any]]:
-    """Every document of ``text``, as ``(line where it starts, Python value)``."""
+    """Every document of ``text``, as ``(line where it starts, Python value)``.
+
+    Read by libyaml where PyYAML has it and the text has nothing the two parsers read
+    differently; otherwise, and again on any error, by the pure reader (whose errors are the
+    ones reported). Either way the budget is spent as each document is yielded."""
+    budget = budget or ExpansionBudget()
+    read = _read_with_libyaml(text, budget, unique_keys)
+    if read is None:
+        yield from _read_pure(text, budget, unique_keys)
+        return
+    for line, document, size in read:
+        budget.left -= size
+        yield line, document
+
+
+def _read_pure(text: str, budget: ExpansionBudget, unique_keys: bool) -> Iterator[tuple[int, Any]]:
     loader: _BoundedLoader | None = None
     try:
         # The reader refuses control characters as soon as it is made.
-        loader = _BoundedLoader(text, budget or ExpansionBudget(), unique_keys)
+        loader = _BoundedLoader(text, budget, unique_keys)
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
