@@ -128,7 +128,7 @@ class _BoundedLoader(_Bounds, yaml.SafeLoader):
 # and line breaks other than "\n" ("\r", "\x85", "\u2028", "\u2029": read alike in every
 # case tried, but by separate code, and rare in manifests).
 _UNLIKE_CHARACTER = re.compile(
-    r"[^\n\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+    r"[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 )
 # The non-specific tag "!" on its own: on an empty node libyaml makes a string, the pure
 # reader a null. Searched only where the text has a "!" at all.
