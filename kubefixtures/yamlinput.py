@@ -10,6 +10,12 @@ bounds that PyYAML's safe loader does not set by itself:
 - duplicate keys, which the safe loader resolves silently to the last one, are refused
   where asked (manifests, as kubectl does), with the line of both.
 
+Where PyYAML has libyaml, a text is read by it (about five times less CPU) when a first
+pass over libyaml's events vouches that the pure reader would read it alike and accept it:
+nothing libyaml reads differently, no anchor, no nesting past the limit, no repeated key,
+within the budget. Anything else, and any error, is read by the pure reader, which gives
+the same documents or the same refusal, with its message and line, as it always has.
+
 Errors are ``YAMLInputError(line, problem)``; the caller adds the file's name.
 """
 
@@ -17,14 +23,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
+from yaml.constructor import BaseConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
 
 from kubefixtures.limits import MAX_RENDERED_BYTES, MAX_YAML_DEPTH, describe_size
 
@@ -54,11 +68,9 @@ class ExpansionBudget:
         return describe_size(self.limit)
 
 
-class _Bounds(Composer, SafeConstructor):
-    """The bounds, on PyYAML's composer, and Kubernetes' constructors: shared by the pure
-    reader and the libyaml one, which differ only in where the parser's events come from."""
-
-    def _bound(self, budget: ExpansionBudget, unique_keys: bool) -> None:
+class _BoundedLoader(yaml.SafeLoader):
+    def __init__(self, text: str, budget: ExpansionBudget, unique_keys: bool) -> None:
+        super().__init__(text)
         self._budget = budget
         self._unique_keys = unique_keys
         self._depth = 0
@@ -68,13 +80,13 @@ class _Bounds(Composer, SafeConstructor):
 
     def compose_document(self) -> Node | None:
         self._sizes = {}  # ids are only unique while the document's nodes live
-        node = super().compose_document()
+        node: Node | None = super().compose_document()
         if node is not None:
             self._budget.left -= self._sizes[id(node)]
         return node
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
-        event = self.peek_event()  # type: ignore[attr-defined]
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
             anchored = super().compose_node(parent, index)
@@ -112,12 +124,53 @@ class _Bounds(Composer, SafeConstructor):
         return 2 + sum(self._sizes[id(key)] + self._sizes[id(value)] for key, value in node.value)
 
 
-class _BoundedLoader(_Bounds, yaml.SafeLoader):
-    """PyYAML's pure-Python reader: the reference, and what runs without libyaml."""
+def _as_string(loader: _BoundedLoader, node: Node) -> Any:
+    return loader.construct_yaml_str(node)
 
-    def __init__(self, text: str, budget: ExpansionBudget, unique_keys: bool) -> None:
-        yaml.SafeLoader.__init__(self, text)
-        self._bound(budget, unique_keys)
+
+def _as_mapping(loader: _BoundedLoader, node: Node) -> Any:
+    return loader.construct_yaml_map(node)
+
+
+# As Kubernetes reads YAML (sigs.k8s.io/yaml): an unquoted date is a string, not a datetime
+# that JSON cannot carry to the API server; !!binary keeps its base64 text.
+_BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_string)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:binary", _as_string)
+# A !!set is a mapping whose values are null, as JSON has no sets.
+_BoundedLoader.add_constructor("tag:yaml.org,2002:set", _as_mapping)
+
+
+def _check_unique_keys(node: MappingNode) -> None:
+    first_line: dict[tuple[str, str], int] = {}
+    for key, _value in node.value:
+        if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        line = key.start_mark.line + 1
+        identity = (key.tag, key.value)
+        if identity in first_line:
+            raise YAMLInputError(
+                line, f"duplicate key {key.value!r} (first on line {first_line[identity]})"
+            )
+        first_line[identity] = line
+
+
+def _construct(loader: BaseConstructor, node: Node) -> Any:
+    line = node.start_mark.line + 1
+    try:
+        document = loader.construct_document(node)
+    except yaml.YAMLError:
+        raise
+    except Exception:
+        # PyYAML's constructors fail with whatever Python raised (ValueError for !!int x,
+        # KeyError for !!bool maybe) on a value that does not fit an explicit tag.
+        problem = "invalid YAML: a value does not match its explicit tag"
+        raise YAMLInputError(line, problem) from None
+    try:
+        # What the API server will be sent: JSON, without NaN or infinities.
+        json.dumps(document, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise YAMLInputError(line, f"cannot be sent as JSON: {error}") from None
+    return document
 
 
 # What libyaml and the pure reader do not read alike, so that only the pure reader reads it
@@ -148,100 +201,109 @@ def _libyaml_reads_alike(text: str) -> bool:
     )
 
 
-_Libyaml: Callable[[str, ExpansionBudget, bool], _Bounds] | None = None
+_LIBYAML: type[yaml.CSafeLoader] | None = None
 if yaml.__with_libyaml__:
-    from yaml._yaml import CParser
 
-    class _LibyamlLoader(_Bounds, CParser, Resolver):
-        """libyaml's parser (C) under PyYAML's composer and the same bounds: libyaml's own
-        composer recurses on the C stack, this one stops at MAX_YAML_DEPTH as the pure one
-        does (the parser below it is iterative)."""
+    class _LibyamlLoader(yaml.CSafeLoader):
+        """libyaml's parser and composer, with the pure reader's constructors (the same
+        registry, not a copy)."""
 
-        def __init__(self, text: str, budget: ExpansionBudget, unique_keys: bool) -> None:
-            CParser.__init__(self, text)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-            self._bound(budget, unique_keys)
+        yaml_constructors = _BoundedLoader.yaml_constructors
 
-    _Libyaml = _LibyamlLoader
+    _LIBYAML = _LibyamlLoader
+
+
+def _libyaml_vouches(text: str, left: int, unique_keys: bool) -> list[int] | None:
+    """The size each document of ``text`` spends from a budget with ``left`` bytes, when
+    the pure reader would accept every one of them; None at the first doubt (see below)."""
+    sizes = _document_sizes(text, unique_keys)
+    if sizes is None:
+        return None
+    for size in sizes:
+        if size > left:  # the root is the largest node: the pure reader refuses this one
+            return None
+        left -= size
+    return sizes
+
+
+def _document_sizes(text: str, unique_keys: bool) -> list[int] | None:
+    """Each document's size as _BoundedLoader measures it, from libyaml's events (parsed
+    iteratively: nothing deep reaches libyaml's recursive composer); None where the pure
+    reader might refuse the text: an anchor or alias (their accounting is left to it), a
+    node deeper than MAX_YAML_DEPTH, a key text repeated in a mapping (whatever its tag)."""
+    assert _LIBYAML is not None
+    parser = _LIBYAML(text)
+    sizes: list[int] = []
+    size = depth = 0
+    # The texts of the open mapping's keys and values, in order (None for a collection);
+    # None in a sequence, or without unique_keys. The enclosing collections' are stacked.
+    children: list[str | None] | None = None
+    enclosing: list[list[str | None] | None] = []
+    try:
+        event: Any = parser.get_event()
+        while (kind := type(event)) is not StreamEndEvent:
+            if kind is ScalarEvent:
+                # As _BoundedLoader.compose_node counts: one level below its collection.
+                if event.anchor is not None or depth >= MAX_YAML_DEPTH:
+                    return None
+                size += len(event.value) + 3
+                if children is not None:
+                    children.append(event.value)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                depth += 1
+                if event.anchor is not None or depth > MAX_YAML_DEPTH:
+                    return None
+                size += 2
+                if children is not None:
+                    children.append(None)
+                enclosing.append(children)
+                children = [] if kind is MappingStartEvent and unique_keys else None
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                if children is not None and _repeats_a_key(children):
+                    return None
+                depth -= 1
+                children = enclosing.pop()
+            elif kind is DocumentEndEvent:
+                sizes.append(size)
+                size = 0
+            elif kind is AliasEvent:
+                return None
+            event = parser.get_event()
+        return sizes
+    finally:
+        parser.dispose()
+
+
+def _repeats_a_key(children: list[str | None]) -> bool:
+    keys = [key for key in children[::2] if key is not None]
+    return len(set(keys)) != len(keys)
 
 
 def _read_with_libyaml(
     text: str, budget: ExpansionBudget, unique_keys: bool
 ) -> list[tuple[int, Any, int]] | None:
-    """Every document as ``(line, value, size spent)``, read by libyaml against a copy of
-    ``budget``; None where the pure reader must read it (no libyaml, a text libyaml reads
-    differently, or any error or refusal: the pure reader reports it as it always has)."""
-    if _Libyaml is None or not _libyaml_reads_alike(text):
+    """Every document as ``(line, value, size it spends)``, read by libyaml; None where the
+    pure reader must read it (no libyaml, a text libyaml reads differently, a doubt, any
+    error: the pure reader then accepts or refuses it, and words it, as it always has)."""
+    if _LIBYAML is None or not _libyaml_reads_alike(text):
         return None
-    spent = ExpansionBudget(budget.limit)
-    spent.left = budget.left
-    loader: _Bounds | None = None
     documents: list[tuple[int, Any, int]] = []
     try:
-        loader = _Libyaml(text, spent, unique_keys)
-        while loader.check_node():
-            left = spent.left
-            node = loader.get_node()
-            if node is not None:
-                line = node.start_mark.line + 1
-                documents.append((line, _construct(loader, node), left - spent.left))
+        sizes = _libyaml_vouches(text, budget.left, unique_keys)
+        if sizes is None:
+            return None
+        loader = _LIBYAML(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is not None:
+                    line = node.start_mark.line + 1
+                    documents.append((line, _construct(loader, node), sizes[len(documents)]))
+        finally:
+            loader.dispose()
     except Exception:  # whatever it is, the pure reader says it as it always has
         return None
-    finally:
-        if loader is not None:
-            loader.dispose()  # type: ignore[attr-defined]
-    return documents
-
-
-def _as_string(loader: yaml.SafeLoader, node: Node) -> Any:
-    return loader.construct_yaml_str(node)
-
-
-def _as_mapping(loader: yaml.SafeLoader, node: Node) -> Any:
-    return loader.construct_yaml_map(node)
-
-
-# As Kubernetes reads YAML (sigs.k8s.io/yaml): an unquoted date is a string, not a datetime
-# that JSON cannot carry to the API server; !!binary keeps its base64 text.
-_Bounds.add_constructor("tag:yaml.org,2002:timestamp", _as_string)
-_Bounds.add_constructor("tag:yaml.org,2002:binary", _as_string)
-# A !!set is a mapping whose values are null, as JSON has no sets.
-_Bounds.add_constructor("tag:yaml.org,2002:set", _as_mapping)
-
-
-def _check_unique_keys(node: MappingNode) -> None:
-    first_line: dict[tuple[str, str], int] = {}
-    for key, _value in node.value:
-        if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
-            continue
-        line = key.start_mark.line + 1
-        identity = (key.tag, key.value)
-        if identity in first_line:
-            raise YAMLInputError(
-                line, f"duplicate key {key.value!r} (first on line {first_line[identity]})"
-            )
-        first_line[identity] = line
-
-
-def _construct(loader: _Bounds, node: Node) -> Any:
-    line = node.start_mark.line + 1
-    try:
-        document = loader.construct_document(node)
-    except yaml.YAMLError:
-        raise
-    except Exception:
-        # PyYAML's constructors fail with whatever Python raised (ValueError for !!int x,
-        # KeyError for !!bool maybe) on a value that does not fit an explicit tag.
-        problem = "invalid YAML: a value does not match its explicit tag"
-        raise YAMLInputError(line, problem) from None
-    try:
-        # What the API server will be sent: JSON, without NaN or infinities.
-        json.dumps(document, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise YAMLInputError(line, f"cannot be sent as JSON: {error}") from None
-    return document
+    return documents if len(documents) == len(sizes) else None
 
 
 def load_documents(

@@ -84,8 +84,8 @@ def libyaml_reads(text: str) -> bool:
 
 def unguarded_libyaml(text: str) -> str:
     """What libyaml's reader makes of ``text`` without the guard in front of it."""
-    assert yamlinput._Libyaml is not None
-    loader = yamlinput._Libyaml(text, ExpansionBudget(), True)
+    assert yamlinput._LIBYAML is not None
+    loader = yamlinput._LIBYAML(text)
     try:
         documents = []
         while loader.check_node():
@@ -96,7 +96,7 @@ def unguarded_libyaml(text: str) -> str:
     except Exception as error:
         return repr(error)
     finally:
-        loader.dispose()  # type: ignore[attr-defined]
+        loader.dispose()
 
 
 def pure_reading(text: str) -> str:
@@ -241,7 +241,7 @@ def test_libyaml_and_pure_readers_agree(texts: list[str], limit: int) -> None:
 
 def test_manifests_and_kubeconfigs_take_the_libyaml_reader() -> None:
     # Otherwise the differential test above would compare the pure reader with itself.
-    for text in [*SHOP_TEXTS, KUBECONFIG, CONFIGMAP.format(name="x") + "  a: &a 'v'\n  b: *a\n"]:
+    for text in [*SHOP_TEXTS, KUBECONFIG, CONFIGMAP.format(name="x") + "  a: !!binary aGk=\n"]:
         assert libyaml_reads(text)
         assert_alike([text])
 
@@ -251,8 +251,8 @@ def test_manifests_and_kubeconfigs_take_the_libyaml_reader() -> None:
 
 @pytest.mark.parametrize("depth", [MAX_YAML_DEPTH + 1, 50_000])
 def test_deep_nesting_is_refused_by_the_pure_reader_message(depth: int) -> None:
-    # libyaml only parses (iteratively); the composer above it stops at the limit, before
-    # any deeper recursion, and the pure reader then words the refusal as always.
+    # Checked on libyaml's events (iterative) before libyaml's recursive composer runs; the
+    # pure reader then words the refusal as always.
     text = "[" * depth + "]" * depth + "\n"
     assert not libyaml_reads(text)
     with pytest.raises(YAMLInputError) as caught:
@@ -261,15 +261,39 @@ def test_deep_nesting_is_refused_by_the_pure_reader_message(depth: int) -> None:
     assert_alike([text])
 
 
-def test_nesting_up_to_the_limit_is_read_by_libyaml() -> None:
-    text = "[" * MAX_YAML_DEPTH + "]" * MAX_YAML_DEPTH + "\n"
-    assert libyaml_reads(text)
+def nested(levels: int, leaf: str) -> str:
+    """``leaf`` inside ``levels`` collections, mappings and sequences in turn: the leaf is
+    at level ``levels + 1``."""
+    text = leaf
+    for level in range(levels):
+        text = f"[{text}]" if level % 2 else f"{{k{level}: {text}}}"
+    return text + "\n"
+
+
+@pytest.mark.parametrize(
+    ("levels", "leaf", "accepted"),
+    [
+        (MAX_YAML_DEPTH - 1, "[]", True),
+        (MAX_YAML_DEPTH - 1, "{}", True),
+        (MAX_YAML_DEPTH, "[]", False),
+        (MAX_YAML_DEPTH - 1, "x", True),  # a scalar is a level of its own
+        (MAX_YAML_DEPTH, "x", False),
+        (MAX_YAML_DEPTH - 2, "{a: b}", True),  # a key too
+        (MAX_YAML_DEPTH - 1, "{a: b}", False),
+    ],
+)
+def test_nesting_at_the_limit_is_counted_as_the_pure_reader_counts(
+    levels: int, leaf: str, accepted: bool
+) -> None:
+    text = nested(levels, leaf)
+    assert libyaml_reads(text) is accepted
     assert_alike([text])
 
 
-def test_aliases_spend_the_budget_as_the_pure_reader_does() -> None:
+def test_aliases_and_anchors_are_left_to_the_pure_reader() -> None:
     text = CONFIGMAP.format(name="x") + "  a: &a ['v', 'w']\n  b: *a\n  c: {<<: {d: *a}}\n"
-    assert libyaml_reads(text)
+    assert not libyaml_reads(text)
+    assert not libyaml_reads(CONFIGMAP.format(name="x") + "  a: &a 'v'\n")
     for limit in range(90, 140):  # around the document's expanded size: accepted, refused
         assert_alike([text], limit)
 
@@ -352,6 +376,6 @@ def test_errors_are_the_pure_reader_errors() -> None:
 
 
 def test_without_libyaml_the_pure_reader_reads_everything(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(yamlinput, "_Libyaml", None)
+    monkeypatch.setattr(yamlinput, "_LIBYAML", None)
     assert not libyaml_reads(KUBECONFIG)
     assert load_document(KUBECONFIG)["current-context"] == "local"
