@@ -369,6 +369,26 @@ def test_other_line_breaks_and_characters_go_to_the_pure_reader(text: str) -> No
     assert_alike([text])
 
 
+@pytest.mark.parametrize(
+    ("text", "by_libyaml"),
+    [
+        pytest.param("", True, id="empty"),
+        pytest.param("# only a comment\n", True, id="comment"),
+        pytest.param("---\n---\n...\n---\n", True, id="empty documents"),
+        pytest.param("a: 1\n...\n", True, id="final document end"),
+        pytest.param("k" * 1024 + ": v\n", True, id="a key of 1024 characters"),
+        pytest.param("é" * 1024 + ": v\n", True, id="a key of 1024 non-ASCII characters"),
+        pytest.param("k" * 1025 + ": v\n", False, id="a key of 1025 characters (both refuse)"),
+        pytest.param("{" + "k" * 1025 + ": v}\n", False, id="a flow key of 1025 (both refuse)"),
+        pytest.param("a: 1\n...\nb: 2\n", False, id="content after a document end"),
+    ],
+)
+def test_corners_both_parsers_read_alike(text: str, by_libyaml: bool) -> None:
+    assert libyaml_reads(text) is by_libyaml
+    assert unguarded_libyaml(text) == pure_reading(text) or not by_libyaml
+    assert_alike([text])
+
+
 def test_errors_are_the_pure_reader_errors() -> None:
     for text in ["a: [1\n", "a: 1\n  b: 2\n", "- a\nb: c\n", "a: !!int x\n", "a: .nan\n"]:
         assert not libyaml_reads(text)
