@@ -174,18 +174,18 @@ def _construct(loader: BaseConstructor, node: Node) -> Any:
 
 
 # What libyaml and the pure reader do not read alike, so that only the pure reader reads it
-# (tests/unit/test_yamlinput_libyaml.py pins each case). Characters outside line feed and
-# the printable ranges: tabs (libyaml accepts "a:<tab>1", the pure reader refuses it), a
-# byte order mark (libyaml skips one at the start of any line, the pure reader only at the
-# start of the text), control characters and surrogates (refused by both, worded apart),
-# and line breaks other than "\n" ("\r", "\x85", "\u2028", "\u2029": read alike in every
-# case tried, but by separate code, and rare in manifests).
-_UNLIKE_CHARACTER = re.compile(
-    r"[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-)
+# (tests/unit/test_yamlinput_libyaml.py pins each case). Patterns, not compiled here: re
+# compiles and caches them on the first read, off the import (a compiled class of every
+# printable character costs 7 ms). Characters outside line feed and the printable ranges:
+# tabs (libyaml accepts "a:<tab>1", the pure reader refuses it), a byte order mark
+# (libyaml skips one at the start of any line, the pure reader only at the start of the
+# text), control characters and surrogates (refused by both, worded apart), and line
+# breaks other than "\n" ("\r", "\x85", "\u2028", "\u2029": read alike in every case
+# tried, but by separate code, and rare in manifests).
+_UNLIKE_CHARACTER = r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
 # The non-specific tag "!" on its own: on an empty node libyaml makes a string, the pure
 # reader a null. Searched only where the text has a "!" at all.
-_NON_SPECIFIC_TAG = re.compile(r"(?<![^\s\[{,])!(?![^\s\]},])")
+_NON_SPECIFIC_TAG = r"(?<![^\s\[{,])!(?![^\s\]},])"
 
 
 def _libyaml_reads_alike(text: str) -> bool:
@@ -196,8 +196,8 @@ def _libyaml_reads_alike(text: str) -> bool:
         # Directives: each accepts %YAML versions the other refuses.
         and not text.startswith("%")
         and "\n%" not in text
-        and _UNLIKE_CHARACTER.search(text) is None
-        and ("!" not in text or _NON_SPECIFIC_TAG.search(text) is None)
+        and re.search(_UNLIKE_CHARACTER, text) is None
+        and ("!" not in text or re.search(_NON_SPECIFIC_TAG, text) is None)
     )
 
 
