@@ -311,9 +311,11 @@ def load_documents(
 ) -> Iterator[tuple[int, Any]]:
     """Every document of ``text``, as ``(line where it starts, Python value)``.
 
-    Read by libyaml where PyYAML has it and the text has nothing the two parsers read
-    differently; otherwise, and again on any error, by the pure reader (whose errors are the
-    ones reported). Either way the budget is spent as each document is yielded."""
+    Read by libyaml where PyYAML has it and a first pass vouches for the text (see the
+    module's docstring); otherwise, and on any error, by the pure reader, whose errors are
+    the ones reported. Either way the budget is spent as each document is yielded (libyaml's
+    pass checks it as it stands at the first document: the callers read one file at a time,
+    and nothing else spends it meanwhile)."""
     budget = budget or ExpansionBudget()
     read = _read_with_libyaml(text, budget, unique_keys)
     if read is None:
