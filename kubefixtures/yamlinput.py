@@ -10,16 +10,34 @@ bounds that PyYAML's safe loader does not set by itself:
 - duplicate keys, which the safe loader resolves silently to the last one, are refused
   where asked (manifests, as kubectl does), with the line of both.
 
+Where PyYAML has libyaml, a text is read by it (about five times less CPU) when a first
+pass over libyaml's events vouches that the pure reader would read it alike and accept it:
+nothing libyaml reads differently, no anchor, no nesting past the limit, no repeated key,
+within the budget. Anything else, and any error, is read by the pure reader, which gives
+the same documents or the same refusal, with its message and line, as it always has.
+
 Errors are ``YAMLInputError(line, problem)``; the caller adds the file's name.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import yaml
+from yaml.constructor import BaseConstructor
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kubefixtures.limits import MAX_RENDERED_BYTES, MAX_YAML_DEPTH, describe_size
@@ -136,7 +154,7 @@ def _check_unique_keys(node: MappingNode) -> None:
         first_line[identity] = line
 
 
-def _construct(loader: _BoundedLoader, node: Node) -> Any:
+def _construct(loader: BaseConstructor, node: Node) -> Any:
     line = node.start_mark.line + 1
     try:
         document = loader.construct_document(node)
@@ -155,14 +173,164 @@ def _construct(loader: _BoundedLoader, node: Node) -> Any:
     return document
 
 
+# What libyaml and the pure reader do not read alike, so that only the pure reader reads it
+# (tests/unit/test_yamlinput_libyaml.py pins each case). Patterns, not compiled here: re
+# compiles and caches them on the first read, off the import (a compiled class of every
+# printable character costs 7 ms). Characters outside line feed and the printable ranges:
+# tabs (libyaml accepts "a:<tab>1", the pure reader refuses it), a byte order mark
+# (libyaml skips one at the start of any line, the pure reader only at the start of the
+# text), control characters and surrogates (refused by both, worded apart), and line
+# breaks other than "\n" ("\r", "\x85", "\u2028", "\u2029": read alike in every case
+# tried, but by separate code, and rare in manifests).
+_UNLIKE_CHARACTER = r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
+# The non-specific tag "!" on its own: on an empty node libyaml makes a string, the pure
+# reader a null. Searched only where the text has a "!" at all.
+_NON_SPECIFIC_TAG = r"(?<![^\s\[{,])!(?![^\s\]},])"
+
+
+def _libyaml_reads_alike(text: str) -> bool:
+    return (
+        # Without a final line break, libyaml puts the end of the stream (and so an empty
+        # last document's start line) on a line of its own.
+        (not text or text.endswith("\n"))
+        # Directives: each accepts %YAML versions the other refuses.
+        and not text.startswith("%")
+        and "\n%" not in text
+        and re.search(_UNLIKE_CHARACTER, text) is None
+        and ("!" not in text or re.search(_NON_SPECIFIC_TAG, text) is None)
+    )
+
+
+_LIBYAML: type[yaml.CSafeLoader] | None = None
+if yaml.__with_libyaml__:
+
+    class _LibyamlLoader(yaml.CSafeLoader):
+        """libyaml's parser and composer, with the pure reader's constructors (the same
+        registry, not a copy)."""
+
+        yaml_constructors = _BoundedLoader.yaml_constructors
+
+    _LIBYAML = _LibyamlLoader
+
+
+def _libyaml_vouches(text: str, left: int, unique_keys: bool) -> list[int] | None:
+    """The size each document of ``text`` spends from a budget with ``left`` bytes, when
+    the pure reader would accept every one of them; None at the first doubt (see below)."""
+    sizes = _document_sizes(text, unique_keys)
+    if sizes is None:
+        return None
+    for size in sizes:
+        if size > left:  # the root is the largest node: the pure reader refuses this one
+            return None
+        left -= size
+    return sizes
+
+
+def _document_sizes(text: str, unique_keys: bool) -> list[int] | None:
+    """Each document's size as _BoundedLoader measures it, from libyaml's events (parsed
+    iteratively: nothing deep reaches libyaml's recursive composer); None where the pure
+    reader might refuse the text: an anchor or alias (their accounting is left to it), a
+    node deeper than MAX_YAML_DEPTH, a key text repeated in a mapping (whatever its tag)."""
+    assert _LIBYAML is not None
+    parser = _LIBYAML(text)
+    sizes: list[int] = []
+    size = depth = 0
+    # The texts of the open mapping's keys and values, in order (None for a collection);
+    # None in a sequence, or without unique_keys. The enclosing collections' are stacked.
+    children: list[str | None] | None = None
+    enclosing: list[list[str | None] | None] = []
+    try:
+        event: Any = parser.get_event()
+        while (kind := type(event)) is not StreamEndEvent:
+            if kind is ScalarEvent:
+                # As _BoundedLoader.compose_node counts: one level below its collection.
+                if event.anchor is not None or depth >= MAX_YAML_DEPTH:
+                    return None
+                size += len(event.value) + 3
+                if children is not None:
+                    children.append(event.value)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                depth += 1
+                if event.anchor is not None or depth > MAX_YAML_DEPTH:
+                    return None
+                size += 2
+                if children is not None:
+                    children.append(None)
+                enclosing.append(children)
+                children = [] if kind is MappingStartEvent and unique_keys else None
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                if children is not None and _repeats_a_key(children):
+                    return None
+                depth -= 1
+                children = enclosing.pop()
+            elif kind is DocumentEndEvent:
+                sizes.append(size)
+                size = 0
+            elif kind is AliasEvent:
+                return None
+            event = parser.get_event()
+        return sizes
+    finally:
+        parser.dispose()
+
+
+def _repeats_a_key(children: list[str | None]) -> bool:
+    keys = [key for key in children[::2] if key is not None]
+    return len(set(keys)) != len(keys)
+
+
+def _read_with_libyaml(
+    text: str, budget: ExpansionBudget, unique_keys: bool
+) -> list[tuple[int, Any, int]] | None:
+    """Every document as ``(line, value, size it spends)``, read by libyaml; None where the
+    pure reader must read it (no libyaml, a text libyaml reads differently, a doubt, any
+    error: the pure reader then accepts or refuses it, and words it, as it always has)."""
+    if _LIBYAML is None or not _libyaml_reads_alike(text):
+        return None
+    documents: list[tuple[int, Any, int]] = []
+    try:
+        sizes = _libyaml_vouches(text, budget.left, unique_keys)
+        if sizes is None:
+            return None
+        loader = _LIBYAML(text)
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is not None:
+                    line = node.start_mark.line + 1
+                    documents.append((line, _construct(loader, node), sizes[len(documents)]))
+        finally:
+            loader.dispose()
+    except Exception:  # whatever it is, the pure reader says it as it always has
+        return None
+    return documents if len(documents) == len(sizes) else None
+
+
 def load_documents(
     text: str, *, budget: ExpansionBudget | None = None, unique_keys: bool = True
 ) -> Iterator[tuple[int, Any]]:
-    """Every document of ``text``, as ``(line where it starts, Python value)``."""
+    """Every document of ``text``, as ``(line where it starts, Python value)``.
+
+    Read by libyaml where PyYAML has it and a first pass vouches for the text (see the
+    module's docstring); otherwise, and on any error, by the pure reader, whose errors are
+    the ones reported. Either way the budget is spent as each document is yielded (libyaml's
+    pass checks it as it stands at the first document: the callers read one file at a time,
+    and nothing else spends it meanwhile)."""
+    budget = budget or ExpansionBudget()
+    read = _read_with_libyaml(text, budget, unique_keys)
+    if read is None:
+        yield from _read_pure(text, budget, unique_keys)
+        return
+    for line, document, size in read:
+        budget.left -= size
+        yield line, document
+
+
+def _read_pure(text: str, budget: ExpansionBudget, unique_keys: bool) -> Iterator[tuple[int, Any]]:
     loader: _BoundedLoader | None = None
     try:
         # The reader refuses control characters as soon as it is made.
-        loader = _BoundedLoader(text, budget or ExpansionBudget(), unique_keys)
+        loader = _BoundedLoader(text, budget, unique_keys)
         while loader.check_node():
             node = loader.get_node()
             if node is not None:
