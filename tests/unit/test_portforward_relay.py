@@ -286,10 +286,9 @@ def test_a_prestarted_child_killed_before_the_first_forward_is_replaced(
 
 
 @pytest.fixture
-def no_relay_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_relay_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the test breaks about starting the child is forgotten after it."""
     monkeypatch.setattr(_relay.SHARED, "unavailable", None)
-    yield
 
 
 def relay_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
