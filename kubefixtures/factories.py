@@ -78,9 +78,10 @@ _MODELS = ("kubefixtures.details", "kubefixtures.report.model")
 
 def start_importing(first: Callable[[], None] | None = None) -> None:
     """Import what bringing environments up needs, in a background thread (once). Nothing
-    here talks to a cluster. ``first`` runs in that thread before the imports (it may
-    import modules of the package: never beside another thread's import of them); in a
-    later session of the same process (pytester) it runs alone."""
+    here talks to a cluster. ``first`` runs in that thread once ``kubefixtures.kube`` is
+    imported, before the rest (it may import modules of the package: never beside another
+    thread's import of them); in a later session of the same process (pytester) it runs
+    alone."""
     if _importing and first is None:
         return
     names = () if _importing else _PRELOADED
@@ -106,10 +107,15 @@ def import_models() -> None:
 
 
 def _import_after(first: Callable[[], None] | None, names: Sequence[str]) -> None:
+    # The API package before ``first``: a thread that imports a module of the package first
+    # holds that module's import lock while it waits for the package, and deadlocks with
+    # the connecting thread, whose import of the package imports that module (Python then
+    # hands one of them a partially initialised module: ImportError).
+    _import_all(names[:1])
     if first is not None:
         with contextlib.suppress(Exception):  # best effort: whatever needs it says why
             first()
-    _import_all(names)
+    _import_all(names[1:])
 
 
 def _import_all(names: Sequence[str]) -> None:
