@@ -41,7 +41,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from kubefixtures.kube.errors import PortForwardError
@@ -62,13 +61,11 @@ EXIT_TIMEOUT = 5.0
 # import the API client and the forwarder (half of a 0.2 s start-up). It registers the three
 # packages bare (their directory, no __init__ run), then runs `main`; isolated (-I: no
 # environment variables, no current directory in the path) and without site-packages (-S).
-_PACKAGES = tuple(
-    (name, str(Path(__file__).resolve().parents[depth]))
-    for name, depth in (
-        ("kubefixtures", 2),
-        ("kubefixtures.kube", 1),
-        ("kubefixtures.kube.portforward", 0),
-    )
+_HERE = os.path.dirname(os.path.realpath(__file__))
+_PACKAGES = (
+    ("kubefixtures", os.path.dirname(os.path.dirname(_HERE))),
+    ("kubefixtures.kube", os.path.dirname(_HERE)),
+    ("kubefixtures.kube.portforward", _HERE),
 )
 _CHILD_PROGRAM = f"""\
 import sys, types
