@@ -75,6 +75,8 @@ def test_the_child_relays_to_the_pod_and_ends_with_the_last_forward(api: FakeApi
             relay = current_relay()
             assert relay.pid != os.getpid()
             assert alive(relay.pid)
+            with open(f"/proc/{relay.pid}/cmdline", "rb") as cmdline:
+                assert b"# kubefixtures-relay: " in cmdline.read()  # ps names it
             payload = bytes(range(256)) * 8000
             assert echo(pf.local_port, payload) == b"a:" + payload
         assert relay.process.returncode == 0  # waited for: EOF ended it

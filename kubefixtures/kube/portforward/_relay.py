@@ -68,6 +68,7 @@ _PACKAGES = (
     ("kubefixtures.kube.portforward", _HERE),
 )
 _CHILD_PROGRAM = f"""\
+# {PROCESS_NAME}: the direct route's relay of a test process (what ps shows first)
 import sys, types
 for name, directory in {_PACKAGES!r}:
     package = types.ModuleType(name)
