@@ -64,10 +64,11 @@ def inner_run(
     return result, dict(line.split(" ", 1) for line in lines)
 
 
+@pytest.mark.parametrize("options", [("--kubefixtures-relay=process",), ()], ids=["", "default"])
 def test_the_relay_runs_before_the_first_forward_and_ends_with_the_session(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, options: tuple[str, ...]
 ) -> None:
-    result, seen = inner_run(pytester, monkeypatch, "--kubefixtures-relay=process")
+    result, seen = inner_run(pytester, monkeypatch, *options)
     result.assert_outcomes(passed=1)
     assert seen["collected"] != "none", seen
     assert seen["test"] == seen["collected"]  # the same child, no forward asked for it
@@ -79,10 +80,9 @@ def test_the_relay_runs_before_the_first_forward_and_ends_with_the_session(
     [
         (("--kubefixtures-relay=process", "--kubefixtures-route=forward"), True),
         (("--kubefixtures-relay=thread",), True),
-        ((), True),  # the default
         (("--kubefixtures-relay=process",), False),  # no environment
     ],
-    ids=["route-forward", "relay-thread", "default", "no-environment"],
+    ids=["route-forward", "relay-thread", "no-environment"],
 )
 def test_no_relay_process_where_none_is_needed(
     pytester: pytest.Pytester,
