@@ -3,6 +3,7 @@ spare, and a suite of function-scoped environments, against the same without a p
 
     .venv/bin/python benchmarks/pool.py [--repeats 5] [--suite-repeats 2] [--tests 50]
                                         [--pool 6] [--floor-repeats 5] [--context NAME]
+                                        [--relays thread,process] [--skip-suite]
 
 Same environment as benchmarks/environment_ready.py (tests/integration/environments/shop:
 redis + an HTTP server), same cluster, same run; its helpers do the measuring.
@@ -13,7 +14,9 @@ redis + an HTTP server), same cluster, same run; its helpers do the measuring.
      it started to replace the one it claimed);
    - kubefixtures without a pool (the same suite, the same run otherwise);
    - the kubectl baseline (create namespace, apply, wait, port-forward).
-   Goal: the pool at most 0.2 s from pytest's session start.
+   Goal: the pool at most 0.2 s from pytest's session start. With ``--relays
+   thread,process`` the sides are the pool with each ``--kubefixtures-relay`` instead (the
+   direct route's relay in the test process against the one in a process of its own).
 2. A suite of ``--tests`` tests using a function-scoped environment (a fresh namespace per
    test), each checking both services over the forwarded ports: with the pool warm
    (``--pool`` spares ready before it starts) against without, and against the same tests
@@ -237,9 +240,16 @@ def load() -> str:
 
 
 def session_start(
-    cluster: Cluster, workdir: Path, name: str, repeats: int, context: str | None
+    cluster: Cluster,
+    workdir: Path,
+    name: str,
+    repeats: int,
+    context: str | None,
+    *,
+    relays: tuple[str, ...] = (),
 ) -> dict[str, list[float]]:
-    """Part 1: seconds from pytest's session start to a ready, forwarded environment."""
+    """Part 1: seconds from pytest's session start to a ready, forwarded environment. With
+    ``relays``, the sides are the pool with each ``--kubefixtures-relay`` instead."""
     times: dict[str, list[float]] = {
         "pool": [], "pool fixture": [], "pool cpu": [], "pool session cpu": [], "pool spawn": [],
         "no pool": [],
@@ -251,7 +261,7 @@ def session_start(
     run_kubefixtures(suite, context, one)  # warm-up (caches, images), and the first spare
     settle(cluster, name, keep_spares=True)
     dry = 0  # pool runs that left no spare for the next one
-    sides = ("pool", "no pool", "kubectl")
+    sides = tuple(f"relay {relay}" for relay in relays) or ("pool", "no pool", "kubectl")
     for repeat in range(repeats):
         shift = repeat % len(sides)  # each side goes first, second and last in turn
         for side in sides[shift:] + sides[:shift]:
@@ -260,7 +270,9 @@ def session_start(
                 delete_namespace(context, namespace)
                 note = ""
             else:
-                options = (one,) if side == "pool" else ()
+                options: tuple[str, ...] = (one,) if side == "pool" else ()
+                if side.startswith("relay "):
+                    options = (one, f"--kubefixtures-relay={side.removeprefix('relay ')}")
                 run = run_kubefixtures(suite, context, *options, show=POOL_TROUBLE)
                 seconds = run.from_session
                 left = settle(cluster, name, keep_spares=True)
@@ -276,7 +288,7 @@ def session_start(
                     if not left:
                         dry += 1
                         note += " THE POOL RAN DRY: the next pool run finds no spare"
-            times[side].append(seconds)
+            times.setdefault(side, []).append(seconds)
             print(f"repeat {repeat + 1}: {side:<8} {seconds:.3f} s from session start{note}")
     settle(cluster, name, keep_spares=False)
     print(f"pool runs that left no spare for the next: {dry} of {repeats}")
@@ -324,6 +336,12 @@ def main() -> None:
         "--floor-repeats", type=int, default=5, help="part 3's runs per side (0: skip it)"
     )
     parser.add_argument(
+        "--relays",
+        default="",
+        help="part 1's sides: the pool with each of these --kubefixtures-relay values, "
+        "comma-separated (thread,process), instead of pool, no pool and kubectl",
+    )
+    parser.add_argument(
         "--suite-sides",
         default="pool,no pool,none",
         help="part 2's sides, comma-separated (default: pool,no pool,none)",
@@ -338,7 +356,14 @@ def main() -> None:
             ready = (
                 {}
                 if args.skip_part1
-                else session_start(cluster, Path(scratch), single, args.repeats, args.context)
+                else session_start(
+                    cluster,
+                    Path(scratch),
+                    single,
+                    args.repeats,
+                    args.context,
+                    relays=tuple(relay for relay in args.relays.split(",") if relay),
+                )
             )
             print(f"after part 1: {load()}")
             suite = {} if args.skip_suite else function_suites(cluster, Path(scratch), many, args)
@@ -349,7 +374,14 @@ def main() -> None:
         cluster.close()
     median = statistics.median
     print(f"\nend: {load()}")
-    if ready:
+    relayed = {side: median(ready[side]) for side in ready if side.startswith("relay ")}
+    if relayed:
+        print(
+            f"medians over {args.repeats} repeats, session start to both services answering "
+            "with a warm spare: "
+            + ", ".join(f"{side} {seconds:.3f} s" for side, seconds in relayed.items())
+        )
+    elif ready:
         pool, plain, kubectl = (median(ready[side]) for side in ("pool", "no pool", "kubectl"))
         print(
             f"medians over {args.repeats} repeats, session start to a ready forwarded environment: "

@@ -11,6 +11,7 @@ is configured, and nothing is created before a collected test uses the fixture.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -65,7 +66,7 @@ _PRELOADED = (
     "kubefixtures.leases.renewal",
     "kubefixtures.readiness.wait",
 )
-_importing: list[threading.Thread] = []  # the one import thread, once started
+_importing: list[threading.Thread] = []  # the import thread (later ones: only `first`)
 # What an environment needs once it is up: pydantic and the models built with it (the
 # details, the report's records), about 0.1 s of CPU. Imported by the main thread right
 # after ``prestart`` has started the environments (``import_models``): pydantic's import
@@ -75,13 +76,17 @@ _importing: list[threading.Thread] = []  # the one import thread, once started
 _MODELS = ("kubefixtures.details", "kubefixtures.report.model")
 
 
-def start_importing() -> None:
+def start_importing(first: Callable[[], None] | None = None) -> None:
     """Import what bringing environments up needs, in a background thread (once). Nothing
-    here talks to a cluster."""
-    if _importing:
+    here talks to a cluster. ``first`` runs in that thread once ``kubefixtures.kube`` is
+    imported, before the rest (it may import modules of the package: never beside another
+    thread's import of them); in a later session of the same process (pytester) it runs
+    alone."""
+    if _importing and first is None:
         return
+    names = () if _importing else _PRELOADED
     thread = threading.Thread(
-        target=_import_all, args=(_PRELOADED,), name="kubefixtures-import", daemon=True
+        target=_import_after, args=(first, names), name="kubefixtures-import", daemon=True
     )
     _importing.append(thread)
     thread.start()
@@ -99,6 +104,18 @@ def imported() -> None:
 def import_models() -> None:
     """Import pydantic's models (``_MODELS``), here, in the calling thread."""
     _import_all(_MODELS)
+
+
+def _import_after(first: Callable[[], None] | None, names: Sequence[str]) -> None:
+    # The API package before ``first``: a thread that imports a module of the package first
+    # holds that module's import lock while it waits for the package, and deadlocks with
+    # the connecting thread, whose import of the package imports that module (Python then
+    # hands one of them a partially initialised module: ImportError).
+    _import_all(names[:1])
+    if first is not None:
+        with contextlib.suppress(Exception):  # best effort: whatever needs it says why
+            first()
+    _import_all(names[1:])
 
 
 def _import_all(names: Sequence[str]) -> None:

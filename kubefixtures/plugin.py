@@ -99,8 +99,9 @@ def pytest_configure(config: pytest.Config) -> None:
         state.warm_up()  # connect (read-only) while pytest starts the session and collects
         if workerinput is not None or not getattr(config.option, "numprocesses", None):
             # Beside it, what the first environment needs (not on an xdist controller: its
-            # workers bring the environments up).
-            factories.start_importing()
+            # workers bring the environments up), and first the relay process if the
+            # settings want one.
+            factories.start_importing(first=state.start_relay)
         state.arm_cancel()  # SIGTERM/SIGINT/SIGHUP: tear down at once (kubefixtures.cancel)
 
 

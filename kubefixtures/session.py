@@ -26,6 +26,7 @@ from kubefixtures.settings import Settings
 if TYPE_CHECKING:
     from kubefixtures.details import Environment
     from kubefixtures.kube import Cluster
+    from kubefixtures.kube.portforward import PrestartedRelay
     from kubefixtures.provisioning.base import Provisioning, SessionView
     from kubefixtures.provisioning.pooled import SparePool
     from kubefixtures.rendering import Secrets
@@ -60,6 +61,8 @@ class SessionState:
         self._closed = False
         self._alive: list[AliveEnvironment] = []
         self._cancel_armed = False
+        self._relay: PrestartedRelay | None = None  # the relay process, started early
+        self._relay_over = False  # the session let go of it (close): start none
         self.worker_pids: list[int] = []  # pytest-xdist's controller: its workers
         self.summary_lines: list[str] = []  # printed at the end of the run (kept namespaces)
         self.report = Collector()  # environments, phases, outcome: the summary and the report
@@ -246,6 +249,23 @@ class SessionState:
         with contextlib.suppress(Exception):
             self.cluster()
 
+    def start_relay(self) -> None:
+        """With ``--kubefixtures-relay=process`` and a route that may be direct, start the
+        relay process now (pytest is still collecting) rather than on the first direct
+        forward, where its start-up would delay the first connections; it lives until
+        ``close``. Never fails (a relay that cannot start is a warning; the forwards then
+        relay in this process)."""
+        if self.settings.relay != "process" or self.settings.route == "forward":
+            return
+        from kubefixtures.kube.portforward import prestart_relay
+
+        relay: PrestartedRelay | None = prestart_relay()
+        with self._lock:
+            if not self._relay_over:
+                self._relay, relay = relay, None
+        if relay is not None:  # the session closed meanwhile
+            relay.release()
+
     def prestart(self, key: object, lifecycle: Provisioning) -> None:
         """Start ``lifecycle.setup()`` in the background; ``claim(key)`` collects it later."""
         with self._lock:
@@ -310,6 +330,11 @@ class SessionState:
             clusters, self._clusters = list(self._clusters.values()), {}
         for cluster in clusters:
             cluster.close()
+        with self._lock:  # after the environments: their forwards are stopped by now
+            self._relay_over = True
+            relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.release()
 
 
 SESSION_KEY = pytest.StashKey[SessionState]()

@@ -267,7 +267,7 @@ class Settings:
     report: str | None = None
     route: Route = "auto"
     direct_address: Address = "local"
-    relay: Relay = "thread"
+    relay: Relay = "process"
 
     @property
     def claims_spares(self) -> bool:

@@ -4,8 +4,8 @@ relayed by a child process of the test process (kubefixtures.kube.portforward._r
 One inner pytest run, two modules, each with an environment of its own (the catalog's
 redis and the testserver, module-scoped): the first goes through the relay with redis-py
 and httpx and follows a pod restart; the second kills the relay (SIGKILL) and connects
-again. Each writes the relay's process id down; once the run is over, no relay process may
-be left.
+again. Each writes the relay's process id down; the first must be the one started while pytest
+collected (before any forward); once the run is over, no relay process may be left.
 """
 
 from __future__ import annotations
@@ -45,6 +45,14 @@ def relay_pid() -> int:
     with open(os.environ["RELAY_PIDS"], "a") as pids:
         pids.write(f"{{relay.pid}}\\n")
     return relay.pid
+
+
+def pytest_collection_modifyitems(items):
+    # Before any environment comes up: the relay process started early is running.
+    relay = _relay.SHARED.current
+    assert relay is not None, "no relay process before the first forward"
+    with open(os.environ["EARLY_PID"], "w") as early:
+        early.write(str(relay.pid))
 
 
 def wait_until(condition, timeout=120.0):
@@ -134,6 +142,7 @@ def test_redis_and_httpx_through_the_relay_process_restarts_and_a_killed_relay(
     (tmp_path / "test_a.py").write_text(FIRST.format(**names))
     (tmp_path / "test_b.py").write_text(SECOND.format(**names))
     pids = tmp_path / "pids"
+    early = tmp_path / "early"
     try:
         result = run_pytest(
             tmp_path,
@@ -142,12 +151,18 @@ def test_redis_and_httpx_through_the_relay_process_restarts_and_a_killed_relay(
             "--kubefixtures-image-overrides=redis:7=kubefixtures.local/redis:7.0",
             "-p",
             "no:randomly",
-            env=environ(RELAY_PIDS=str(pids), KUBECTL_CONTEXT=kubefixtures_cluster.context or ""),
+            env=environ(
+                RELAY_PIDS=str(pids),
+                EARLY_PID=str(early),
+                KUBECTL_CONTEXT=kubefixtures_cluster.context or "",
+            ),
         )
         assert result.returncode == 0, output(result)
         assert "3 passed" in result.stdout, output(result)
-        recorded = {int(line) for line in pids.read_text().split()}
-        assert recorded
+        in_order = [int(line) for line in pids.read_text().split()]
+        # The first forwards were served by the relay started while pytest collected.
+        assert in_order[0] == int(early.read_text())
+        recorded = set(in_order)
         assert os.getpid() not in recorded
         assert not [pid for pid in recorded if alive(pid)], "a relay process outlived the run"
     finally:

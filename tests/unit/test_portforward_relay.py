@@ -75,6 +75,8 @@ def test_the_child_relays_to_the_pod_and_ends_with_the_last_forward(api: FakeApi
             relay = current_relay()
             assert relay.pid != os.getpid()
             assert alive(relay.pid)
+            with open(f"/proc/{relay.pid}/cmdline", "rb") as cmdline:
+                assert b"# kubefixtures-relay: " in cmdline.read()  # ps names it
             payload = bytes(range(256)) * 8000
             assert echo(pf.local_port, payload) == b"a:" + payload
         assert relay.process.returncode == 0  # waited for: EOF ended it
@@ -241,3 +243,132 @@ def test_a_child_whose_parent_is_killed_exits_by_itself() -> None:
     while alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(child)
+
+
+# -- started early (`prestart`), and children that do not start -----------------------------
+def test_a_prestarted_child_serves_the_first_forward_and_ends_with_the_last_user(
+    api: FakeApiServer,
+) -> None:
+    early = _relay.prestart()
+    relay = current_relay()
+    assert early.pid == relay.pid
+    assert alive(relay.pid)
+    wait_until(lambda: relay.ready)  # started up before any forward asked for it
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with relayed(api) as pf:
+            assert current_relay() is relay
+            assert echo(pf.local_port, b"early") == b"a:early"
+        assert alive(relay.pid)  # the early reference still holds it
+        early.release()
+    assert relay.process.returncode == 0
+    assert not alive(relay.pid)
+    early.release()  # once is enough
+
+
+def test_a_prestarted_child_killed_before_the_first_forward_is_replaced(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    early = _relay.prestart()
+    killed = current_relay()
+    wait_until(lambda: killed.ready)
+    os.kill(killed.pid, signal.SIGKILL)
+    wait_until(lambda: killed.lost is not None)
+    assert "was killed by SIGKILL; the next forward starts a new one" in caplog.text
+    try:
+        with pod("a") as web_a:
+            api.pod_port = web_a.port
+            with relayed(api) as pf:
+                assert current_relay() is not killed
+                assert alive(current_relay().pid)
+                assert echo(pf.local_port, b"again") == b"a:again"
+    finally:
+        early.release()
+    assert not alive(killed.pid)
+
+
+@pytest.fixture
+def no_relay_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the test breaks about starting the child is forgotten after it."""
+    monkeypatch.setattr(_relay.SHARED, "unavailable", None)
+
+
+def relay_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelname == "WARNING" and "relay" in record.getMessage()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("interpreter", "why"),
+    [
+        # Starts, and exits at once without a word: as a child whose imports fail does.
+        ("/bin/false", "the relay process (pid *) exited with status 1"),
+        ("/nonexistent/python3", "cannot start it: No such file or directory"),
+    ],
+)
+@pytest.mark.usefixtures("no_relay_process")
+def test_a_child_that_cannot_start_forwards_serve_here_with_one_warning(
+    api: FakeApiServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    interpreter: str,
+    why: str,
+) -> None:
+    import fnmatch
+
+    monkeypatch.setattr(_relay.sys, "executable", interpreter)
+    early = _relay.prestart()
+    started = _relay.SHARED.current
+    wait_until(lambda: _relay.SHARED.unavailable is not None)
+    try:
+        with pod("a") as web_a:
+            api.pod_port = web_a.port
+            with relayed(api) as first, relayed(api) as second:
+                assert echo(first.local_port, b"1") == b"a:1"
+                assert echo(second.local_port, b"2") == b"a:2"
+                assert _relay.SHARED.current is started  # no second try
+    finally:
+        early.release()
+    warnings = relay_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    expected = f"no relay process ({why}): the direct route's 127.0.0.1 ports are relayed *"
+    assert fnmatch.fnmatch(warnings[0], expected), warnings
+
+
+@pytest.mark.usefixtures("no_relay_process")
+def test_a_forward_that_finds_the_child_dying_at_start_up_serves_here(
+    api: FakeApiServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward acquires the child before it has died: it hears of it (EOF) and serves
+    here, without a warning of its own."""
+    monkeypatch.setattr(_relay.sys, "executable", "/bin/false")
+    with pod("a") as web_a:
+        api.pod_port = web_a.port
+        with relayed(api) as pf:
+            wait_until(lambda: _relay.SHARED.unavailable is not None)
+            wait_until(lambda: echo(pf.local_port, b"here") == b"a:here")
+    assert len(relay_warnings(caplog)) == 1, relay_warnings(caplog)
+
+
+def test_the_child_starts_without_the_packages_init_modules() -> None:
+    """Its start-up is an interpreter and the few modules it runs (checked: not the API
+    client, not the forwarder), isolated from the environment."""
+    program = _relay._CHILD_PROGRAM.replace(
+        "from kubefixtures.kube.portforward._relay import main\nmain()\n",
+        "import kubefixtures.kube.portforward._relay\n"
+        "print(sorted(name for name in sys.modules if name.startswith('kubefixtures')))\n",
+    )
+    assert program != _relay._CHILD_PROGRAM
+    loaded = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", program],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="/",
+    ).stdout
+    assert "kubefixtures.kube.portforward._relay" in loaded
+    for heavy in ("kubefixtures.kube.client", "_forwarder", "kubefixtures.factories", "'ssl'"):
+        assert heavy not in loaded, loaded

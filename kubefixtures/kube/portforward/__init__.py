@@ -74,6 +74,7 @@ from kubefixtures.kube.portforward._forwarder import (
     Route,
     Transport,
 )
+from kubefixtures.kube.portforward._relay import PrestartedRelay, prestart
 
 if TYPE_CHECKING:
     from kubefixtures.kube.config import ClusterConfig
@@ -90,12 +91,14 @@ __all__ = [
     "NoReadyEndpointsError",
     "PortForwardError",
     "PortForwardForbiddenError",
+    "PrestartedRelay",
     "Relay",
     "Route",
     "ServiceNotFoundError",
     "ServicePortForward",
     "Transport",
     "TunnelError",
+    "prestart_relay",
     "stray_answer",
 ]
 
@@ -301,3 +304,12 @@ def stray_answer(
         )
     finally:
         _loop.SHARED.release()
+
+
+def prestart_relay() -> PrestartedRelay:
+    """Starts the ``relay="process"`` child now, before the first forward needs it, so that
+    its start-up (an interpreter and its imports) is not on the first connections' path.
+    Hold the result while forwards may come; its ``release()`` lets the child go (the last
+    user ends it and waits for it). Never raises: a child that cannot start is said once,
+    in a warning, and the forwards serve their connections in this process."""
+    return prestart()

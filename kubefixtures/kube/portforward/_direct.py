@@ -26,13 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import itertools
 import os
 import socket
 import struct
 from collections.abc import Callable, Collection
-from pathlib import Path
 
 # Bytes moved per splice(2) call. Large, so that a bulk transfer costs few trips through
 # the event loop (benchmarks/direct_route.py); a pipe holds this much if the system allows
@@ -114,6 +112,10 @@ def routed_here(address: str, routes: str = "/proc/net/route") -> bool:
     transparent proxy or a gateway may accept the connection in the pod's place, so a probe
     that succeeds there proves nothing. IPv6, loopback, and systems without Linux's IPv4
     routing table are not judged (True)."""
+    # Here, not at the top: the relay process imports this module for the splice alone,
+    # and its start-up is on a session's path.
+    import ipaddress
+
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -121,7 +123,8 @@ def routed_here(address: str, routes: str = "/proc/net/route") -> bool:
     if ip.version != 4 or ip.is_loopback:
         return True
     try:
-        lines = Path(routes).read_text().splitlines()[1:]
+        with open(routes) as table:
+            lines = table.read().splitlines()[1:]
     except OSError:
         return True
     wanted = int(ip)

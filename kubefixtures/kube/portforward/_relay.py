@@ -13,15 +13,19 @@ at once), then hands a duplicate to the child over a Unix SOCK_SEQPACKET socketp
                      target(id, {pod, address, port} | null)   the forward's current pod
                      fatal(id, message)      waiting connections are dropped with it
                      close(id)               answered by closed(id)
-    child -> parent  log(level, message)     logged on "kubefixtures.portforward"
+    child -> parent  ready                   once it serves (its start-up went well)
+                     log(level, message)     logged on "kubefixtures.portforward"
                      closed(id)
 
-One child per test process serves every forward of it; the first forward that needs it
-starts it, the last one to stop ends it and waits for it. A child whose parent dies reads
-EOF on the socketpair and exits. A parent whose child dies reads EOF too: each forward then
-serves its listening socket (it kept its own descriptor) in this process, as
-``relay="thread"`` does, and says so in a warning; connections in flight were the child's
-and are gone with it.
+One child per test process serves every forward of it; the first user starts it (a forward,
+or `prestart`, which the pytest session calls while pytest collects so that the start-up is
+off the first connections' path), the last one to let go ends it and waits for it. A child
+whose parent dies reads EOF on the socketpair and exits. A parent whose child dies reads EOF
+too: each forward then serves its listening socket (it kept its own descriptor) in this
+process, as ``relay="thread"`` does, and says so in a warning; connections in flight were
+the child's and are gone with it. A child that cannot start (no process, or one that dies
+before it says ``ready``) is not tried again: one warning, and every forward of this
+process serves its connections here.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubefixtures.kube.errors import PortForwardError
@@ -51,6 +56,27 @@ MAX_MESSAGE = 65536
 # for the child to exit after EOF (it is then killed).
 CLOSE_TIMEOUT = 10.0
 EXIT_TIMEOUT = 5.0
+
+# The child needs the standard library and five modules of this package, whose __init__s
+# import the API client and the forwarder (half of a 0.2 s start-up). It registers the three
+# packages bare (their directory, no __init__ run), then runs `main`; isolated (-I: no
+# environment variables, no current directory in the path) and without site-packages (-S).
+_HERE = os.path.dirname(os.path.realpath(__file__))
+_PACKAGES = (
+    ("kubefixtures", os.path.dirname(os.path.dirname(_HERE))),
+    ("kubefixtures.kube", os.path.dirname(_HERE)),
+    ("kubefixtures.kube.portforward", _HERE),
+)
+_CHILD_PROGRAM = f"""\
+# {PROCESS_NAME}: the direct route's relay of a test process (what ps shows first)
+import sys, types
+for name, directory in {_PACKAGES!r}:
+    package = types.ModuleType(name)
+    package.__path__ = [directory]
+    sys.modules[name] = package
+from {__name__} import main
+main()
+"""
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -68,22 +94,17 @@ class RelayProcess:
     """The child process and the parent's end of its socketpair; a reader thread logs what
     the child says and tells the listeners when it is gone."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start_failure: Callable[[str], None] | None = None) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            package_root = os.path.dirname(
-                os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-            )
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(
-                path for path in (package_root, env.get("PYTHONPATH", "")) if path
-            )
             level = log.getEffectiveLevel()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(child_end.fileno()), str(level)],
+                [
+                    *(sys.executable, "-I", "-S", "-c", _CHILD_PROGRAM),
+                    *(str(child_end.fileno()), str(level)),
+                ],
                 pass_fds=(child_end.fileno(),),
                 stdin=subprocess.DEVNULL,
-                env=env,
             )
         except BaseException:
             parent_end.close()
@@ -97,6 +118,9 @@ class RelayProcess:
         self._next_id = 0
         self._stopping = False
         self.lost: str | None = None  # why the child is gone, once it is
+        self.ready = False  # it said so: it started up
+        # Called with why, from the reader thread, if the child dies before it is ready.
+        self.on_start_failure = on_start_failure
         self.users = 0  # forwards using it (the share counts them)
         self._reader = threading.Thread(
             target=self._read, name=f"{PROCESS_NAME}-reader", daemon=True
@@ -143,19 +167,32 @@ class RelayProcess:
             except (ValueError, KeyError, TypeError):
                 log.warning("relay process sent an unreadable message: %r", data[:200])
                 continue
-            if op == "log":
-                log.log(int(message.get("level", logging.WARNING)), "%s", message.get("message"))
-            elif op == "closed":
-                with self._lock:
-                    listener = self._listeners.get(int(message.get("id", 0)))
-                if listener is not None:
-                    listener.closed_by_relay()
-        if self._stopping:
-            return
+            self._received(op, message)
+        if not self._stopping:
+            self._gone()
+
+    def _received(self, op: str, message: dict[str, Any]) -> None:
+        if op == "ready":
+            self.ready = True
+        elif op == "log":
+            log.log(int(message.get("level", logging.WARNING)), "%s", message.get("message"))
+        elif op == "closed":
+            with self._lock:
+                listener = self._listeners.get(int(message.get("id", 0)))
+            if listener is not None:
+                listener.closed_by_relay()
+
+    def _gone(self) -> None:
+        """The child closed its channel without being asked: tell whoever is concerned."""
         why = self._why_gone()
         with self._lock:
             self.lost = why
             listeners = list(self._listeners.values())
+        if not self.ready:
+            if self.on_start_failure is not None:
+                self.on_start_failure(why)  # one warning for them all
+        elif not listeners:
+            log.warning("%s; the next forward starts a new one", why)
         for listener in listeners:
             listener.relay_lost(why)
 
@@ -193,14 +230,32 @@ class _Share:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.current: RelayProcess | None = None
+        # Why no relay process can start here, once one failed to: not tried again.
+        self.unavailable: str | None = None
 
-    def acquire(self) -> RelayProcess:
-        """The relay, started if needed (or if the last one died); pair with `release()`."""
+    def acquire(self) -> RelayProcess | None:
+        """The relay, started if needed (or if the last one died), or None when no relay
+        process can start here (said once, in a warning): pair a relay with `release()`."""
         with self._lock:
+            if self.unavailable is not None:
+                return None
             if self.current is None or self.current.lost is not None:
-                self.current = RelayProcess()
+                try:
+                    self.current = RelayProcess(on_start_failure=self._start_failed)
+                except OSError as error:
+                    self._start_failed(f"cannot start it: {error.strerror or error}")
+                    return None
             self.current.users += 1
             return self.current
+
+    def _start_failed(self, why: str) -> None:
+        # Under our lock, or from the reader thread of a relay that died before `ready`.
+        self.unavailable = why
+        log.warning(
+            "no relay process (%s): the direct route's 127.0.0.1 ports are relayed in the "
+            "test process",
+            why,
+        )
 
     def release(self, relay: RelayProcess) -> None:
         with self._lock:
@@ -213,6 +268,30 @@ class _Share:
 
 
 SHARED = _Share()
+
+
+class PrestartedRelay:
+    """One reference to the shared relay process, taken before any forward needs it (see
+    `prestart`); `release()` lets it go (the last user stops the process and waits)."""
+
+    def __init__(self) -> None:
+        self._relay = SHARED.acquire()
+
+    @property
+    def pid(self) -> int | None:
+        return self._relay.pid if self._relay is not None else None
+
+    def release(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            SHARED.release(relay)
+
+
+def prestart() -> PrestartedRelay:
+    """Starts the relay process now, so that the first direct forwards find it running.
+    Never fails: a relay that cannot start is said once, in a warning, and the forwards
+    serve their connections in this process."""
+    return PrestartedRelay()
 
 
 class RelayedListener:
@@ -241,14 +320,8 @@ class RelayedListener:
         self._in_process: DirectListener | None = None  # after the relay was lost
         self._relay: RelayProcess | None = None
         self._id = 0
-        try:
-            relay = SHARED.acquire()
-        except OSError as error:
-            log.warning(
-                "%s: cannot start the relay process (%s); served in this process",
-                what,
-                error.strerror or error,
-            )
+        relay = SHARED.acquire()
+        if relay is None:  # no relay process here: SHARED said why, once
             self._serve_here()
             return
         self._relay = relay
@@ -306,6 +379,8 @@ class RelayedListener:
         relay.unregister(self._id)
         if self._closed:
             self._reply_closed()
+        elif not relay.ready:  # it never started: SHARED said so, once
+            self._serve_here()
         else:
             log.warning(
                 "%s: %s; connections to 127.0.0.1:%s are relayed in this process from now on",
@@ -474,6 +549,8 @@ class _Child:
 
 async def _serve(channel: socket.socket) -> None:
     child = _Child(channel)
+    with contextlib.suppress(OSError):  # the parent gone: EOF ends us
+        channel.send(_encode({"op": "ready"}))
     try:
         await child.done
     finally:
@@ -481,7 +558,8 @@ async def _serve(channel: socket.socket) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m kubefixtures.kube.portforward._relay FD LEVEL``: serve until EOF on FD."""
+    """``python -m kubefixtures.kube.portforward._relay FD LEVEL`` (or `_CHILD_PROGRAM`):
+    serve until EOF on FD."""
     arguments = sys.argv[1:] if argv is None else argv
     fd, level = int(arguments[0]), int(arguments[1])
     # Ctrl-C in the test run reaches the whole process group: the parent decides when we
