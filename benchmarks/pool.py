@@ -428,7 +428,7 @@ def main() -> None:
             f"  pytest's own share after session start plus those imports: "
             f"{bare_cpu + own + models:.3f} s of CPU on one interpreter (goal 0.2 s of wall time)"
         )
-        if ready:
+        if ready.get("pool spawn"):  # part 1 measured the pool side
             added = median(ready["pool spawn"]) - median(floor["spawn to end"])
             print(
                 f"  with a warm spare, kubefixtures adds {added:.3f} s to a pytest run from spawn "
