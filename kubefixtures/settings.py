@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field
 from types import MappingProxyType
@@ -48,6 +49,10 @@ ADDRESSES: tuple[Address, ...] = ("local", "service")
 # What moves a direct route's bytes (the forwarder's `Relay`, kept here for the same reason).
 Relay = Literal["thread", "process"]
 RELAYS: tuple[Relay, ...] = ("thread", "process")
+# The relay process is handed its sockets over a Unix SOCK_SEQPACKET socketpair, which
+# Linux has (and where the pod network is reachable, it mostly is Linux); elsewhere the
+# relay stays in the test process rather than warn in every session.
+DEFAULT_RELAY: Relay = "process" if sys.platform.startswith("linux") else "thread"
 
 
 @dataclass(frozen=True)
@@ -225,7 +230,8 @@ OPTIONS: tuple[Option, ...] = (
         "string",
         "what moves the bytes of a Service on the direct route served on 127.0.0.1: thread "
         "(an event-loop thread in the test process) or process (a child process, which busy "
-        "Python threads in the test process do not slow down)",
+        "Python threads in the test process do not slow down; Linux only, and its default "
+        "there: thread elsewhere)",
         metavar="|".join(RELAYS),
     ),
 )
@@ -267,7 +273,7 @@ class Settings:
     report: str | None = None
     route: Route = "auto"
     direct_address: Address = "local"
-    relay: Relay = "process"
+    relay: Relay = DEFAULT_RELAY
 
     @property
     def claims_spares(self) -> bool:

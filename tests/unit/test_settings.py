@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -139,7 +140,7 @@ def test_relay_from_option_or_ini_key_and_the_same_as_the_forwarder() -> None:
     from kubefixtures.kube.portforward import RELAYS, Relay
     from kubefixtures.settings import RELAYS as SETTINGS_RELAYS
 
-    assert Settings().relay == "process"
+    assert Settings().relay == ("process" if sys.platform.startswith("linux") else "thread")
     ini = {"kubefixtures_relay": "process"}
     assert Settings.from_config(FakeConfig(ini=ini)).relay == "process"
     options = {"kubefixtures_relay": " Thread "}
