@@ -123,7 +123,13 @@ class FakeApiServer:
                 writer.transport.abort()
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             if tasks:
-                await asyncio.wait(tasks, timeout=5)
+                await asyncio.wait(tasks, timeout=1)
+                # A watch that registered its queue after the None above waits on it for
+                # ever (its aborted writer does not wake it): left pending, its task would
+                # be destroyed with the loop, an unraisable error in whatever test ran then.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         self._call(shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
