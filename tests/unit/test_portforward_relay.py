@@ -249,7 +249,7 @@ def test_a_child_whose_parent_is_killed_exits_by_itself() -> None:
 def test_a_prestarted_child_serves_the_first_forward_and_ends_with_the_last_user(
     api: FakeApiServer,
 ) -> None:
-    early = _relay.prestart()
+    early = _relay.PrestartedRelay()
     relay = current_relay()
     assert early.pid == relay.pid
     assert alive(relay.pid)
@@ -269,7 +269,7 @@ def test_a_prestarted_child_serves_the_first_forward_and_ends_with_the_last_user
 def test_a_prestarted_child_killed_before_the_first_forward_is_replaced(
     api: FakeApiServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    early = _relay.prestart()
+    early = _relay.PrestartedRelay()
     killed = current_relay()
     wait_until(lambda: killed.ready)
     os.kill(killed.pid, signal.SIGKILL)
@@ -320,7 +320,7 @@ def test_a_child_that_cannot_start_forwards_serve_here_with_one_warning(
     import fnmatch
 
     monkeypatch.setattr(_relay.sys, "executable", interpreter)
-    early = _relay.prestart()
+    early = _relay.PrestartedRelay()
     started = _relay.SHARED.current
     wait_until(lambda: _relay.SHARED.unavailable is not None)
     try:

@@ -74,10 +74,10 @@ from kubefixtures.kube.portforward._forwarder import (
     Route,
     Transport,
 )
-from kubefixtures.kube.portforward._relay import PrestartedRelay, prestart
 
 if TYPE_CHECKING:
     from kubefixtures.kube.config import ClusterConfig
+    from kubefixtures.kube.portforward._relay import PrestartedRelay
 
 __all__ = [
     "ADDRESSES",
@@ -312,4 +312,15 @@ def prestart_relay() -> PrestartedRelay:
     Hold the result while forwards may come; its ``release()`` lets the child go (the last
     user ends it and waits for it). Never raises: a child that cannot start is said once,
     in a warning, and the forwards serve their connections in this process."""
-    return prestart()
+    from kubefixtures.kube.portforward._relay import PrestartedRelay
+
+    return PrestartedRelay()
+
+
+def __getattr__(name: str) -> Any:
+    # The relay's module is imported on first use (PEP 562): with relay="thread", never.
+    if name == "PrestartedRelay":
+        from kubefixtures.kube.portforward import _relay
+
+        return _relay.PrestartedRelay
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

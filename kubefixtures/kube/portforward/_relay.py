@@ -18,7 +18,7 @@ at once), then hands a duplicate to the child over a Unix SOCK_SEQPACKET socketp
                      closed(id)
 
 One child per test process serves every forward of it; the first user starts it (a forward,
-or `prestart`, which the pytest session calls while pytest collects so that the start-up is
+or a `PrestartedRelay`, which the pytest session takes while pytest collects so that the start-up is
 off the first connections' path), the last one to let go ends it and waits for it. A child
 whose parent dies reads EOF on the socketpair and exits. A parent whose child dies reads EOF
 too: each forward then serves its listening socket (it kept its own descriptor) in this
@@ -271,8 +271,10 @@ SHARED = _Share()
 
 
 class PrestartedRelay:
-    """One reference to the shared relay process, taken before any forward needs it (see
-    `prestart`); `release()` lets it go (the last user stops the process and waits)."""
+    """One reference to the shared relay process, taken before any forward needs it, so
+    that the first direct forwards find it running; `release()` lets it go (the last user
+    stops the process and waits). Never fails: a relay that cannot start is said once, in a
+    warning, and the forwards serve their connections in this process."""
 
     def __init__(self) -> None:
         self._relay = SHARED.acquire()
@@ -285,13 +287,6 @@ class PrestartedRelay:
         relay, self._relay = self._relay, None
         if relay is not None:
             SHARED.release(relay)
-
-
-def prestart() -> PrestartedRelay:
-    """Starts the relay process now, so that the first direct forwards find it running.
-    Never fails: a relay that cannot start is said once, in a warning, and the forwards
-    serve their connections in this process."""
-    return PrestartedRelay()
 
 
 class RelayedListener:
